@@ -1,0 +1,74 @@
+# ChatFlow developer commands. Every target sets up what it needs first.
+SHELL := /bin/bash
+export SAM_CLI_TELEMETRY := 0
+PYTHON ?= python3
+VENV := .venv
+SAM_VENV := .venv-sam
+BIN := $(VENV)/bin
+SAM := $(SAM_VENV)/bin/sam
+REGION ?= us-east-1
+# sam build needs the Lambda runtime's Python (3.12) on PATH; pyenv exposes it this way.
+SAM_PYENV ?= 3.11.7:3.12.1
+
+.DEFAULT_GOAL := help
+.PHONY: help venv test check lint format typecheck unit validate build bench lock clean run invoke
+
+help:
+	@echo "make run     start the whole stack locally (no AWS account, no Docker)"
+	@echo "make test    lint, format check, types, every test, sam validate (what CI runs)"
+	@echo "make build   sam build, then precompile the output to .pyc"
+	@echo "make bench   benchmarks (AWS calls per operation, cold start); writes docs/benchmarks.md"
+	@echo "make lock    re-freeze requirements/dev.txt from requirements/dev.in"
+
+$(BIN)/.stamp: requirements/dev.txt layers/shared/python/requirements.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements/dev.txt
+	touch $@
+
+$(SAM_VENV)/.stamp: requirements/sam.txt
+	test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(SAM_VENV)/bin/python -m pip install --quiet -r requirements/sam.txt
+	touch $@
+
+venv: $(BIN)/.stamp $(SAM_VENV)/.stamp
+
+lock:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -r requirements/dev.in
+	( echo "# Frozen from requirements/dev.in by 'make lock'; do not edit by hand."; \
+	  $(BIN)/python -m pip freeze --exclude-editable ) > requirements/dev.txt
+
+lint: $(BIN)/.stamp
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(BIN)/.stamp
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+typecheck: $(BIN)/.stamp
+	$(BIN)/mypy layers/shared/python/chatflow
+	$(BIN)/mypy functions tests bench
+
+unit: $(BIN)/.stamp
+	$(BIN)/pytest -q -n auto
+
+validate: $(SAM_VENV)/.stamp
+	$(SAM) validate --region $(REGION)
+	$(SAM) validate --lint --region $(REGION)
+
+check: lint typecheck unit validate
+
+test: check
+
+build: $(SAM_VENV)/.stamp
+	PYENV_VERSION=$(SAM_PYENV) $(SAM) build
+	PYENV_VERSION=$(SAM_PYENV) python3.12 -m compileall -q -j 0 --invalidation-mode unchecked-hash .aws-sam/build
+
+bench: $(BIN)/.stamp
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf $(VENV) $(SAM_VENV) .aws-sam .mypy_cache .pytest_cache .ruff_cache

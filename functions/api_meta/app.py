@@ -1,0 +1,39 @@
+"""``GET /v1/health`` and ``GET /v1/openapi.json`` (the document of every HTTP route).
+
+The OpenAPI document is generated from the same routers and models the API functions
+serve; building it needs no AWS access, so the services below are never created.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import NoReturn
+
+from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
+
+from chatflow.api.chat_routes import chat_router
+from chatflow.api.http import build_resolver, http_handler
+from chatflow.api.identity_routes import identity_router
+from chatflow.api.meta_routes import meta_router
+
+
+def _documentation_only() -> NoReturn:
+    raise RuntimeError("this function only documents the API; the routes run in their own functions")
+
+
+@cache
+def openapi_json() -> str:
+    documented = build_resolver(
+        [identity_router(_documentation_only), chat_router(_documentation_only), meta_router(openapi_json)]
+    )
+    return documented.get_openapi_json_schema(
+        title="ChatFlow API",
+        version="1.0.0",
+        description="Chat, SMS gateway and SMS campaigns. Errors: {error: {code, message, details}}.",
+        security_schemes={"bearerAuth": HTTPBearer(scheme="bearer")},
+        security=[{"bearerAuth": []}],
+    )
+
+
+app = build_resolver([meta_router(openapi_json)])
+lambda_handler = http_handler(app)

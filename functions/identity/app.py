@@ -1,0 +1,36 @@
+"""Identity API: sessions and profiles (``POST/DELETE /v1/sessions``, ``/v1/users/me``)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from functools import cache
+
+from chatflow.adapters import aws
+from chatflow.adapters.chat_store import DynamoChatRepository
+from chatflow.adapters.identity_store import DynamoSessionRepository, DynamoUserRepository
+from chatflow.api.http import build_resolver, http_handler
+from chatflow.api.identity_routes import identity_router
+from chatflow.domain.clock import utc_now
+from chatflow.domain.identity import IdentityService
+from chatflow.settings import AwsSettings, IdentitySettings, TableSettings, load
+
+AWS = load(AwsSettings)
+TABLES = load(TableSettings)
+IDENTITY = load(IdentitySettings)
+
+
+@cache
+def identity() -> IdentityService:
+    client = aws.dynamodb(AWS.region)
+    return IdentityService(
+        users=DynamoUserRepository(TABLES.users_table, client),
+        sessions=DynamoSessionRepository(TABLES.users_table, client),
+        clock=utc_now,
+        session_ttl=timedelta(days=IDENTITY.session_ttl_days),
+        operators=frozenset(IDENTITY.operator_phone_numbers),
+        chats=DynamoChatRepository(TABLES.chats_table, client),
+    )
+
+
+app = build_resolver([identity_router(identity)])
+lambda_handler = http_handler(app)

@@ -1,0 +1,42 @@
+"""boto3 clients: made once per execution environment, lazily, on first use."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import TYPE_CHECKING
+
+import boto3
+from botocore.config import Config
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+    from mypy_boto3_secretsmanager.client import SecretsManagerClient
+
+# Retries with backoff for throttling, and short timeouts: a Lambda must not hang.
+_CONFIG = Config(
+    retries={"max_attempts": 5, "mode": "standard"},
+    connect_timeout=3,
+    read_timeout=10,
+    max_pool_connections=32,
+)
+
+
+@cache
+def dynamodb(region: str) -> DynamoDBClient:
+    return boto3.client("dynamodb", region_name=region, config=_CONFIG)
+
+
+@cache
+def secretsmanager(region: str) -> SecretsManagerClient:
+    return boto3.client("secretsmanager", region_name=region, config=_CONFIG)
+
+
+def read_secret(region: str, secret_id: str) -> bytes:
+    value = secretsmanager(region).get_secret_value(SecretId=secret_id)
+    return value["SecretString"].encode("utf-8")
+
+
+def reset_clients() -> None:
+    """Forget the cached clients (tests that start a fresh AWS mock call this)."""
+    dynamodb.cache_clear()
+    secretsmanager.cache_clear()

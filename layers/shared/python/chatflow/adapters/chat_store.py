@@ -1,0 +1,474 @@
+"""Chats, messages and inboxes in the chats table.
+
+Items (PK / SK), and why (see docs/architecture.md for every access pattern):
+- ``CHAT#<id>`` / ``META``: the chat, its members with their delivered/read markers,
+  ``lastSeq`` and ``lastMessage``. One item, so a single read answers "is the caller a
+  member", "what is the next seq" and "what is every message's status".
+- ``CHAT#<id>`` / ``MSG#<seq:012d>``: a message; history is one Query in either direction.
+- ``CMID#<sender>#<clientMessageId>`` / ``CMID``: the idempotency record of a message.
+- ``INBOX#<phone>`` / ``CHAT#<id>``: a member's entry for a chat; the ``ByActivity`` index
+  (``GSI1PK`` = ``INBOX#<phone>``, ``GSI1SK`` = ``<lastActivityAt>#<chatId>``) lists a
+  user's chats by recent activity. The stream of this table keeps it current.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from chatflow.adapters.dynamo import (
+    Item,
+    batch_get,
+    batch_write,
+    cancellation_codes,
+    error_code,
+    from_raw,
+    to_raw,
+    to_value,
+    translate,
+)
+from chatflow.domain.chats import Chat, Member, Message
+from chatflow.domain.clock import from_iso, to_iso
+from chatflow.domain.pagination import Page, Position
+from chatflow.errors import AlreadyExists, ConcurrentUpdate, InvalidCursor
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+
+ACTIVITY_INDEX = "ByActivity"
+SEQ_WIDTH = 12
+_LAST_SEQ_KEY = "MSG#" + "9" * SEQ_WIDTH
+# A transaction holds at most 100 items: the chat plus up to 99 inbox entries.
+_MAX_TRANSACT_MEMBERS = 99
+
+
+def chat_key(chat_id: str) -> dict[str, Any]:
+    return to_raw({"PK": f"CHAT#{chat_id}", "SK": "META"})
+
+
+def msg_sk(seq: int) -> str:
+    return f"MSG#{seq:0{SEQ_WIDTH}d}"
+
+
+def _member_item(member: Member) -> dict[str, Any]:
+    return {
+        "n": member.display_name,
+        "j": to_iso(member.joined_at),
+        "d": member.delivered_seq,
+        "r": member.read_seq,
+    }
+
+
+def message_item(message: Message) -> Item:
+    return {
+        "messageId": message.message_id,
+        "chatId": message.chat_id,
+        "seq": message.seq,
+        "sender": message.sender,
+        "text": message.text,
+        "clientMessageId": message.client_message_id,
+        "sentAt": to_iso(message.sent_at),
+    }
+
+
+def message_from_item(item: Item) -> Message:
+    return Message(
+        message_id=item["messageId"],
+        chat_id=item["chatId"],
+        seq=int(item["seq"]),
+        sender=item["sender"],
+        text=item["text"],
+        client_message_id=item["clientMessageId"],
+        sent_at=from_iso(item["sentAt"]),
+    )
+
+
+def chat_from_item(item: Item) -> Chat:
+    members = sorted(
+        (
+            Member(
+                phone_number=phone,
+                display_name=entry.get("n"),
+                joined_at=from_iso(entry["j"]),
+                delivered_seq=int(entry.get("d", 0)),
+                read_seq=int(entry.get("r", 0)),
+            )
+            for phone, entry in item.get("members", {}).items()
+        ),
+        key=lambda m: (m.joined_at, m.phone_number),
+    )
+    last = item.get("lastMessage")
+    return Chat(
+        chat_id=item["chatId"],
+        type=item["type"],
+        name=item.get("name"),
+        created_by=item["createdBy"],
+        created_at=from_iso(item["createdAt"]),
+        last_activity_at=from_iso(item["lastActivityAt"]),
+        members=tuple(members),
+        last_seq=int(item.get("lastSeq", 0)),
+        last_message=message_from_item(last) if last else None,
+    )
+
+
+def inbox_item(phone: str, chat_id: str, activity: datetime) -> Item:
+    stamp = to_iso(activity)
+    return {
+        "PK": f"INBOX#{phone}",
+        "SK": f"CHAT#{chat_id}",
+        "GSI1PK": f"INBOX#{phone}",
+        "GSI1SK": f"{stamp}#{chat_id}",
+        "chatId": chat_id,
+        "activityAt": stamp,
+    }
+
+
+class DynamoChatRepository:
+    def __init__(self, table: str, client: DynamoDBClient) -> None:
+        self._table = table
+        self._client = client
+
+    # ---- chats -------------------------------------------------------------------
+
+    def get_chat(self, chat_id: str) -> Chat | None:
+        try:
+            response = self._client.get_item(
+                TableName=self._table, Key=chat_key(chat_id), ConsistentRead=True
+            )
+        except ClientError as exc:
+            raise translate(exc) from exc
+        raw = response.get("Item")
+        return chat_from_item(from_raw(raw)) if raw else None
+
+    def get_chats(self, chat_ids: Sequence[str]) -> dict[str, Chat]:
+        items = batch_get(self._client, self._table, [chat_key(cid) for cid in dict.fromkeys(chat_ids)])
+        return {item["chatId"]: chat_from_item(item) for item in items}
+
+    def create_chat(self, chat: Chat) -> None:
+        meta = {
+            "PK": f"CHAT#{chat.chat_id}",
+            "SK": "META",
+            "chatId": chat.chat_id,
+            "type": chat.type,
+            "name": chat.name,
+            "createdBy": chat.created_by,
+            "createdAt": to_iso(chat.created_at),
+            "lastActivityAt": to_iso(chat.last_activity_at),
+            "lastSeq": chat.last_seq,
+            "members": {m.phone_number: _member_item(m) for m in chat.members},
+        }
+        inbox = [inbox_item(m.phone_number, chat.chat_id, chat.last_activity_at) for m in chat.members]
+        put_meta: dict[str, Any] = {
+            "TableName": self._table,
+            "Item": to_raw(meta),
+            "ConditionExpression": "attribute_not_exists(PK)",
+        }
+        transaction: list[Any] = [{"Put": put_meta}]
+        transaction.extend({"Put": {"TableName": self._table, "Item": to_raw(i)}} for i in inbox)
+        try:
+            if len(inbox) <= _MAX_TRANSACT_MEMBERS:
+                self._client.transact_write_items(TransactItems=transaction)
+                return
+            self._client.put_item(**put_meta)
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException" or (
+                error_code(exc) == "TransactionCanceledException"
+                and cancellation_codes(exc)[:1] == ["ConditionalCheckFailed"]
+            ):
+                raise AlreadyExists(f"chat {chat.chat_id} exists") from exc
+            raise translate(exc) from exc
+        # Large groups: the inbox entries follow the chat. Were this to fail half-way,
+        # the stream projection of the chat's creation writes them again.
+        batch_write(self._client, self._table, [{"PutRequest": {"Item": to_raw(i)}} for i in inbox])
+
+    def add_members(self, chat: Chat, members: Sequence[Member]) -> Chat:
+        names = {f"#p{i}": m.phone_number for i, m in enumerate(members)}
+        values: dict[str, Any] = {f":m{i}": to_value(_member_item(m)) for i, m in enumerate(members)}
+        values[":room"] = to_value(256 - len(members))
+        sets = ", ".join(f"members.#p{i} = if_not_exists(members.#p{i}, :m{i})" for i in range(len(members)))
+        try:
+            response = self._client.update_item(
+                TableName=self._table,
+                Key=chat_key(chat.chat_id),
+                UpdateExpression=f"SET {sets}",
+                ConditionExpression="attribute_exists(PK) AND size(members) <= :room",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            raise translate(exc) from exc
+        updated = chat_from_item(from_raw(response["Attributes"]))
+        batch_write(
+            self._client,
+            self._table,
+            [
+                {
+                    "PutRequest": {
+                        "Item": to_raw(inbox_item(m.phone_number, chat.chat_id, updated.last_activity_at))
+                    }
+                }
+                for m in members
+            ],
+        )
+        return updated
+
+    def remove_member(self, chat: Chat, phone_number: str) -> None:
+        try:
+            self._client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Update": {
+                            "TableName": self._table,
+                            "Key": chat_key(chat.chat_id),
+                            "UpdateExpression": "REMOVE members.#p",
+                            "ExpressionAttributeNames": {"#p": phone_number},
+                        }
+                    },
+                    {
+                        "Delete": {
+                            "TableName": self._table,
+                            "Key": to_raw({"PK": f"INBOX#{phone_number}", "SK": f"CHAT#{chat.chat_id}"}),
+                        }
+                    },
+                ]
+            )
+        except ClientError as exc:
+            raise translate(exc) from exc
+
+    # ---- messages ----------------------------------------------------------------
+
+    def append_message(self, chat: Chat, message: Message) -> Chat:
+        body = message_item(message)
+        sent_at = to_iso(message.sent_at)
+        try:
+            self._client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Update": {
+                            "TableName": self._table,
+                            "Key": chat_key(chat.chat_id),
+                            "UpdateExpression": (
+                                "SET lastSeq = :seq, lastActivityAt = :at, lastMessage = :msg, "
+                                "members.#me.d = :seq, members.#me.r = :seq"
+                            ),
+                            "ConditionExpression": "lastSeq = :prev AND attribute_exists(members.#me)",
+                            "ExpressionAttributeNames": {"#me": message.sender},
+                            "ExpressionAttributeValues": {
+                                ":seq": to_value(message.seq),
+                                ":prev": to_value(chat.last_seq),
+                                ":at": to_value(sent_at),
+                                ":msg": to_value(body),
+                            },
+                        }
+                    },
+                    {
+                        "Put": {
+                            "TableName": self._table,
+                            "Item": to_raw({"PK": f"CHAT#{chat.chat_id}", "SK": msg_sk(message.seq), **body}),
+                            "ConditionExpression": "attribute_not_exists(PK)",
+                        }
+                    },
+                    {
+                        "Put": {
+                            "TableName": self._table,
+                            "Item": to_raw(
+                                {
+                                    "PK": f"CMID#{message.sender}#{message.client_message_id}",
+                                    "SK": "CMID",
+                                    "message": body,
+                                }
+                            ),
+                            "ConditionExpression": "attribute_not_exists(PK)",
+                        }
+                    },
+                ]
+            )
+        except ClientError as exc:
+            if error_code(exc) == "TransactionCanceledException":
+                reasons = cancellation_codes(exc)
+                if len(reasons) == 3 and reasons[2] == "ConditionalCheckFailed":
+                    raise AlreadyExists("clientMessageId already used") from exc
+                if "ConditionalCheckFailed" in reasons or "TransactionConflict" in reasons:
+                    raise ConcurrentUpdate("another message took this seq") from exc
+            raise translate(exc) from exc
+        members = tuple(
+            Member(m.phone_number, m.display_name, m.joined_at, message.seq, message.seq)
+            if m.phone_number == message.sender
+            else m
+            for m in chat.members
+        )
+        return Chat(
+            chat_id=chat.chat_id,
+            type=chat.type,
+            name=chat.name,
+            created_by=chat.created_by,
+            created_at=chat.created_at,
+            last_activity_at=message.sent_at,
+            members=members,
+            last_seq=message.seq,
+            last_message=message,
+        )
+
+    def get_message_by_client_id(self, sender: str, client_message_id: str) -> Message | None:
+        try:
+            response = self._client.get_item(
+                TableName=self._table,
+                Key=to_raw({"PK": f"CMID#{sender}#{client_message_id}", "SK": "CMID"}),
+                ConsistentRead=True,
+            )
+        except ClientError as exc:
+            raise translate(exc) from exc
+        raw = response.get("Item")
+        return message_from_item(from_raw(raw)["message"]) if raw else None
+
+    def list_messages(
+        self, chat_id: str, *, limit: int, position: Position | None, after_seq: int | None
+    ) -> Page[Message]:
+        pk = f"CHAT#{chat_id}"
+        query: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "PK = :pk AND SK BETWEEN :low AND :high",
+            "ExpressionAttributeValues": {
+                ":pk": to_value(pk),
+                ":low": to_value(msg_sk((after_seq or 0) + 1)),
+                ":high": to_value(_LAST_SEQ_KEY),
+            },
+            "ScanIndexForward": after_seq is not None,
+            "Limit": limit,
+        }
+        if position is not None:
+            seq = position.get("seq")
+            if not isinstance(seq, int):
+                raise InvalidCursor("The cursor is not valid for this list: omit it to start again.")
+            query["ExclusiveStartKey"] = to_raw({"PK": pk, "SK": msg_sk(seq)})
+        try:
+            response = self._client.query(**query)
+        except ClientError as exc:
+            raise translate(exc) from exc
+        messages = [message_from_item(from_raw(raw)) for raw in response.get("Items", [])]
+        last = response.get("LastEvaluatedKey")
+        next_position = {"seq": int(from_raw(last)["SK"][4:])} if last else None
+        return Page(messages, next_position)
+
+    def list_inbox(self, phone_number: str, *, limit: int, position: Position | None) -> Page[str]:
+        pk = f"INBOX#{phone_number}"
+        query: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": ACTIVITY_INDEX,
+            "KeyConditionExpression": "GSI1PK = :pk",
+            "ExpressionAttributeValues": {":pk": to_value(pk)},
+            "ScanIndexForward": False,
+            "Limit": limit,
+        }
+        if position is not None:
+            at, chat_id = position.get("at"), position.get("chat")
+            if not isinstance(at, str) or not isinstance(chat_id, str):
+                raise InvalidCursor("The cursor is not valid for this list: omit it to start again.")
+            query["ExclusiveStartKey"] = to_raw(
+                {"PK": pk, "SK": f"CHAT#{chat_id}", "GSI1PK": pk, "GSI1SK": f"{at}#{chat_id}"}
+            )
+        try:
+            response = self._client.query(**query)
+        except ClientError as exc:
+            raise translate(exc) from exc
+        items = [from_raw(raw) for raw in response.get("Items", [])]
+        last = response.get("LastEvaluatedKey")
+        next_position = None
+        if last:
+            key = from_raw(last)
+            at, _, chat_id = str(key["GSI1SK"]).rpartition("#")
+            next_position = {"at": at, "chat": chat_id}
+        return Page([item["chatId"] for item in items], next_position)
+
+    def update_markers(self, chat: Chat, phone_number: str, delivered_seq: int, read_seq: int) -> None:
+        member = chat.member(phone_number)
+        if member is None:
+            raise ConcurrentUpdate("not a member any more")
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=chat_key(chat.chat_id),
+                UpdateExpression="SET members.#p.d = :d, members.#p.r = :r",
+                ConditionExpression="members.#p.d = :od AND members.#p.r = :or",
+                ExpressionAttributeNames={"#p": phone_number},
+                ExpressionAttributeValues={
+                    ":d": to_value(delivered_seq),
+                    ":r": to_value(read_seq),
+                    ":od": to_value(member.delivered_seq),
+                    ":or": to_value(member.read_seq),
+                },
+            )
+        except ClientError as exc:
+            raise translate(exc) from exc
+
+    def rename_member(self, phone_number: str, display_name: str | None) -> None:
+        for chat_id in self._all_inbox_chat_ids(phone_number):
+            try:
+                self._client.update_item(
+                    TableName=self._table,
+                    Key=chat_key(chat_id),
+                    UpdateExpression="SET members.#p.n = :n",
+                    ConditionExpression="attribute_exists(members.#p)",
+                    ExpressionAttributeNames={"#p": phone_number},
+                    ExpressionAttributeValues={":n": to_value(display_name)},
+                )
+            except ClientError as exc:
+                if error_code(exc) != "ConditionalCheckFailedException":
+                    raise translate(exc) from exc
+
+    # ---- inbox projection (driven by the table's stream) ----------------------------
+
+    def project_inbox(
+        self, chat_id: str, activity: datetime, members: Sequence[str], removed: Sequence[str]
+    ) -> None:
+        """Move each member's inbox entry forward to ``activity``; drop removed members'."""
+        stamp = to_iso(activity)
+        for phone in members:
+            item = inbox_item(phone, chat_id, activity)
+            try:
+                self._client.update_item(
+                    TableName=self._table,
+                    Key=to_raw({"PK": item["PK"], "SK": item["SK"]}),
+                    UpdateExpression="SET GSI1PK = :g, GSI1SK = :s, chatId = :c, activityAt = :a",
+                    ConditionExpression="attribute_not_exists(activityAt) OR activityAt < :a",
+                    ExpressionAttributeValues={
+                        ":g": to_value(item["GSI1PK"]),
+                        ":s": to_value(item["GSI1SK"]),
+                        ":c": to_value(chat_id),
+                        ":a": to_value(stamp),
+                    },
+                )
+            except ClientError as exc:
+                if error_code(exc) != "ConditionalCheckFailedException":
+                    raise translate(exc) from exc
+        if removed:
+            batch_write(
+                self._client,
+                self._table,
+                [
+                    {"DeleteRequest": {"Key": to_raw({"PK": f"INBOX#{p}", "SK": f"CHAT#{chat_id}"})}}
+                    for p in removed
+                ],
+            )
+
+    def _all_inbox_chat_ids(self, phone_number: str) -> list[str]:
+        chat_ids: list[str] = []
+        query: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "PK = :pk",
+            "ExpressionAttributeValues": {":pk": to_value(f"INBOX#{phone_number}")},
+            "ProjectionExpression": "chatId",
+        }
+        while True:
+            try:
+                response = self._client.query(**query)
+            except ClientError as exc:
+                raise translate(exc) from exc
+            chat_ids.extend(from_raw(raw)["chatId"] for raw in response.get("Items", []))
+            if "LastEvaluatedKey" not in response:
+                return chat_ids
+            query["ExclusiveStartKey"] = response["LastEvaluatedKey"]

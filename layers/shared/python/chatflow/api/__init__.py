@@ -1,0 +1,1 @@
+"""The HTTP layer: request/response models, routers, and the one error mapping."""

@@ -1,0 +1,130 @@
+"""Builds the HTTP resolver every API function uses, and the checks that run before it.
+
+Before routing: the body size (``413`` past 64 KiB) and authentication. The Lambda
+authorizer only *authenticates* (it puts the caller in the request context, or nothing);
+the decision is taken here, so that a missing or bad token gets the contract's ``401``
+body instead of API Gateway's bare ``403``.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from chatflow.api.errors import domain_error_response, error_response, validation_error_response
+from chatflow.errors import ChatFlowError, NotAuthenticated
+from chatflow.observability import logger
+
+MAX_BODY_BYTES = 64 * 1024
+
+# Routes that need no bearer token (contract §0), as API Gateway route keys.
+PUBLIC_ROUTES = frozenset(
+    {
+        "GET /v1/health",
+        "GET /v1/openapi.json",
+        "POST /v1/verifications",
+        "POST /v1/sessions",
+        "POST /v1/sms/receipts",
+        "POST /v1/sms/inbound",
+    }
+)
+
+Handler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The authenticated user of a request, as the authorizer put it in the context."""
+
+    phone_number: str
+    user_id: str
+    token_hash: str
+
+
+def caller_of(router: Router) -> Caller:
+    event = router.current_event.raw_event
+    context = ((event.get("requestContext") or {}).get("authorizer") or {}).get("lambda") or {}
+    phone = context.get("phoneNumber")
+    if not phone:
+        raise NotAuthenticated("Sign in first: send Authorization: Bearer <token>.")
+    return Caller(
+        phone_number=phone, user_id=context.get("userId", ""), token_hash=context.get("tokenHash", "")
+    )
+
+
+def build_resolver(routers: Iterable[Router]) -> APIGatewayHttpResolver:
+    app = APIGatewayHttpResolver(enable_validation=True)
+    for router in routers:
+        app.include_router(router)
+
+    @app.exception_handler(RequestValidationError)
+    def _invalid(exc: RequestValidationError) -> Response[Any]:
+        return validation_error_response(list(exc.errors()))
+
+    @app.exception_handler(ChatFlowError)
+    def _domain(exc: ChatFlowError) -> Response[Any]:
+        if exc.code in ("internal_error", "service_unavailable"):
+            logger.warning("request failed", extra={"error_code": exc.code, "reason": exc.message})
+        return domain_error_response(exc)
+
+    @app.exception_handler(Exception)
+    def _unexpected(exc: Exception) -> Response[Any]:
+        logger.exception("unhandled error")
+        return error_response(500, "internal_error", "Something went wrong on our side: retry later.")
+
+    @app.not_found
+    def _no_route(exc: Exception) -> Response[Any]:
+        return error_response(404, "route_not_found", "No such route: see GET /v1/openapi.json for the API.")
+
+    return app
+
+
+def http_handler(app: APIGatewayHttpResolver) -> Handler:
+    """The Lambda entry point: size and authentication checks, then the resolver."""
+
+    @logger.inject_lambda_context(clear_state=True)
+    def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        rejection = _reject_early(event)
+        if rejection is not None:
+            return _proxy_result(rejection)
+        return app.resolve(event, context)
+
+    return handler
+
+
+def _reject_early(event: dict[str, Any]) -> Response[Any] | None:
+    body = event.get("body") or ""
+    size = len(base64.b64decode(body)) if event.get("isBase64Encoded") else len(body.encode("utf-8"))
+    if size > MAX_BODY_BYTES:
+        return error_response(
+            413, "payload_too_large", f"The body is {size} bytes: the limit is {MAX_BODY_BYTES} (64 KiB)."
+        )
+    if event.get("routeKey", "") in PUBLIC_ROUTES:
+        return None
+    authorizer = (event.get("requestContext") or {}).get("authorizer") or {}
+    if not (authorizer.get("lambda") or {}).get("phoneNumber"):
+        return error_response(
+            401,
+            "unauthorized",
+            "Sign in first: send Authorization: Bearer <token> (POST /v1/sessions gives one).",
+        )
+    return None
+
+
+def _proxy_result(response: Response[Any]) -> dict[str, Any]:
+    headers = {
+        str(k): str(v) if not isinstance(v, list) else ",".join(v) for k, v in response.headers.items()
+    }
+    return {
+        "statusCode": response.status_code,
+        "headers": headers,
+        "body": response.body,
+        "isBase64Encoded": False,
+    }

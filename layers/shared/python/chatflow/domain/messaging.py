@@ -1,0 +1,276 @@
+"""Use cases of chats and messages."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+from chatflow.domain.chats import (
+    MAX_GROUP_MEMBERS,
+    Chat,
+    Member,
+    Message,
+    ReceiptType,
+    advance_markers,
+    clean_group_name,
+    clean_text,
+    direct_chat_id,
+)
+from chatflow.domain.clock import Clock
+from chatflow.domain.pagination import CursorCodec, Page
+from chatflow.domain.phone import normalize_phone
+from chatflow.errors import (
+    AlreadyExists,
+    ConcurrentUpdate,
+    Conflict,
+    FieldProblem,
+    Forbidden,
+    InvalidPhoneNumber,
+    NotFound,
+    ValidationFailed,
+)
+from chatflow.ports import ChatRepository, UserRepository
+
+# Under heavy contention many senders race for the next seq of one chat; each lost
+# race costs one re-read. The cap only bounds pathological cases.
+MAX_SEND_ATTEMPTS = 60
+MAX_MARKER_ATTEMPTS = 20
+
+
+@dataclass(frozen=True)
+class Sent:
+    message: Message
+    chat: Chat
+    created: bool
+
+
+@dataclass(frozen=True)
+class Opened:
+    chat: Chat
+    created: bool
+
+
+def chat_not_found(chat_id: str) -> NotFound:
+    return NotFound(f"Chat {chat_id!r} does not exist or you are not a member of it.")
+
+
+class MessagingService:
+    def __init__(
+        self,
+        *,
+        chats: ChatRepository,
+        users: UserRepository,
+        cursors: CursorCodec,
+        clock: Clock,
+        sleep: Callable[[float], None],
+        new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+    ) -> None:
+        self._chats = chats
+        self._users = users
+        self._cursors = cursors
+        self._clock = clock
+        self._sleep = sleep
+        self._new_id = new_id
+
+    # ---- chats -------------------------------------------------------------------
+
+    def open_direct(self, caller: str, raw_other: str) -> Opened:
+        other = normalize_phone(raw_other)
+        if other == caller:
+            raise ValidationFailed(
+                "A direct chat needs another person's number, not your own.",
+                details=(FieldProblem("members", "must be another person's phone number"),),
+            )
+        chat_id = direct_chat_id(caller, other)
+        existing = self._chats.get_chat(chat_id)
+        if existing is not None:
+            return Opened(existing, created=False)
+        now = self._clock()
+        chat = Chat(
+            chat_id=chat_id,
+            type="direct",
+            name=None,
+            created_by=caller,
+            created_at=now,
+            last_activity_at=now,
+            members=self._new_members([caller, other]),
+        )
+        try:
+            self._chats.create_chat(chat)
+        except AlreadyExists:
+            # The other person created it at the same moment: theirs is the one chat.
+            stored = self._chats.get_chat(chat_id)
+            if stored is None:  # pragma: no cover - a chat is never deleted
+                raise
+            return Opened(stored, created=False)
+        return Opened(chat, created=True)
+
+    def create_group(self, caller: str, name: str, raw_members: Sequence[str]) -> Chat:
+        others = self._distinct_numbers(raw_members, exclude=caller)
+        if len(others) < 2:
+            raise ValidationFailed(
+                "A group needs at least 2 other members: for one person, create a direct chat.",
+                details=(FieldProblem("members", "must list at least 2 other phone numbers"),),
+            )
+        self._check_size(len(others) + 1)
+        now = self._clock()
+        chat = Chat(
+            chat_id=f"g_{self._new_id()}",
+            type="group",
+            name=clean_group_name(name),
+            created_by=caller,
+            created_at=now,
+            last_activity_at=now,
+            members=self._new_members([caller, *others]),
+        )
+        self._chats.create_chat(chat)
+        return chat
+
+    def get_chat(self, caller: str, chat_id: str) -> Chat:
+        chat = self._chats.get_chat(chat_id)
+        if chat is None or not chat.is_member(caller):
+            raise chat_not_found(chat_id)
+        return chat
+
+    def list_chats(self, caller: str, *, limit: int, cursor: str | None) -> tuple[Page[Chat], str | None]:
+        scope = f"chats|{caller}"
+        page = self._chats.list_inbox(caller, limit=limit, position=self._cursors.decode(scope, cursor))
+        found = self._chats.get_chats(page.items)
+        # An inbox entry can briefly outlive a membership (removal races the stream);
+        # such chats are not the caller's any more and are left out.
+        chats = [found[cid] for cid in page.items if cid in found and found[cid].is_member(caller)]
+        return Page(chats, page.next_position), self._cursors.encode(scope, page.next_position)
+
+    def add_members(self, caller: str, chat_id: str, raw_members: Sequence[str]) -> Chat:
+        chat = self.get_chat(caller, chat_id)
+        if chat.type != "group":
+            raise ValidationFailed(
+                "Members can only be added to group chats: create a group to talk with more people.",
+                details=(FieldProblem("chatId", "is a direct chat"),),
+            )
+        new = [p for p in self._distinct_numbers(raw_members) if not chat.is_member(p)]
+        if not new:
+            return chat
+        self._check_size(len(chat.members) + len(new))
+        joined = tuple(
+            replace(m, delivered_seq=chat.last_seq, read_seq=chat.last_seq) for m in self._new_members(new)
+        )
+        return self._chats.add_members(chat, joined)
+
+    def remove_member(self, caller: str, chat_id: str, raw_phone: str) -> None:
+        chat = self.get_chat(caller, chat_id)
+        target = normalize_phone(raw_phone)
+        if chat.type != "group":
+            raise ValidationFailed("Members cannot be removed from a direct chat.")
+        if not chat.is_member(target):
+            raise NotFound(f"{target} is not a member of this chat.")
+        if target != caller and caller != chat.created_by:
+            raise Forbidden("Only the group's creator can remove other members; you may remove yourself.")
+        self._chats.remove_member(chat, target)
+
+    # ---- messages ----------------------------------------------------------------
+
+    def send(self, caller: str, chat_id: str, text: str, client_message_id: str) -> Sent:
+        cleaned = clean_text(text)
+        for attempt in range(MAX_SEND_ATTEMPTS):
+            chat = self.get_chat(caller, chat_id)
+            message = Message(
+                message_id=f"m_{self._new_id()}",
+                chat_id=chat.chat_id,
+                seq=chat.last_seq + 1,
+                sender=caller,
+                text=cleaned,
+                client_message_id=client_message_id,
+                sent_at=self._clock(),
+            )
+            try:
+                stored = self._chats.append_message(chat, message)
+            except AlreadyExists:
+                return self._original(caller, chat, client_message_id)
+            except ConcurrentUpdate:
+                self._sleep(random.uniform(0, 0.002 * (attempt + 1)))  # noqa: S311 - jitter, not crypto
+                continue
+            return Sent(message, stored, created=True)
+        raise Conflict("The chat is too busy right now: retry the same request (it is idempotent).")
+
+    def send_direct(self, caller: str, raw_to: str, text: str, client_message_id: str) -> Sent:
+        clean_text(text)  # reject bad input before creating a chat for it
+        opened = self.open_direct(caller, raw_to)
+        return self.send(caller, opened.chat.chat_id, text, client_message_id)
+
+    def list_messages(
+        self, caller: str, chat_id: str, *, limit: int, cursor: str | None, after_seq: int | None
+    ) -> tuple[Page[Message], Chat, str | None]:
+        chat = self.get_chat(caller, chat_id)
+        scope = f"messages|{caller}|{chat_id}|{after_seq}"
+        page = self._chats.list_messages(
+            chat_id, limit=limit, position=self._cursors.decode(scope, cursor), after_seq=after_seq
+        )
+        return page, chat, self._cursors.encode(scope, page.next_position)
+
+    def mark(self, caller: str, chat_id: str, receipt: ReceiptType, up_to_seq: int) -> Chat:
+        for _ in range(MAX_MARKER_ATTEMPTS):
+            chat = self.get_chat(caller, chat_id)
+            if up_to_seq > chat.last_seq:
+                raise ValidationFailed(
+                    f"upToSeq {up_to_seq} is past the chat's last message (seq {chat.last_seq}).",
+                    details=(FieldProblem("upToSeq", f"must be at most {chat.last_seq}"),),
+                )
+            member = chat.member(caller)
+            assert member is not None  # get_chat checked membership
+            update = advance_markers(member, receipt, up_to_seq)
+            if update is None:
+                return chat
+            try:
+                self._chats.update_markers(chat, caller, update.delivered_seq, update.read_seq)
+            except ConcurrentUpdate:
+                continue
+            return chat
+        raise Conflict("The chat is too busy right now: retry the receipt.")
+
+    # ---- helpers -----------------------------------------------------------------
+
+    def _original(self, caller: str, chat: Chat, client_message_id: str) -> Sent:
+        original = self._chats.get_message_by_client_id(caller, client_message_id)
+        if original is None:  # pragma: no cover - the record is written with the message
+            raise Conflict("This clientMessageId is being stored right now: retry in a moment.")
+        if original.chat_id != chat.chat_id:
+            raise Conflict(
+                "You already used this clientMessageId for a message in another chat: "
+                "use a new id for each new message."
+            )
+        return Sent(original, chat, created=False)
+
+    def _new_members(self, phones: Sequence[str]) -> tuple[Member, ...]:
+        names = self._users.display_names(phones)
+        now = self._clock()
+        return tuple(Member(phone_number=p, display_name=names.get(p), joined_at=now) for p in phones)
+
+    @staticmethod
+    def _distinct_numbers(raw_members: Sequence[str], exclude: str | None = None) -> list[str]:
+        seen: dict[str, None] = {}
+        problems: list[FieldProblem] = []
+        for index, raw in enumerate(raw_members):
+            try:
+                phone = normalize_phone(raw)
+            except ValidationFailed as exc:
+                problems.append(FieldProblem(f"members[{index}]", exc.message))
+                continue
+            if phone != exclude:
+                seen[phone] = None
+        if problems:
+            raise InvalidPhoneNumber(
+                "Some members are not valid phone numbers: use international format, e.g. +14155550101.",
+                details=tuple(problems),
+            )
+        return list(seen)
+
+    @staticmethod
+    def _check_size(total: int) -> None:
+        if total > MAX_GROUP_MEMBERS:
+            raise ValidationFailed(
+                f"A group can have at most {MAX_GROUP_MEMBERS} members; this would make {total}.",
+                details=(FieldProblem("members", f"too many: at most {MAX_GROUP_MEMBERS} in all"),),
+            )

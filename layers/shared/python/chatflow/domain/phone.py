@@ -1,0 +1,30 @@
+"""Phone numbers: accepted in any common format, always stored and returned in E.164."""
+
+from __future__ import annotations
+
+import phonenumbers
+
+from chatflow.errors import InvalidPhoneNumber
+
+# Numbers written without a leading "+" or "00" are read as numbers of this region.
+DEFAULT_REGION = "US"
+
+
+def normalize_phone(raw: str, *, default_region: str = DEFAULT_REGION) -> str:
+    """Return ``raw`` in E.164 (``+14155550101``) or raise ``InvalidPhoneNumber``."""
+    text = raw.strip() if isinstance(raw, str) else ""
+    if not text or len(text) > 32:
+        raise InvalidPhoneNumber(_message(raw))
+    if text.startswith("00"):
+        text = "+" + text[2:]
+    try:
+        parsed = phonenumbers.parse(text, default_region)
+    except phonenumbers.NumberParseException as exc:
+        raise InvalidPhoneNumber(_message(raw)) from exc
+    if not phonenumbers.is_valid_number(parsed):
+        raise InvalidPhoneNumber(_message(raw))
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _message(raw: object) -> str:
+    return f"{raw!r} is not a valid phone number: send it in international format, for example +14155550101"
