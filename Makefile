@@ -49,8 +49,10 @@ format: $(BIN)/.stamp
 	$(BIN)/ruff check --fix .
 
 typecheck: $(BIN)/.stamp
-	$(BIN)/mypy layers/shared/python/chatflow
-	$(BIN)/mypy functions tests bench
+	$(BIN)/mypy layers/shared/python/chatflow local
+	# Every function has its own app.py: check each as its own program.
+	for fn in functions/*/app.py; do $(BIN)/mypy "$$fn" || exit 1; done
+	$(BIN)/mypy tests bench
 
 unit: $(BIN)/.stamp
 	$(BIN)/pytest -q -n auto

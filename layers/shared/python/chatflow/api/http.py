@@ -66,7 +66,12 @@ def build_resolver(routers: Iterable[Router]) -> APIGatewayHttpResolver:
 
     @app.exception_handler(RequestValidationError)
     def _invalid(exc: RequestValidationError) -> Response[Any]:
-        return validation_error_response(list(exc.errors()))
+        errors = list(exc.errors())
+        if any(tuple(e.get("loc", ()))[:1] == ("response",) for e in errors):
+            # Our own answer broke its model: a bug on our side, never the client's.
+            logger.error("response failed validation", extra={"errors": errors})
+            return error_response(500, "internal_error", "Something went wrong on our side: retry later.")
+        return validation_error_response(errors)
 
     @app.exception_handler(ChatFlowError)
     def _domain(exc: ChatFlowError) -> Response[Any]:

@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 def json_response(status: int, model: BaseModel) -> Response[Any]:
     return Response(
-        status_code=status, content_type=content_types.APPLICATION_JSON, body=model.model_dump_json()
+        status_code=status, content_type=content_types.APPLICATION_JSON, body=model.model_dump(mode="json")
     )
 
 
