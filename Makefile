@@ -74,3 +74,6 @@ bench: $(BIN)/.stamp
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) .aws-sam .mypy_cache .pytest_cache .ruff_cache
+
+run: $(BIN)/.stamp
+	PYTHONPATH=layers/shared/python:. $(BIN)/python -m local.serve

@@ -99,7 +99,7 @@ def http_handler(app: APIGatewayHttpResolver) -> Handler:
         rejection = _reject_early(event)
         if rejection is not None:
             return _proxy_result(rejection)
-        return app.resolve(event, context)
+        return app.resolve(_as_json(event), context)
 
     return handler
 
@@ -121,6 +121,16 @@ def _reject_early(event: dict[str, Any]) -> Response[Any] | None:
             "Sign in first: send Authorization: Bearer <token> (POST /v1/sessions gives one).",
         )
     return None
+
+
+def _as_json(event: dict[str, Any]) -> dict[str, Any]:
+    """Bodies are always read as JSON (the only format of the API), whatever Content-Type
+    says: ``curl -d`` sends form-encoded by default, and a clear JSON error beats a
+    confusing form-parsing one."""
+    if not event.get("body"):
+        return event
+    headers = {k: v for k, v in (event.get("headers") or {}).items() if k.lower() != "content-type"}
+    return event | {"headers": headers | {"content-type": "application/json"}}
 
 
 def _proxy_result(response: Response[Any]) -> dict[str, Any]:
