@@ -22,7 +22,11 @@ class _Response(BaseModel):
     model_config = ConfigDict(frozen=True)
 
 
-PhoneText = Annotated[str, Field(min_length=1, max_length=40, examples=["+14155550101"])]
+# No length bounds here: an empty or overlong number is an invalid phone number
+# (400 invalid_phone_number, contract §0), which normalize_phone reports.
+PhoneText = Annotated[
+    str, Field(examples=["+14155550101"], description="Any common format; answered in E.164")
+]
 
 
 # ---- requests -------------------------------------------------------------------------

@@ -52,7 +52,8 @@ class CursorCodec:
         if cursor is None:
             return None
         body, _, signature = cursor.partition(".")
-        if not body or not signature or not hmac.compare_digest(signature, self._sign(scope, body)):
+        expected = self._sign(scope, body).encode()
+        if not body or not signature or not hmac.compare_digest(signature.encode(), expected):
             raise _invalid()
         try:
             position = json.loads(_unb64(body))

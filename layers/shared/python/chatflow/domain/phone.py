@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import phonenumbers
-
 from chatflow.errors import InvalidPhoneNumber
 
 # Numbers written without a leading "+" or "00" are read as numbers of this region.
 DEFAULT_REGION = "US"
+# E.164 allows at most 15 digits; phonenumbers accepts a few longer national plans.
+E164_MAX_DIGITS = 15
 
 
 def normalize_phone(raw: str, *, default_region: str = DEFAULT_REGION) -> str:
@@ -17,13 +17,20 @@ def normalize_phone(raw: str, *, default_region: str = DEFAULT_REGION) -> str:
         raise InvalidPhoneNumber(_message(raw))
     if text.startswith("00"):
         text = "+" + text[2:]
+    # Imported on first use: ~10 ms of cold start that the authorizer and the read
+    # routes never need (STYLE.md §11). Python caches the module after the first call.
+    import phonenumbers
+
     try:
         parsed = phonenumbers.parse(text, default_region)
     except phonenumbers.NumberParseException as exc:
         raise InvalidPhoneNumber(_message(raw)) from exc
     if not phonenumbers.is_valid_number(parsed):
         raise InvalidPhoneNumber(_message(raw))
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    if len(e164) > E164_MAX_DIGITS + 1:
+        raise InvalidPhoneNumber(_message(raw))
+    return str(e164)
 
 
 def _message(raw: object) -> str:

@@ -1,0 +1,313 @@
+"""In-memory fakes of the ports, with the conditional semantics of the DynamoDB adapters.
+
+Each fake keeps its state in plain dicts behind one lock, so tests may call it from
+several threads. Where the adapters in ``chatflow.adapters`` use a condition
+expression, the fake checks the same condition and raises the same exception.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+from chatflow.domain.chats import MAX_GROUP_MEMBERS, Chat, Member, Message
+from chatflow.domain.clock import to_iso
+from chatflow.domain.pagination import Page, Position
+from chatflow.domain.sessions import Session
+from chatflow.domain.users import ProfileChanges, User
+from chatflow.errors import AlreadyExists, ConcurrentUpdate, InvalidCursor, UsernameTaken
+
+EPOCH = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
+
+_PROFILE_FIELDS = frozenset({"displayName", "username", "email", "avatarUrl"})
+
+
+class FakeClock:
+    """A clock that stands still unless told to move.
+
+    ``step`` makes every reading advance the time by that much afterwards, so that
+    successive events get distinct, increasing timestamps (as real sends would).
+    """
+
+    def __init__(self, start: datetime = EPOCH, *, step: timedelta = timedelta(0)) -> None:
+        self._now = start
+        self._step = step
+        self._lock = threading.Lock()
+
+    def __call__(self) -> datetime:
+        with self._lock:
+            now = self._now
+            self._now = now + self._step
+            return now
+
+    def advance(self, delta: timedelta) -> None:
+        with self._lock:
+            self._now += delta
+
+    def set(self, moment: datetime) -> None:
+        with self._lock:
+            self._now = moment
+
+
+class FakeUserRepository:
+    """Users by phone number; usernames are unique claims, as in the users table."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self.users: dict[str, User] = {}
+        self.usernames: dict[str, str] = {}
+
+    def get(self, phone_number: str) -> User | None:
+        with self._lock:
+            return self.users.get(phone_number)
+
+    def create_if_absent(self, user: User) -> User:
+        with self._lock:
+            existing = self.users.get(user.phone_number)
+            if existing is not None:
+                return existing
+            # The adapter stores only the identity fields on creation.
+            stored = User(user_id=user.user_id, phone_number=user.phone_number, created_at=user.created_at)
+            self.users[user.phone_number] = stored
+            return stored
+
+    def update_profile(self, user: User, changes: ProfileChanges) -> User:
+        with self._lock:
+            current = self.users.get(user.phone_number)
+            if current is None:
+                raise ConcurrentUpdate("a conditional write found the item changed")
+            if changes.username_changes:
+                new_name = changes.values.get("username")
+                holder = self.usernames.get(new_name) if new_name is not None else None
+                if holder is not None and holder != user.phone_number:
+                    raise UsernameTaken(f"The username {new_name!r} is taken: choose another one.")
+                if user.username is not None and self.usernames.get(user.username) == user.phone_number:
+                    del self.usernames[user.username]
+                if new_name is not None:
+                    self.usernames[new_name] = user.phone_number
+            unknown = set(changes.values) - set(_PROFILE_FIELDS)
+            if unknown:  # the adapter has no attribute for them either
+                raise KeyError(sorted(unknown)[0])
+            values = changes.values
+            updated = replace(
+                current,
+                display_name=values.get("displayName", current.display_name),
+                username=values.get("username", current.username),
+                email=values.get("email", current.email),
+                avatar_url=values.get("avatarUrl", current.avatar_url),
+            )
+            self.users[user.phone_number] = updated
+            return updated
+
+    def display_names(self, phone_numbers: Sequence[str]) -> dict[str, str | None]:
+        with self._lock:
+            return {p: self.users[p].display_name for p in dict.fromkeys(phone_numbers) if p in self.users}
+
+
+class FakeSessionRepository:
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self.sessions: dict[str, Session] = {}
+
+    def put(self, session: Session) -> None:
+        with self._lock:
+            self.sessions[session.token_hash] = session
+
+    def get(self, token_hash: str) -> Session | None:
+        with self._lock:
+            return self.sessions.get(token_hash)
+
+    def delete(self, token_hash: str) -> None:
+        with self._lock:
+            self.sessions.pop(token_hash, None)
+
+
+def _sorted_members(members: Sequence[Member]) -> tuple[Member, ...]:
+    """Members in the order the adapter reads them back: by join time, then number."""
+    return tuple(sorted(members, key=lambda m: (m.joined_at, m.phone_number)))
+
+
+class FakeChatRepository:
+    """Chats, messages, idempotency records and inboxes in memory.
+
+    Inbox activity: the real system moves the *other* members' inbox entries
+    asynchronously, from the chats table's stream (``project_inbox``). This fake keeps
+    it simple and moves every member's entry inside ``append_message``, as if the
+    stream had been processed at once.
+
+    Pages: a ``next_position`` is returned only when more items remain (DynamoDB may
+    also return one on an exactly full last page; the domain handles both).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self.chats: dict[str, Chat] = {}
+        self.messages: dict[str, dict[int, Message]] = {}
+        self.client_ids: dict[tuple[str, str], Message] = {}
+        self.inbox: dict[str, dict[str, datetime]] = {}
+        self.renames: list[tuple[str, str | None]] = []
+
+    # ---- chats -------------------------------------------------------------------
+
+    def get_chat(self, chat_id: str) -> Chat | None:
+        with self._lock:
+            return self.chats.get(chat_id)
+
+    def get_chats(self, chat_ids: Sequence[str]) -> dict[str, Chat]:
+        with self._lock:
+            return {cid: self.chats[cid] for cid in dict.fromkeys(chat_ids) if cid in self.chats}
+
+    def create_chat(self, chat: Chat) -> None:
+        with self._lock:
+            if chat.chat_id in self.chats:
+                raise AlreadyExists(f"chat {chat.chat_id} exists")
+            self.chats[chat.chat_id] = chat.with_members(_sorted_members(chat.members))
+            self.messages[chat.chat_id] = {}
+            for member in chat.members:
+                self._touch(member.phone_number, chat.chat_id, chat.last_activity_at, force=True)
+
+    def add_members(self, chat: Chat, members: Sequence[Member]) -> Chat:
+        with self._lock:
+            stored = self.chats.get(chat.chat_id)
+            if stored is None or len(stored.members) > MAX_GROUP_MEMBERS - len(members):
+                raise ConcurrentUpdate("a conditional write found the item changed")
+            new = [m for m in members if not stored.is_member(m.phone_number)]
+            updated = stored.with_members(_sorted_members([*stored.members, *new]))
+            self.chats[chat.chat_id] = updated
+            for member in members:
+                self._touch(member.phone_number, chat.chat_id, updated.last_activity_at, force=True)
+            return updated
+
+    def remove_member(self, chat: Chat, phone_number: str) -> None:
+        with self._lock:
+            stored = self.chats.get(chat.chat_id)
+            if stored is not None:
+                remaining = tuple(m for m in stored.members if m.phone_number != phone_number)
+                self.chats[chat.chat_id] = stored.with_members(remaining)
+            self.inbox.get(phone_number, {}).pop(chat.chat_id, None)
+
+    # ---- messages ----------------------------------------------------------------
+
+    def append_message(self, chat: Chat, message: Message) -> Chat:
+        with self._lock:
+            # The adapter's transaction reports the idempotency record's failure first.
+            if (message.sender, message.client_message_id) in self.client_ids:
+                raise AlreadyExists("clientMessageId already used")
+            stored = self.chats.get(chat.chat_id)
+            if (
+                stored is None
+                or stored.last_seq != chat.last_seq
+                or not stored.is_member(message.sender)
+                or message.seq in self.messages.get(chat.chat_id, {})
+            ):
+                raise ConcurrentUpdate("another message took this seq")
+            members = tuple(
+                replace(m, delivered_seq=message.seq, read_seq=message.seq)
+                if m.phone_number == message.sender
+                else m
+                for m in stored.members
+            )
+            updated = replace(
+                stored,
+                members=members,
+                last_seq=message.seq,
+                last_activity_at=message.sent_at,
+                last_message=message,
+            )
+            self.chats[chat.chat_id] = updated
+            self.messages.setdefault(chat.chat_id, {})[message.seq] = message
+            self.client_ids[(message.sender, message.client_message_id)] = message
+            for member in members:
+                self._touch(member.phone_number, chat.chat_id, message.sent_at)
+            return updated
+
+    def get_message_by_client_id(self, sender: str, client_message_id: str) -> Message | None:
+        with self._lock:
+            return self.client_ids.get((sender, client_message_id))
+
+    def list_messages(
+        self, chat_id: str, *, limit: int, position: Position | None, after_seq: int | None
+    ) -> Page[Message]:
+        start: int | None = None
+        if position is not None:
+            seq = position.get("seq")
+            if not isinstance(seq, int) or isinstance(seq, bool):
+                raise InvalidCursor("The cursor is not valid for this list: omit it to start again.")
+            start = seq
+        with self._lock:
+            stored = self.messages.get(chat_id, {})
+            low = (after_seq or 0) + 1
+            oldest_first = after_seq is not None
+            seqs = sorted((s for s in stored if s >= low), reverse=not oldest_first)
+            if start is not None:
+                seqs = [s for s in seqs if (s > start if oldest_first else s < start)]
+            chosen = seqs[:limit]
+            items = [stored[s] for s in chosen]
+        more = len(seqs) > limit
+        return Page(items, {"seq": chosen[-1]} if more else None)
+
+    def list_inbox(self, phone_number: str, *, limit: int, position: Position | None) -> Page[str]:
+        boundary: str | None = None
+        if position is not None:
+            at, chat_id = position.get("at"), position.get("chat")
+            if not isinstance(at, str) or not isinstance(chat_id, str):
+                raise InvalidCursor("The cursor is not valid for this list: omit it to start again.")
+            boundary = f"{at}#{chat_id}"
+        with self._lock:
+            # The ByActivity index sorts on "<lastActivityAt>#<chatId>" as text, descending.
+            keys = sorted(
+                (f"{to_iso(activity)}#{cid}" for cid, activity in self.inbox.get(phone_number, {}).items()),
+                reverse=True,
+            )
+        if boundary is not None:
+            keys = [k for k in keys if k < boundary]
+        chosen = keys[:limit]
+        next_position = None
+        if len(keys) > limit:
+            at, _, chat_id = chosen[-1].rpartition("#")
+            next_position = {"at": at, "chat": chat_id}
+        return Page([k.rpartition("#")[2] for k in chosen], next_position)
+
+    def update_markers(self, chat: Chat, phone_number: str, delivered_seq: int, read_seq: int) -> None:
+        with self._lock:
+            expected = chat.member(phone_number)
+            stored_chat = self.chats.get(chat.chat_id)
+            current = stored_chat.member(phone_number) if stored_chat else None
+            if (
+                stored_chat is None
+                or expected is None
+                or current is None
+                or (current.delivered_seq, current.read_seq) != (expected.delivered_seq, expected.read_seq)
+            ):
+                raise ConcurrentUpdate("a conditional write found the item changed")
+            members = tuple(
+                replace(m, delivered_seq=delivered_seq, read_seq=read_seq)
+                if m.phone_number == phone_number
+                else m
+                for m in stored_chat.members
+            )
+            self.chats[chat.chat_id] = stored_chat.with_members(members)
+
+    def rename_member(self, phone_number: str, display_name: str | None) -> None:
+        with self._lock:
+            self.renames.append((phone_number, display_name))
+            for chat_id in list(self.inbox.get(phone_number, {})):
+                stored = self.chats.get(chat_id)
+                if stored is None or not stored.is_member(phone_number):
+                    continue
+                members = tuple(
+                    replace(m, display_name=display_name) if m.phone_number == phone_number else m
+                    for m in stored.members
+                )
+                self.chats[chat_id] = stored.with_members(members)
+
+    # ---- helpers -----------------------------------------------------------------
+
+    def _touch(self, phone: str, chat_id: str, activity: datetime, *, force: bool = False) -> None:
+        """Move an inbox entry forward (never back), like ``project_inbox``; ``force`` puts it."""
+        entries = self.inbox.setdefault(phone, {})
+        current = entries.get(chat_id)
+        if force or current is None or current < activity:
+            entries[chat_id] = activity
