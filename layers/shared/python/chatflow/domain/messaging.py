@@ -172,10 +172,13 @@ class MessagingService:
 
     # ---- messages ----------------------------------------------------------------
 
-    def send(self, caller: str, chat_id: str, text: str, client_message_id: str) -> Sent:
+    def send(
+        self, caller: str, chat_id: str, text: str, client_message_id: str, *, fresh: Chat | None = None
+    ) -> Sent:
+        """Store a message as the chat's next seq; ``fresh`` is a chat just read, to save a read."""
         cleaned = clean_text(text)
         for attempt in range(MAX_SEND_ATTEMPTS):
-            chat = self.get_chat(caller, chat_id)
+            chat = fresh if fresh is not None and attempt == 0 else self.get_chat(caller, chat_id)
             message = Message(
                 message_id=f"m_{self._new_id()}",
                 chat_id=chat.chat_id,
@@ -198,7 +201,7 @@ class MessagingService:
     def send_direct(self, caller: str, raw_to: str, text: str, client_message_id: str) -> Sent:
         clean_text(text)  # reject bad input before creating a chat for it
         opened = self.open_direct(caller, raw_to)
-        return self.send(caller, opened.chat.chat_id, text, client_message_id)
+        return self.send(caller, opened.chat.chat_id, text, client_message_id, fresh=opened.chat)
 
     def list_messages(
         self, caller: str, chat_id: str, *, limit: int, cursor: str | None, after_seq: int | None
