@@ -52,6 +52,55 @@ class ApiClient:
             token=token,
         )
 
+    def open_direct(self, token: str, other: str) -> str:
+        """The chatId of the caller's direct chat with ``other`` (created if needed)."""
+        response = self.call("POST", "/v1/chats", {"type": "direct", "members": [other]}, token=token)
+        assert response.status in (200, 201), response.body
+        return str(response.json()["chatId"])
+
+    def create_group(self, token: str, members: list[str], name: str = "team") -> str:
+        response = self.call(
+            "POST", "/v1/chats", {"type": "group", "name": name, "members": members}, token=token
+        )
+        assert response.status == 201, response.body
+        return str(response.json()["chatId"])
+
+    def all_pages(
+        self, path: str, token: str, *, limit: int, query: dict[str, Any] | None = None
+    ) -> list[list[dict[str, Any]]]:
+        """Every page of a paginated list, following nextCursor until it is null."""
+        pages: list[list[dict[str, Any]]] = []
+        cursor: str | None = None
+        while True:
+            response = self.call(
+                "GET", path, token=token, query={**(query or {}), "limit": limit, "cursor": cursor}
+            )
+            assert response.status == 200, response.body
+            body = response.json()
+            pages.append(body["items"])
+            cursor = body["nextCursor"]
+            if cursor is None:
+                return pages
+            assert len(pages) < 1000, "pagination does not end"
+
+
+def assert_error(response: HttpResult, status: int, code: str) -> dict[str, Any]:
+    """The response is the contract's error shape with this status and code; its ``error``."""
+    assert response.status == status, (response.status, response.body)
+    body = response.json()
+    assert isinstance(body, dict), response.body
+    assert set(body) == {"error"}, body
+    error = body["error"]
+    assert set(error) <= {"code", "message", "details"}, error
+    assert error["code"] == code, error
+    assert isinstance(error["message"], str), error
+    assert error["message"], error
+    for detail in error.get("details") or []:
+        assert set(detail) == {"field", "message"}, detail
+        assert isinstance(detail["field"], str), detail
+        assert isinstance(detail["message"], str), detail
+    return dict(error)
+
 
 @pytest.fixture
 def stack() -> Iterator[InProcessStack]:

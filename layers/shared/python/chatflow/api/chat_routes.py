@@ -36,6 +36,11 @@ def _error(description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"model": ErrorResponse}}}
 
 
+def _ok(model: type[Any]) -> dict[int, Any]:
+    # Powertools documents the return type only when no responses are given: keep the 200.
+    return {200: {"description": "OK", "content": {"application/json": {"model": model}}}}
+
+
 _ERRORS: dict[int, Any] = {
     400: _error("Invalid input"),
     401: _error("Not signed in"),
@@ -58,6 +63,7 @@ def chat_router(service: Callable[[], MessagingService]) -> Router:
         tags=["chats"],
         summary="Create a group chat, or open the one direct chat with a number",
         responses={201: {"description": "Created", "content": {"application/json": {"model": ChatOut}}}}
+        | _ok(ChatOut)
         | _ERRORS,
     )
     def create_chat(body: CreateChatRequest) -> Response[ChatOut]:
@@ -82,20 +88,23 @@ def chat_router(service: Callable[[], MessagingService]) -> Router:
         "/v1/chats",
         tags=["chats"],
         summary="The caller's chats, most recent activity first",
-        responses=_ERRORS,
+        responses=_ok(ChatPage) | _ERRORS,
     )
     def list_chats(limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None) -> ChatPage:
         caller = me()
         page, next_cursor = service().list_chats(caller, limit=limit, cursor=cursor)
         return ChatPage(items=[ChatOut.of(c, caller) for c in page.items], nextCursor=next_cursor)
 
-    @router.get("/v1/chats/<chatId>", tags=["chats"], summary="One chat", responses=_ERRORS)
+    @router.get("/v1/chats/<chatId>", tags=["chats"], summary="One chat", responses=_ok(ChatOut) | _ERRORS)
     def get_chat(chatId: str) -> ChatOut:
         caller = me()
         return ChatOut.of(service().get_chat(caller, chatId), caller)
 
     @router.post(
-        "/v1/chats/<chatId>/members", tags=["chats"], summary="Add members to a group", responses=_ERRORS
+        "/v1/chats/<chatId>/members",
+        tags=["chats"],
+        summary="Add members to a group",
+        responses=_ok(ChatOut) | _ERRORS,
     )
     def add_members(chatId: str, body: AddMembersRequest) -> ChatOut:
         caller = me()
@@ -141,7 +150,7 @@ def chat_router(service: Callable[[], MessagingService]) -> Router:
         "/v1/chats/<chatId>/messages",
         tags=["messages"],
         summary="History, newest first; with afterSeq, the messages after it, oldest first",
-        responses=_ERRORS,
+        responses=_ok(MessagePage) | _ERRORS,
     )
     def list_messages(
         chatId: str,

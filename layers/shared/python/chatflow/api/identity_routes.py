@@ -20,6 +20,11 @@ _ERRORS: dict[int, Any] = {
 }
 
 
+_OK_USER: dict[int, Any] = {
+    200: {"description": "The profile", "content": {"application/json": {"model": UserOut}}}
+}
+
+
 def identity_router(service: Callable[[], IdentityService]) -> Router:
     router = Router()
 
@@ -51,7 +56,9 @@ def identity_router(service: Callable[[], IdentityService]) -> Router:
         service().sign_out(caller_of(router).token_hash)
         return no_content()
 
-    @router.get("/v1/users/me", tags=["identity"], summary="The caller's profile", responses=_ERRORS)
+    @router.get(
+        "/v1/users/me", tags=["identity"], summary="The caller's profile", responses=_OK_USER | _ERRORS
+    )
     def get_me() -> UserOut:
         return UserOut.of(service().me(caller_of(router).phone_number))
 
@@ -59,7 +66,8 @@ def identity_router(service: Callable[[], IdentityService]) -> Router:
         "/v1/users/me",
         tags=["identity"],
         summary="Change the caller's profile (null or empty clears a field)",
-        responses=_ERRORS
+        responses=_OK_USER
+        | _ERRORS
         | {409: {"description": "Username taken", "content": {"application/json": {"model": ErrorResponse}}}},
     )
     def patch_me(body: UpdateProfileRequest) -> UserOut:

@@ -18,9 +18,7 @@ def meta_router(openapi_json: Callable[[], str]) -> Router:
     def health() -> HealthOut:
         return HealthOut()
 
-    @router.get(
-        "/v1/openapi.json", tags=["meta"], summary="This API's OpenAPI document", include_in_schema=False
-    )
+    @router.get("/v1/openapi.json", tags=["meta"], summary="This API's OpenAPI document")
     def openapi() -> Response[Any]:
         return Response(status_code=200, content_type=content_types.APPLICATION_JSON, body=openapi_json())
 
