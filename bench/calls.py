@@ -19,7 +19,6 @@ of the chats function) is not part of any figure.
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -27,21 +26,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-# Before any boto3 client exists: fake credentials, never a real account (as tests/conftest.py).
-os.environ.update(
-    {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_REGION": "us-east-1",
-        "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
-        "POWERTOOLS_SERVICE_NAME": "chatflow-bench",
-        "POWERTOOLS_LOG_LEVEL": "ERROR",
-        "POWERTOOLS_METRICS_NAMESPACE": "ChatFlowBench",
-    }
+from local.emulated_aws import use_emulated_aws
+
+use_emulated_aws(
+    POWERTOOLS_SERVICE_NAME="chatflow-bench",
+    POWERTOOLS_LOG_LEVEL="ERROR",
+    POWERTOOLS_METRICS_NAMESPACE="ChatFlowBench",
 )
-os.environ.pop("AWS_ENDPOINT_URL", None)
 
 from moto import mock_aws  # after the credentials above
 

@@ -17,21 +17,10 @@ from urllib.parse import urlsplit
 
 from moto import mock_aws
 
+from local.emulated_aws import use_emulated_aws
 from local.stack import InProcessStack
 
 STREAM_POLL_SECONDS = 0.05
-
-
-def _fake_credentials() -> None:
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "local",
-        "AWS_SECRET_ACCESS_KEY": "local",
-        "AWS_REGION": "us-east-1",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
-    }.items():
-        os.environ.setdefault(key, value)
-    os.environ.pop("AWS_ENDPOINT_URL", None)
 
 
 def _handler_class(stack: InProcessStack) -> type[BaseHTTPRequestHandler]:
@@ -82,7 +71,7 @@ def _pump(stack: InProcessStack, stop: threading.Event) -> None:
 
 
 def main() -> None:
-    _fake_credentials()
+    use_emulated_aws()
     port = int(os.environ.get("CHATFLOW_HTTP_PORT", "3000"))
     operators = os.environ.get("CHATFLOW_OPERATORS", "")
     with mock_aws():
