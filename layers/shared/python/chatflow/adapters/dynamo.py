@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
-from chatflow.errors import AlreadyExists, ConcurrentUpdate, Throttled
+from chatflow.errors import ConcurrentUpdate, Throttled
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -117,16 +117,3 @@ def batch_write(client: DynamoDBClient, table: str, requests: Sequence[dict[str,
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-__all__ = [
-    "AlreadyExists",
-    "Item",
-    "batch_get",
-    "batch_write",
-    "cancellation_codes",
-    "from_raw",
-    "to_raw",
-    "to_value",
-    "translate",
-]

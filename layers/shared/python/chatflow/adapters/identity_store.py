@@ -9,6 +9,7 @@ Items (PK / SK):
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
@@ -150,9 +151,15 @@ class DynamoUserRepository:
             ):
                 raise UsernameTaken(f"The username {new_name!r} is taken: choose another one.") from exc
             raise translate(exc) from exc
-        refreshed = self.get(user.phone_number)
-        assert refreshed is not None
-        return refreshed
+        # The transaction applied exactly these changes: no need to read the user back.
+        values = changes.values
+        return replace(
+            user,
+            display_name=values.get("displayName", user.display_name),
+            username=values.get("username", user.username),
+            email=values.get("email", user.email),
+            avatar_url=values.get("avatarUrl", user.avatar_url),
+        )
 
     def display_names(self, phone_numbers: Sequence[str]) -> dict[str, str | None]:
         keys = [user_key(p) for p in dict.fromkeys(phone_numbers)]
