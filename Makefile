@@ -14,7 +14,8 @@ SAM_PYENV ?= 3.11.7:3.12.1
 .PHONY: help venv test check lint format typecheck unit validate build bench lock clean run invoke
 
 help:
-	@echo "make run     start the whole stack locally (no AWS account, no Docker)"
+	@echo "make run     start the whole stack locally (no AWS account, no Docker); ARGS=--fresh starts clean"
+	@echo "make invoke  FN=<logical id> EVENT=events/<file>.json: run one function once on an event"
 	@echo "make test    lint, format check, types, every test, sam validate (what CI runs)"
 	@echo "make build   sam build, then precompile the output to .pyc"
 	@echo "make bench   benchmarks (AWS calls per operation, cold start); writes docs/benchmarks.md"
@@ -76,4 +77,8 @@ clean:
 	rm -rf $(VENV) $(SAM_VENV) .aws-sam .mypy_cache .pytest_cache .ruff_cache
 
 run: $(BIN)/.stamp
-	PYTHONPATH=layers/shared/python:. $(BIN)/python -m local.serve
+	PYTHONPATH=layers/shared/python:. $(BIN)/python -m local.serve $(ARGS)
+
+invoke: $(BIN)/.stamp
+	@test -n "$(FN)" -a -n "$(EVENT)" || { echo "usage: make invoke FN=<logical id> EVENT=events/<file>.json"; exit 2; }
+	PYTHONPATH=layers/shared/python:. $(BIN)/python -m local.invoke "$(FN)" "$(EVENT)"

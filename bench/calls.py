@@ -43,7 +43,8 @@ from chatflow.domain.chats import Message
 from chatflow.domain.clock import from_iso, to_iso
 from local.apigw import HttpResult, build_query
 from local.runtime import LocalFunction
-from local.stack import REGION, InProcessStack
+from local.specs import REGION
+from local.stack import InProcessStack
 
 AUTHORIZER = "AuthorizerFunction"
 DYNAMODB_READ_TARGET = 2

@@ -1,8 +1,9 @@
-"""Runs a function of the template in this process, isolated as Lambda would run it.
+"""Runs a function of the template inside this process: the tests' and benchmarks' runtime.
 
 Each function gets its own environment variables (applied while its module is imported
 and while it runs) and its own module name, so two functions with an ``app.py`` never
-collide.
+collide. Exceptions propagate unchanged, so a failing test shows the real traceback.
+``make run`` uses ``local.functions`` instead: one worker process per function, as Lambda.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
-from local.template import FunctionSpec
+from local.specs import FunctionSpec
 
 _ENV_LOCK = threading.RLock()
 

@@ -1,97 +1,80 @@
-"""``make run``: the HTTP API on this machine, in one process, with AWS emulated by moto.
+"""``make run``: the whole stack on this machine, until Ctrl-C.
 
-This is the first step of the local stack (issue 3): tables, secrets, functions and
-routes all come from template.yaml; the chats-table stream is delivered to its
-consumer every 50 ms. State lives in memory and is gone when the process stops.
+``make run ARGS=--fresh`` forgets the saved state and starts clean.
 """
 
 from __future__ import annotations
 
-import json
+import argparse
 import os
+import signal
 import sys
 import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlsplit
+from types import FrameType
 
-from moto import mock_aws
-
-from local.emulated_aws import use_emulated_aws
-from local.stack import InProcessStack
-
-STREAM_POLL_SECONDS = 0.05
+from local.config import ConfigError, LocalConfig
+from local.stack_server import StackServer
+from local.template import TemplateError
 
 
-def _handler_class(stack: InProcessStack) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def _serve(self) -> None:
-            started = time.perf_counter()
-            parts = urlsplit(self.path)
-            length = int(self.headers.get("content-length") or 0)
-            body = self.rfile.read(length).decode("utf-8", errors="replace") if length else None
-            if self.command == "OPTIONS":
-                status, headers, payload = 204, {}, ""
-            else:
-                result = stack.http.request(
-                    self.command, parts.path, query=parts.query, headers=dict(self.headers.items()), body=body
-                )
-                status, headers, payload = result.status, result.headers, result.body
-            data = payload.encode("utf-8")
-            self.send_response(status)
-            for key, value in headers.items():
-                if key not in ("content-length", "connection"):
-                    self.send_header(key, value)
-            self.send_header("access-control-allow-origin", "*")
-            self.send_header("access-control-allow-headers", "authorization, content-type")
-            self.send_header("access-control-allow-methods", "GET, POST, PATCH, DELETE, OPTIONS")
-            self.send_header("content-length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-            elapsed = (time.perf_counter() - started) * 1000
-            print(f"http {self.command} {parts.path} -> {status} ({elapsed:.0f} ms)", flush=True)
-
-        do_GET = do_POST = do_PATCH = do_DELETE = do_PUT = do_OPTIONS = _serve
-
-        def log_message(self, format: str, *args: object) -> None:
-            return  # one line per request is printed by _serve
-
-    return Handler
+def _parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="make run", description=__doc__)
+    parser.add_argument("--fresh", action="store_true", help="forget the saved state and start clean")
+    return parser.parse_args(argv)
 
 
-def _pump(stack: InProcessStack, stop: threading.Event) -> None:
-    while not stop.is_set():
-        try:
-            stack.drain_streams()
-        except Exception as exc:  # a failing consumer must not stop the stack
-            print(f"stream delivery failed: {exc}", file=sys.stderr, flush=True)
-        stop.wait(STREAM_POLL_SECONDS)
+def _banner(server: StackServer) -> str:
+    outputs = server.outputs
+    config = server.config
+    lines = [
+        "",
+        "ChatFlow is running locally (Ctrl-C stops it; the state is kept for the next start).",
+        f"  HTTP API        {outputs.get('HttpApiUrl', '-')}",
+        f"  WebSocket API   {outputs.get('WebSocketUrl', '(none in template.yaml yet)')}",
+        f"  SMS provider    {outputs['SmsProviderUrl']}   (outbox: GET /messages?to=...)",
+        f"  AWS endpoint    {outputs['AwsEndpointUrl']}   (AWS_ENDPOINT_URL for the AWS CLI / boto3)",
+        f"  outputs         {config.outputs_file}",
+        f"  state           {config.state_file}   (make run ARGS=--fresh starts clean)",
+        "",
+        f"  try: curl {outputs.get('HttpApiUrl', '')}/v1/health",
+        "",
+    ]
+    return "\n".join(lines)
 
 
-def main() -> None:
-    use_emulated_aws()
-    port = int(os.environ.get("CHATFLOW_HTTP_PORT", "3000"))
-    operators = os.environ.get("CHATFLOW_OPERATORS", "")
-    with mock_aws():
-        stack = InProcessStack.create(parameters={"OperatorPhoneNumbers": operators, "AuthMode": "phone"})
-        stop = threading.Event()
-        pump = threading.Thread(target=_pump, args=(stack, stop), daemon=True)
-        pump.start()
-        server = ThreadingHTTPServer(("127.0.0.1", port), _handler_class(stack))
-        outputs = {"HttpApiUrl": f"http://127.0.0.1:{port}"}
-        print("ChatFlow is running (Ctrl-C stops it):", flush=True)
-        print(json.dumps(outputs, indent=2), flush=True)
-        print(f"  try: curl {outputs['HttpApiUrl']}/v1/health", flush=True)
-        try:
-            server.serve_forever()
-        except KeyboardInterrupt:
-            print("stopping", flush=True)
-        finally:
-            stop.set()
-            server.server_close()
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(sys.argv[1:] if argv is None else argv)
+    try:
+        config = LocalConfig.from_env(os.environ, fresh=args.fresh)
+    except ConfigError as exc:
+        print(f"make run: {exc}", file=sys.stderr)
+        return 2
+    server = StackServer(config)
+    try:
+        server.start()
+    except (TemplateError, ConfigError) as exc:
+        print(f"make run: {exc}", file=sys.stderr)
+        server.stop()
+        return 2
+    except OSError as exc:
+        print(f"make run: {exc} (is another 'make run' using the port? set CHATFLOW_*_PORT)", file=sys.stderr)
+        server.stop()
+        return 2
+    print(_banner(server), flush=True)
+    stopped = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stopped.set()
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    while not stopped.wait(0.5):
+        pass
+    print("stopping: finishing deliveries in flight and saving the state...", flush=True)
+    server.stop()
+    print("stopped", flush=True)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,81 +1,84 @@
-"""The application from ``template.yaml``, running in this process against moto.
+"""The application from ``template.yaml``, running inside this process against moto's mock.
 
-Used by the tests and the benchmarks; the same pieces serve ``make run``.
+Used by the integration tests and the benchmarks: resources are created by the same
+provisioning code as ``make run``, functions run in-process (``local.runtime``) and the
+DynamoDB streams are delivered when the test asks (``drain_streams``).
 """
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
+from botocore.config import Config
 
 from chatflow.adapters.aws import reset_clients
 from local.apigw import HttpApi
+from local.provision import Provisioned, provision
 from local.runtime import LocalFunction
-from local.streams import StreamReader
+from local.sources import StreamSource
+from local.specs import REGION
 from local.template import Template
 
-REGION = "us-east-1"
+# moto with botocore 1.44+: stream calls fail unless account-id endpoints are off.
+_CONFIG = Config(account_id_endpoint_mode="disabled")
+
+
+def _client(service: str) -> Any:
+    return boto3.client(service, region_name=REGION, config=_CONFIG)  # type: ignore[call-overload]
 
 
 @dataclass
 class InProcessStack:
     template: Template
     functions: dict[str, LocalFunction]
-    http: HttpApi
-    streams: dict[str, StreamReader] = field(default_factory=dict)
+    provisioned: Provisioned
+    http: HttpApi = field(init=False)
+    streams: list[StreamSource] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        api_id = next(iter(self.template.http_apis()), "httpapi").lower()
+        self.http = HttpApi(self.template.http_routes(), self.invoke, api_id=api_id)
 
     @classmethod
     def create(cls, parameters: dict[str, str] | None = None) -> InProcessStack:
         """Create every resource of the template in the current AWS (moto) endpoint."""
         reset_clients()
         template = Template.load(parameters=parameters)
-        dynamodb = boto3.client("dynamodb", region_name=REGION)
-        streams: dict[str, StreamReader] = {}
-        for logical_id, definition in template.table_definitions().items():
-            table = dynamodb.create_table(TableName=logical_id, **definition)["TableDescription"]
-            template.physical_ids[logical_id] = logical_id
-            template.attributes[(logical_id, "Arn")] = table["TableArn"]
-            ttl = template.time_to_live(logical_id)
-            if ttl:
-                dynamodb.update_time_to_live(
-                    TableName=logical_id, TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl}
-                )
-            if table.get("LatestStreamArn"):
-                template.attributes[(logical_id, "StreamArn")] = table["LatestStreamArn"]
-                streams[logical_id] = StreamReader(table["LatestStreamArn"], REGION)
-        secrets_client = boto3.client("secretsmanager", region_name=REGION)
-        for logical_id in template.of_type("AWS::SecretsManager::Secret"):
-            arn = secrets_client.create_secret(Name=logical_id, SecretString=secrets.token_urlsafe(36))["ARN"]
-            template.physical_ids[logical_id] = arn
+        endpoints = {
+            api: f"https://{api.lower()}.execute-api.{REGION}.amazonaws.com"
+            for api in template.of_type("AWS::ApiGatewayV2::Api")
+        }
+        provisioned = provision(template, _client, endpoints)
         base_env = {"AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION}
         functions = {lid: LocalFunction(spec, base_env) for lid, spec in template.functions().items()}
-        return cls(template=template, functions=functions, http=HttpApi(template, functions), streams=streams)
+        stack = cls(template=template, functions=functions, provisioned=provisioned)
+        stack.streams = [
+            StreamSource(mapping, _client, stack._strict_invoke, {})
+            for mapping in template.event_source_mappings()
+            if mapping.kind == "dynamodb"
+        ]
+        return stack
 
-    def stream_consumers(self, table: str) -> list[LocalFunction]:
-        """Functions with a DynamoDB event source on ``table``'s stream."""
-        consumers = []
-        for logical_id, resource in self.template.of_type("AWS::Serverless::Function").items():
-            for event in (resource["Properties"].get("Events") or {}).values():
-                if event.get("Type") == "DynamoDB":
-                    stream = event["Properties"]["Stream"]
-                    if stream.get("Fn::GetAtt", [None])[0] == table:
-                        consumers.append(self.functions[logical_id])
-        return consumers
+    def invoke(self, function: str, event: dict[str, Any], trigger: str = "test") -> Any:
+        return self.functions[function].invoke(event)
+
+    def _strict_invoke(self, function: str, event: dict[str, Any], trigger: str) -> Any:
+        """Stream delivery for tests: a failed record is a test failure, not a retry."""
+        response = self.invoke(function, event, trigger)
+        failures = (response or {}).get("batchItemFailures") if isinstance(response, dict) else None
+        if failures:
+            raise RuntimeError(f"{function} failed records: {failures}")
+        return response
 
     def drain_streams(self) -> int:
         """Deliver every pending stream record to its consumers; the number of records."""
         delivered = 0
-        for table, reader in self.streams.items():
-            records = reader.read()
-            if not records:
-                continue
-            for consumer in self.stream_consumers(table):
-                response: dict[str, Any] = consumer.invoke({"Records": records}) or {}
-                failures = response.get("batchItemFailures") or []
-                if failures:
-                    raise RuntimeError(f"{consumer.spec.logical_id} failed records: {failures}")
-            delivered += len(records)
+        for source in self.streams:
+            while True:
+                count = source.poll_once()
+                if not count:
+                    break
+                delivered += count
         return delivered

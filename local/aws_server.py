@@ -1,0 +1,172 @@
+"""Emulated AWS: a moto server on one port, safe under concurrent clients, whose state can be saved.
+
+moto is not thread-safe (a DynamoDB transaction deep-copies a table and restores it on
+cancellation, erasing concurrent writes), so requests are served one at a time. Every
+request that may create work for an event source (a message sent, an item written, an
+object put, an event published) bumps a change counter that the pollers wait on, so
+delivery is prompt without busy polling.
+
+State is saved by pickling moto's backends (the service models themselves), which is
+fast and exact; it is restored into a fresh process before the server starts.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from moto.backends import get_backend
+from moto.core.base_backend import BackendDict
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+from werkzeug.serving import BaseWSGIServer, make_server
+
+# Operations that never create work for a poller (the pollers' own calls among them).
+_QUIET_PREFIXES = ("Get", "Describe", "List", "Query", "Scan", "BatchGet", "ReceiveMessage", "DeleteMessage")
+_STATE_VERSION = 1
+
+
+class ChangeSignal:
+    """A counter that pollers wait on; bumped by every request that may have created work."""
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._generation = 0
+
+    @property
+    def generation(self) -> int:
+        return self._generation
+
+    def bump(self) -> None:
+        with self._condition:
+            self._generation += 1
+            self._condition.notify_all()
+
+    def wait(self, seen: int, timeout: float) -> int:
+        """Block until the counter moves past ``seen`` or ``timeout`` passes; the new value."""
+        with self._condition:
+            self._condition.wait_for(lambda: self._generation != seen, timeout)
+            return self._generation
+
+
+def _operation(environ: dict[str, Any]) -> str:
+    target = str(environ.get("HTTP_X_AMZ_TARGET", ""))
+    if target:
+        return target.rsplit(".", 1)[-1]
+    query = str(environ.get("QUERY_STRING", ""))
+    for part in query.split("&"):
+        if part.startswith("Action="):
+            return part[len("Action=") :]
+    return ""
+
+
+class _QuietRequestHandler(MotoRequestHandler):
+    """No access log: the stack logs function invocations, not every AWS call."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        return None
+
+
+class EmulatedAws:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.changes = ChangeSignal()
+        self._lock = threading.RLock()
+        self._host = host
+        self._dispatcher = DomainDispatcherApplication(create_backend_app)
+        self._server: BaseWSGIServer = make_server(
+            host, port, self._app, threaded=True, request_handler=_QuietRequestHandler
+        )
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_port)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self._host}:{self.port}"
+
+    def _app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        operation = _operation(environ)
+        method = str(environ.get("REQUEST_METHOD", "GET"))
+        with self._lock:
+            response = self._dispatcher(environ, start_response)
+            try:
+                body = b"".join(response)
+            finally:
+                close = getattr(response, "close", None)
+                if close is not None:
+                    close()
+        if method not in ("GET", "HEAD") and not operation.startswith(_QUIET_PREFIXES):
+            self.changes.bump()
+        return [body]
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._server.serve_forever, name="moto", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def exclusive(self) -> threading.RLock:
+        """Hold it to see a consistent state: no request is served meanwhile."""
+        return self._lock
+
+    # ---- state -------------------------------------------------------------------------
+
+    def save(self, path: Path, extra: dict[str, Any]) -> float:
+        """Write every service's state plus ``extra`` to ``path`` atomically; seconds taken."""
+        started = time.perf_counter()
+        buffer = io.BytesIO()
+        with self._lock:
+            services = {
+                backend.service_name: list(backend.iter_backends())
+                for backend in list(BackendDict._instances)  # type: ignore[misc]
+            }
+            _StatePickler(buffer).dump({"version": _STATE_VERSION, "services": services, "extra": extra})
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(".tmp")
+        temporary.write_bytes(buffer.getvalue())
+        os.replace(temporary, path)
+        return time.perf_counter() - started
+
+    @staticmethod
+    def reset() -> None:
+        """Forget every service's state (moto keeps it per process, not per server)."""
+        BackendDict.reset()
+
+    @staticmethod
+    def load(path: Path) -> dict[str, Any]:
+        """Restore the services saved at ``path`` (before serving); the ``extra`` saved with them."""
+        with path.open("rb") as file:
+            state = pickle.load(file)  # noqa: S301 - our own file, written by save()
+        if not isinstance(state, dict) or state.get("version") != _STATE_VERSION:
+            raise ValueError(f"{path} was written by another version of the local stack")
+        for service, entries in state["services"].items():
+            backends = get_backend(service)
+            for account_id, region, backend in entries:
+                dict.__setitem__(backends[account_id], region, backend)
+        return dict(state["extra"])
+
+
+class _StatePickler(pickle.Pickler):
+    """Locks and conditions inside moto's models are recreated empty, not pickled."""
+
+    _LOCK_TYPES = (type(threading.Lock()), type(threading.RLock()))
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, self._LOCK_TYPES):
+            return (threading.RLock if "RLock" in type(obj).__name__ else threading.Lock, ())
+        if isinstance(obj, threading.Condition):
+            return (threading.Condition, ())
+        if isinstance(obj, threading.Event):
+            return (threading.Event, ())
+        return NotImplemented

@@ -1,0 +1,278 @@
+"""The whole application on this machine: what ``make run`` starts (CONTRACT §6).
+
+- emulated AWS (a moto server) with every resource of the template,
+- the HTTP API and the WebSocket API dispatching to the template's functions, each
+  function in worker processes of its own,
+- the event sources (SQS, DynamoDB streams, S3 notifications, EventBridge rules),
+- the fake SMS provider,
+- state saved under the state directory and restored on the next start.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from local.apigw import HttpApi
+from local.aws_server import EmulatedAws
+from local.config import LocalConfig
+from local.fake_provider import FakeProviderSettings, FakeSmsProvider
+from local.functions import FunctionRunner
+from local.http_server import HttpFrontend
+from local.provision import Provisioned, provision
+from local.sources import AsyncSource, Source, SqsSource, StreamSource
+from local.specs import REGION
+from local.template import Template, TemplateError
+from local.wsapi import WebSocketGateway
+
+Log = Callable[[str], None]
+SNAPSHOT_SECONDS = 2.0
+FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "local",
+    "AWS_SECRET_ACCESS_KEY": "local",
+    "AWS_SESSION_TOKEN": "local",
+}
+# How the contract's CHATFLOW_* settings reach the template (applied when it declares them).
+RECEIPTS_SECRET = "chatflow-local-receipts-secret"  # noqa: S105 - local only, not a credential
+
+
+def _print(line: str) -> None:
+    print(line, flush=True)
+
+
+class StackServer:
+    def __init__(self, config: LocalConfig, log: Log = _print) -> None:
+        self.config = config
+        self.log = log
+        self.outputs: dict[str, str] = {}
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._sources: list[Source] = []
+        self._checkpoints: dict[str, dict[str, str]] = {}
+        self._saved_version: tuple[int, str] | None = None
+        self.aws: EmulatedAws | None = None
+        self.runner: FunctionRunner | None = None
+        self.http: HttpFrontend | None = None
+        self.websocket: WebSocketGateway | None = None
+        self.provider: FakeSmsProvider | None = None
+        self.template: Template | None = None
+        self.provisioned: Provisioned | None = None
+
+    # ---- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> StackServer:
+        config = self.config
+        EmulatedAws.reset()
+        extra = self._restore()
+        self._checkpoints = dict(extra.get("checkpoints") or {})
+        self.aws = EmulatedAws(config.host, config.aws_port)
+        self.aws.start()
+        template = Template.load(config.template_path, parameters=self._parameters())
+        self.template = template
+
+        self.provider = FakeSmsProvider(
+            FakeProviderSettings.from_env(config.provider_environ),
+            host=config.host,
+            port=config.provider_port,
+            log=self.log,
+        )
+        self.provider.start()
+        self.http = HttpFrontend(
+            HttpApi([], self._invoke),
+            host=config.host,
+            port=config.http_port,
+            cors=template.http_cors(),
+            static_dir=config.static_dir if config.static_dir and config.static_dir.is_dir() else None,
+        )
+        endpoints = dict.fromkeys(template.http_apis(), self.http.url)
+        ws_specs = template.websocket_apis()
+        if len(ws_specs) > 1:
+            raise TemplateError("the local stack serves one WebSocket API; the template has several")
+        if ws_specs:
+            self.websocket = WebSocketGateway(
+                ws_specs[0], self._invoke, host=config.host, port=config.ws_port, log=self.log
+            )
+            self.websocket.start()
+            endpoints[ws_specs[0].logical_id] = self.websocket.url
+
+        self.provisioned = provision(template, self.client, endpoints)
+        self.runner = FunctionRunner(template.functions(), self._function_env(), log=self.log)
+        api_id = next(iter(template.http_apis()), "httpapi").lower()
+        self.http.api = HttpApi(
+            template.http_routes(), self._invoke, api_id=api_id, domain=f"{config.host}:{self.http.port}"
+        )
+        self.provider.configure_receipts(f"{self.http.url}/v1/sms/receipts", RECEIPTS_SECRET)
+        self._start_sources(template, self.provisioned)
+        self._start_thread("snapshots", self._snapshots)
+        self.outputs = template.outputs() | {
+            "AwsEndpointUrl": self.aws.url,
+            "SmsProviderUrl": self.provider.url,
+        }
+        config.state_dir.mkdir(parents=True, exist_ok=True)
+        config.outputs_file.write_text(json.dumps(self.outputs, indent=2) + "\n", encoding="utf-8")
+        config.endpoints_file.write_text(json.dumps(endpoints, indent=2) + "\n", encoding="utf-8")
+        self.http.start()  # last: GET /v1/health answers once everything above is ready
+        return self
+
+    def stop(self) -> None:
+        """Stop accepting work, let deliveries in flight finish, save the state, stop everything."""
+        self._stop.set()
+        for source in self._sources:
+            if isinstance(source, StreamSource):
+                source.stopping.set()
+        if self.aws is not None:
+            self.aws.changes.bump()
+        if self.http is not None:
+            self.http.stop()
+        if self.websocket is not None:
+            self.websocket.stop()
+        for thread in self._threads:
+            thread.join(timeout=15)
+        for source in self._sources:
+            source.close()
+        if self.provider is not None:
+            self.provider.stop()
+        self.save()
+        if self.runner is not None:
+            self.runner.close()
+        if self.aws is not None:
+            self.aws.stop()
+            EmulatedAws.reset()
+
+    def __enter__(self) -> StackServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ---- AWS ------------------------------------------------------------------------------
+
+    def client(self, service: str) -> Any:
+        """A boto3 client of emulated AWS (for the stack itself and for tests)."""
+        assert self.aws is not None
+        return boto3.client(  # type: ignore[call-overload]
+            service,
+            endpoint_url=self.aws.url,
+            region_name=REGION,
+            aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            config=Config(account_id_endpoint_mode="disabled", retries={"max_attempts": 2}),
+        )
+
+    def _function_env(self) -> dict[str, str]:
+        assert self.aws is not None
+        inherited = {k: os.environ[k] for k in ("PATH", "HOME", "LANG", "LC_ALL") if k in os.environ}
+        return (
+            inherited
+            | FAKE_CREDENTIALS
+            | {
+                "AWS_REGION": REGION,
+                "AWS_DEFAULT_REGION": REGION,
+                "AWS_ENDPOINT_URL": self.aws.url,
+                "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
+            }
+        )
+
+    def _parameters(self) -> dict[str, str]:
+        declared = self._declared_parameters()
+        wanted = {"AuthMode": self.config.auth_mode, "OperatorPhoneNumbers": self.config.operators}
+        parameters: dict[str, str] = {}
+        for name, value in wanted.items():
+            if name not in declared:
+                continue
+            allowed = [str(v) for v in declared[name].get("AllowedValues") or []]
+            if allowed and value not in allowed:
+                self.log(
+                    f"warning: {name}={value!r} is not supported by this template ({', '.join(allowed)}); "
+                    f"using {declared[name].get('Default')!r}"
+                )
+                continue
+            parameters[name] = value
+        return parameters
+
+    def _declared_parameters(self) -> dict[str, dict[str, Any]]:
+        from samtranslator.yaml_helper import yaml_parse
+
+        document = yaml_parse(self.config.template_path.read_text(encoding="utf-8"))
+        return dict(document.get("Parameters") or {})
+
+    def _invoke(self, function: str, event: dict[str, Any], trigger: str) -> Any:
+        if self.runner is None:
+            raise RuntimeError("the stack is still starting")
+        return self.runner.invoke(function, event, trigger)
+
+    # ---- event sources ----------------------------------------------------------------------
+
+    def _start_sources(self, template: Template, provisioned: Provisioned) -> None:
+        for mapping in template.event_source_mappings():
+            if not mapping.enabled:
+                continue
+            if mapping.kind == "sqs":
+                queue_url = provisioned.queue_urls[mapping.source_arn]
+                self._sources.append(SqsSource(mapping, queue_url, self.client, self._invoke))
+            else:
+                table = provisioned.stream_tables.get(mapping.source_arn, mapping.source_arn)
+                checkpoints = self._checkpoints.setdefault(f"{mapping.logical_id}:{table}", {})
+                self._sources.append(StreamSource(mapping, self.client, self._invoke, checkpoints))
+        for delivery in provisioned.deliveries:
+            dead_letter = template.function_dead_letter_arn(delivery.function)
+            self._sources.append(AsyncSource(delivery, self.client, self._invoke, dead_letter))
+        assert self.aws is not None
+        changes = self.aws.changes
+        for source in self._sources:
+            self._start_thread(source.name, source.run, self._stop, changes.wait, lambda: changes.generation)
+
+    def _start_thread(self, name: str, target: Callable[..., None], *args: Any) -> None:
+        thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    # ---- state ------------------------------------------------------------------------------
+
+    def _restore(self) -> dict[str, Any]:
+        config = self.config
+        if config.fresh and config.state_file.exists():
+            config.state_file.unlink()
+            self.log(f"fresh start: removed {config.state_file}")
+        if not config.persist or not config.state_file.exists():
+            return {}
+        try:
+            extra = EmulatedAws.load(config.state_file)
+        except Exception as exc:
+            aside = config.state_file.with_suffix(f".unreadable-{int(time.time())}")
+            shutil.move(config.state_file, aside)
+            self.log(
+                f"warning: could not read the saved state ({exc}); starting clean, old file kept as {aside}"
+            )
+            return {}
+        self.log(f"state restored from {config.state_file}")
+        return extra
+
+    def save(self) -> None:
+        if not self.config.persist or self.aws is None:
+            return
+        checkpoints = {name: dict(positions) for name, positions in list(self._checkpoints.items())}
+        version = (self.aws.changes.generation, json.dumps(checkpoints, sort_keys=True))
+        if version == self._saved_version:
+            return
+        self.aws.save(self.config.state_file, {"checkpoints": checkpoints})
+        self._saved_version = version
+
+    def _snapshots(self) -> None:
+        interval = SNAPSHOT_SECONDS
+        while not self._stop.wait(interval):
+            started = time.perf_counter()
+            try:
+                self.save()
+            except Exception as exc:  # keep serving; the next snapshot may succeed
+                self.log(f"warning: saving the state failed: {type(exc).__name__}: {exc}")
+            # A big state takes long to save: save less often rather than stall requests.
+            interval = max(SNAPSHOT_SECONDS, 10 * (time.perf_counter() - started))

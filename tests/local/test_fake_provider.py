@@ -1,0 +1,637 @@
+"""The fake SMS provider speaks the contract's provider API, injects faults and sends signed receipts."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import http.client
+import json
+import re
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from local import fake_provider
+from local.fake_provider import FakeProviderSettings, FakeSmsProvider
+
+FAST: dict[str, Any] = {
+    "failure_rate": 0.0,
+    "min_delay_ms": 0,
+    "max_delay_ms": 1,
+    "hang_seconds": 0.3,
+    "receipt_delay_ms": 10,
+    "seed": 7,
+}
+SECRET = "receipts-secret"
+ISO_UTC_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+
+
+@dataclass
+class Reply:
+    status: int | None  # None: the connection closed without an answer
+    headers: dict[str, str]
+    body: Any
+
+
+def request(
+    url: str, method: str = "GET", data: bytes | None = None, headers: dict[str, str] | None = None
+) -> Reply:
+    # Only ever the local provider's http:// URL.
+    prepared = urllib.request.Request(url, data=data, headers=headers or {}, method=method)
+    try:
+        with urllib.request.urlopen(prepared, timeout=3) as response:
+            return Reply(response.status, dict(response.headers.items()), json.loads(response.read()))
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return Reply(exc.code, dict(exc.headers.items()), json.loads(exc.read()))
+    except (OSError, http.client.HTTPException):
+        return Reply(None, {}, None)
+
+
+_counter = iter(range(1_000_000))
+
+
+def send(
+    provider: FakeSmsProvider,
+    to: str = "+15551230001",
+    *,
+    key: str | None = None,
+    bearer: str | None = "any-token",
+    body: dict[str, Any] | None = None,
+    raw: bytes | None = None,
+) -> Reply:
+    n = next(_counter)
+    headers = {"Content-Type": "application/json", "Idempotency-Key": key or f"cmd_{n}"}
+    if bearer is not None:
+        headers["Authorization"] = f"Bearer {bearer}"
+    payload = (
+        body if body is not None else {"to": to, "toType": "phone", "text": "hi", "reference": f"cmd_{n}"}
+    )
+    data = raw if raw is not None else json.dumps(payload).encode()
+    return request(f"{provider.url}/messages", "POST", data, headers)
+
+
+class ReceiptReceiver:
+    """ChatFlow's receipts route stand-in: records each POST and answers ``answers`` in turn, then 200."""
+
+    def __init__(self, answers: list[int]) -> None:
+        self.answers = list(answers)
+        self.calls: list[tuple[dict[str, str], bytes]] = []
+        self.arrived = threading.Condition()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                with receiver.arrived:
+                    receiver.calls.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                    status = receiver.answers.pop(0) if receiver.answers else 200
+                    receiver.arrived.notify_all()
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:
+                return
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1/sms/receipts"
+
+    def wait_for(self, count: int, timeout: float = 3.0) -> list[tuple[dict[str, str], bytes]]:
+        with self.arrived:
+            self.arrived.wait_for(lambda: len(self.calls) >= count, timeout)
+            return list(self.calls)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def logs() -> list[str]:
+    return []
+
+
+@pytest.fixture
+def start(logs: list[str]) -> Iterator[Callable[..., FakeSmsProvider]]:
+    started: list[FakeSmsProvider] = []
+
+    def start_provider(**overrides: Any) -> FakeSmsProvider:
+        provider = FakeSmsProvider(FakeProviderSettings(**(FAST | overrides)), log=logs.append)
+        provider.start()
+        started.append(provider)
+        return provider
+
+    yield start_provider
+    for provider in started:
+        provider.stop()
+
+
+@pytest.fixture
+def receiver_with() -> Iterator[Callable[..., ReceiptReceiver]]:
+    receivers: list[ReceiptReceiver] = []
+
+    def make(*answers: int) -> ReceiptReceiver:
+        receivers.append(ReceiptReceiver(list(answers)))
+        return receivers[-1]
+
+    yield make
+    for receiver in receivers:
+        receiver.close()
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 3.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return condition()
+
+
+def test_accepted_message_gets_an_id_and_is_listed_for_its_recipient(
+    start: Callable[..., FakeSmsProvider],
+) -> None:
+    # Given a provider that never fails
+    provider = start()
+    # When two messages go to two numbers
+    body = {"to": "+15551230001", "toType": "phone", "text": "hi", "from": "ChatFlow", "reference": "cmd_a"}
+    first = send(provider, key="cmd_a", body=body)
+    send(provider, "+15551230002")
+    listed = request(f"{provider.url}/messages?to=%2B15551230001")
+    # Then the first is 202 with an id, and listing by its number shows only it, as sent
+    assert first.status == 202
+    assert str(first.body["id"]).startswith("pm_")
+    assert listed.status == 200
+    [item] = listed.body["items"]
+    assert item | {"status": "any", "acceptedAt": "any"} == {
+        "id": first.body["id"],
+        "to": "+15551230001",
+        "toType": "phone",
+        "text": "hi",
+        "from": "ChatFlow",
+        "reference": "cmd_a",
+        "idempotencyKey": "cmd_a",
+        "status": "any",
+        "acceptedAt": "any",
+    }
+    assert ISO_UTC_MS.match(item["acceptedAt"])
+
+
+def test_listing_without_to_returns_every_message_oldest_first(start: Callable[..., FakeSmsProvider]) -> None:
+    # Given three messages to different numbers
+    provider = start()
+    ids = [send(provider, f"+1555123000{n}").body["id"] for n in range(3)]
+    # When the outbox is listed without a filter
+    listed = request(f"{provider.url}/messages")
+    # Then all three come back in the order they were accepted
+    assert [item["id"] for item in listed.body["items"]] == ids
+
+
+def test_listing_accepts_a_plus_left_unencoded_in_the_query(start: Callable[..., FakeSmsProvider]) -> None:
+    # Given a message to a number written with spaces
+    provider = start()
+    sent = send(provider, "+1 555 123 0001")
+    # When the list is filtered with a raw '+' (which a query string decodes to a space)
+    listed = request(f"{provider.url}/messages?to=+15551230001")
+    # Then the message is found
+    assert [item["id"] for item in listed.body["items"]] == [sent.body["id"]]
+
+
+def test_iccid_destination_is_accepted_and_listed_by_iccid(start: Callable[..., FakeSmsProvider]) -> None:
+    # Given a provider
+    provider = start()
+    # When a message goes to a SIM by ICCID
+    body = {"to": "8944500102198304826", "toType": "iccid", "text": "ping", "reference": "cmd_sim"}
+    sent = send(provider, body=body)
+    # Then it is accepted and listed under that ICCID
+    assert sent.status == 202
+    assert [item["toType"] for item in provider.outbox("8944500102198304826")] == ["iccid"]
+
+
+def test_retry_with_the_same_idempotency_key_returns_the_same_id_once(
+    start: Callable[..., FakeSmsProvider],
+) -> None:
+    # Given an accepted message
+    provider = start()
+    first = send(provider, key="cmd_1")
+    # When it is sent again with the same Idempotency-Key
+    again = send(provider, key="cmd_1")
+    # Then the answer is 200 with the same id, and the outbox holds it once
+    assert (first.status, again.status) == (202, 200)
+    assert again.body["id"] == first.body["id"]
+    assert len(provider.outbox()) == 1
+
+
+def test_a_replayed_key_is_answered_from_the_first_acceptance_without_new_faults(
+    start: Callable[..., FakeSmsProvider],
+) -> None:
+    # Given an accepted message
+    provider = start()
+    first = send(provider, key="cmd_1")
+    # When its key is replayed with a body that would now fail (a 503 destination)
+    again = send(provider, "+15550000503", key="cmd_1")
+    # Then the first acceptance is returned, as a real provider's idempotency layer does
+    assert (again.status, again.body) == (200, first.body)
+
+
+def test_retry_with_the_same_idempotency_key_sends_no_second_receipt(
+    start: Callable[..., FakeSmsProvider], receiver_with: Callable[..., ReceiptReceiver]
+) -> None:
+    # Given a provider sending receipts and a message accepted then retried
+    receiver = receiver_with()
+    provider = start(receipts_url=receiver.url, receipts_secret=SECRET)
+    send(provider, key="cmd_1")
+    receiver.wait_for(1)
+    send(provider, key="cmd_1")
+    # When the receipt delay has passed again
+    time.sleep(0.2)
+    # Then only one receipt was sent
+    assert len(receiver.calls) == 1
+
+
+def test_a_failed_attempt_does_not_consume_the_idempotency_key(start: Callable[..., FakeSmsProvider]) -> None:
+    # Given an attempt that failed with 503
+    provider = start()
+    assert send(provider, "+15550000503", key="cmd_1").status == 503
+    # When the same key is used again and the provider accepts
+    retried = send(provider, "+15551230001", key="cmd_1")
+    # Then it is a new acceptance
+    assert retried.status == 202
+    assert len(provider.outbox()) == 1
+
+
+@pytest.mark.parametrize("token", [None, "", "wrong-key"], ids=["no header", "empty token", "wrong key"])
+def test_a_missing_or_wrong_bearer_token_is_401(
+    start: Callable[..., FakeSmsProvider], token: str | None
+) -> None:
+    # Given a provider with an API key
+    provider = start(api_key="the-key")
+    # When a message is sent without the right bearer token
+    reply = send(provider, bearer=token)
+    # Then it is refused as unauthorized and not sent
+    assert reply.status == 401
+    assert reply.body["error"]["code"] == "unauthorized"
+    assert provider.outbox() == []
+
+
+def test_a_non_bearer_authorization_is_401(start: Callable[..., FakeSmsProvider]) -> None:
+    # Given a provider that accepts any bearer token
+    provider = start()
+    # When the Authorization header uses another scheme
+    headers = {"Authorization": "Basic dXNlcjpwYXNz", "Idempotency-Key": "cmd_1"}
+    body = json.dumps({"to": "+15551230001", "toType": "phone", "text": "hi", "reference": "cmd_1"})
+    reply = request(f"{provider.url}/messages", "POST", body.encode(), headers)
+    # Then it is refused
+    assert reply.status == 401
+    assert reply.body["error"]["code"] == "unauthorized"
+
+
+def test_the_configured_api_key_is_accepted(start: Callable[..., FakeSmsProvider]) -> None:
+    # Given a provider with an API key
+    provider = start(api_key="the-key")
+    # When a message is sent with that key
+    reply = send(provider, bearer="the-key")
+    # Then it is accepted
+    assert reply.status == 202
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"{not json",
+        b"",
+        b"[]",
+        b'{"toType": "phone", "text": "hi", "reference": "r"}',
+        b'{"to": " ", "toType": "phone", "text": "hi", "reference": "r"}',
+        b'{"to": "+15551230001", "toType": "email", "text": "hi", "reference": "r"}',
+        b'{"to": "+15551230001", "toType": "phone", "text": "", "reference": "r"}',
+        json.dumps({"to": "+15551230001", "toType": "phone", "text": "x" * 1601, "reference": "r"}).encode(),
+        b'{"to": "+15551230001", "toType": "phone", "text": "hi", "reference": 5}',
+        b'{"to": "+15551230001", "toType": "phone", "text": "hi", "reference": "r", "from": 1}',
+    ],
+    ids=[
+        "invalid json",
+        "empty",
+        "not an object",
+        "no to",
+        "blank to",
+        "bad toType",
+        "empty text",
+        "text too long",
+        "reference not a string",
+        "from not a string",
+    ],
+)
+def test_an_invalid_body_is_400(start: Callable[..., FakeSmsProvider], raw: bytes) -> None:
+    # Given a provider
+    provider = start()
+    # When the body is not a valid message
+    reply = send(provider, raw=raw)
+    # Then it is an invalid request and nothing is sent
+    assert reply.status == 400
+    assert reply.body["error"]["code"] == "invalid_request"
+    assert provider.outbox() == []
+
+
+def test_text_of_exactly_1600_characters_is_accepted(start: Callable[..., FakeSmsProvider]) -> None:
+    # Given a provider
+    provider = start()
+    # When the text is at the limit
+    reply = send(
+        provider, body={"to": "+15551230001", "toType": "phone", "text": "x" * 1600, "reference": "r"}
+    )
+    # Then it is accepted
+    assert reply.status == 202
+
+
+def test_a_missing_idempotency_key_is_400(start: Callable[..., FakeSmsProvider]) -> None:
+    # Given a provider
+    provider = start()
+    # When a valid message comes without an Idempotency-Key
+    headers = {"Authorization": "Bearer t", "Content-Type": "application/json"}
+    body = json.dumps({"to": "+15551230001", "toType": "phone", "text": "hi", "reference": "cmd_1"})
+    reply = request(f"{provider.url}/messages", "POST", body.encode(), headers)
+    # Then it is an invalid request naming the header
+    assert reply.status == 400
+    assert reply.body["error"]["code"] == "invalid_request"
+    assert "Idempotency-Key" in reply.body["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("to", "status", "code"),
+    [
+        ("+15550000400", 400, "invalid_destination"),
+        ("+15550000503", 503, "unavailable"),
+        ("+15550000429", 429, "rate_limited"),
+    ],
+)
+def test_magic_destinations_fail_as_documented(
+    start: Callable[..., FakeSmsProvider], to: str, status: int, code: str
+) -> None:
+    # Given a provider that would otherwise never fail
+    provider = start(failure_rate=0.0)
+    # When a message goes to a magic destination
+    reply = send(provider, to)
+    # Then it fails with that status and code, and nothing is sent
+    assert reply.status == status
+    assert reply.body["error"]["code"] == code
+    assert provider.outbox() == []
+
+
+def test_the_rate_limited_destination_says_when_to_retry(start: Callable[..., FakeSmsProvider]) -> None:
+    # Given a provider
+    provider = start()
+    # When a message goes to the 0429 destination
+    reply = send(provider, "+15550000429")
+    # Then the 429 carries Retry-After: 1
+    assert reply.headers.get("Retry-After") == "1"
+
+
+def test_the_timeout_destination_hangs_then_hangs_up(start: Callable[..., FakeSmsProvider]) -> None:
+    # Given a provider that hangs 0.3 s
+    provider = start()
+    # When a message goes to the 0408 destination
+    began = time.monotonic()
+    reply = send(provider, "+15550000408")
+    # Then the connection closes without an answer, after the hang
+    assert reply.status is None
+    assert time.monotonic() - began >= 0.3
+    assert provider.outbox() == []
+
+
+def test_the_undelivered_destination_is_accepted_despite_a_full_failure_rate(
+    start: Callable[..., FakeSmsProvider], receiver_with: Callable[..., ReceiptReceiver]
+) -> None:
+    # Given a provider that fails every ordinary message and sends receipts
+    receiver = receiver_with()
+    provider = start(failure_rate=1.0, receipts_url=receiver.url, receipts_secret=SECRET)
+    # When a message goes to the 0410 destination
+    reply = send(provider, "+15550000410")
+    # Then it is accepted and its receipt says undelivered
+    assert reply.status == 202
+    [(_, body)] = receiver.wait_for(1)
+    assert json.loads(body)["status"] == "undelivered"
+    assert provider.outbox()[0]["status"] == "undelivered"
+
+
+def test_a_full_failure_rate_mixes_transient_and_permanent_faults(
+    start: Callable[..., FakeSmsProvider],
+) -> None:
+    # Given a provider that always fails, hanging only briefly
+    provider = start(failure_rate=1.0, hang_seconds=0.01, seed=42)
+    # When 60 ordinary messages are sent
+    statuses = Counter(send(provider, f"+1555123{n:04d}").status for n in range(60))
+    # Then none is accepted, about a third fail permanently and every transient fault shows up
+    assert sum(statuses.values()) == 60
+    assert statuses[202] == 0
+    assert 10 <= statuses[400] <= 30
+    assert statuses[503] >= 1
+    assert statuses[429] >= 1
+    assert statuses[None] >= 1
+    assert statuses[503] + statuses[429] + statuses[None] + statuses[400] == 60
+    assert provider.outbox() == []
+
+
+def test_a_zero_failure_rate_accepts_every_message(start: Callable[..., FakeSmsProvider]) -> None:
+    # Given a provider that never fails
+    provider = start(failure_rate=0.0)
+    # When 30 ordinary messages are sent
+    statuses = {send(provider, f"+1555123{n:04d}").status for n in range(30)}
+    # Then all are accepted
+    assert statuses == {202}
+    assert len(provider.outbox()) == 30
+
+
+def test_an_accepted_message_gets_a_signed_delivered_receipt(
+    start: Callable[..., FakeSmsProvider], receiver_with: Callable[..., ReceiptReceiver]
+) -> None:
+    # Given a provider that learns ChatFlow's receipts route once it is up
+    receiver = receiver_with()
+    provider = start()
+    provider.configure_receipts(receiver.url, SECRET)
+    # When a message is accepted
+    body = {"to": "+15551230001", "toType": "phone", "text": "hi", "reference": "cmd_42"}
+    sent = send(provider, key="cmd_42", body=body)
+    # Then a receipt signed with the secret reports it delivered
+    [(headers, raw)] = receiver.wait_for(1)
+    expected = hmac.new(SECRET.encode(), raw, hashlib.sha256).hexdigest()
+    assert hmac.compare_digest(headers["x-signature"], expected)
+    assert headers["content-type"] == "application/json"
+    receipt = json.loads(raw)
+    assert receipt | {"timestamp": "any"} == {
+        "id": sent.body["id"],
+        "reference": "cmd_42",
+        "status": "delivered",
+        "timestamp": "any",
+    }
+    assert ISO_UTC_MS.match(receipt["timestamp"])
+    assert wait_until(lambda: provider.outbox()[0]["status"] == "delivered")
+
+
+def test_the_message_is_delivered_even_without_a_receipts_url(start: Callable[..., FakeSmsProvider]) -> None:
+    # Given a provider with nowhere to send receipts
+    provider = start()
+    # When a message is accepted
+    send(provider)
+    # Then it still moves from accepted to delivered in the outbox
+    assert wait_until(lambda: provider.outbox()[0]["status"] == "delivered")
+
+
+def test_a_receipt_is_retried_when_the_receiver_answers_500(
+    start: Callable[..., FakeSmsProvider],
+    receiver_with: Callable[..., ReceiptReceiver],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a receiver that fails the first receipt
+    monkeypatch.setattr(fake_provider, "RECEIPT_RETRY_DELAYS", (0.01, 0.01, 0.01))
+    receiver = receiver_with(500)
+    provider = start(receipts_url=receiver.url, receipts_secret=SECRET)
+    # When a message is accepted
+    send(provider)
+    # Then the same signed receipt is posted a second time
+    calls = receiver.wait_for(2)
+    assert len(calls) == 2
+    assert calls[0] == calls[1]
+    time.sleep(0.05)
+    assert len(receiver.calls) == 2
+
+
+def test_an_unreachable_receiver_is_retried_then_given_up(
+    start: Callable[..., FakeSmsProvider], logs: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a receipts URL where nothing listens
+    monkeypatch.setattr(fake_provider, "RECEIPT_RETRY_DELAYS", (0.01, 0.01, 0.01))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    provider = start(receipts_url=f"http://127.0.0.1:{closed_port}/v1/sms/receipts", receipts_secret=SECRET)
+    # When a message is accepted
+    sent = send(provider)
+    # Then the provider logs that it gave up after four attempts
+    assert wait_until(lambda: any("gave up after 4 attempts" in line for line in logs))
+    assert any(sent.body["id"] in line for line in logs if "gave up" in line)
+
+
+def test_stop_cancels_receipts_not_yet_sent(
+    start: Callable[..., FakeSmsProvider], receiver_with: Callable[..., ReceiptReceiver]
+) -> None:
+    # Given a message accepted with a slow receipt
+    receiver = receiver_with()
+    provider = start(receipt_delay_ms=200, receipts_url=receiver.url, receipts_secret=SECRET)
+    send(provider)
+    # When the provider stops before the receipt is due
+    provider.stop()
+    # Then no receipt is ever sent
+    time.sleep(0.35)
+    assert receiver.calls == []
+
+
+def test_each_request_is_logged_on_one_line(start: Callable[..., FakeSmsProvider], logs: list[str]) -> None:
+    # Given a provider
+    provider = start()
+    # When a message is accepted
+    send(provider, "+15551230001")
+    # Then one line says what was sent, the answer and how long it took
+    assert wait_until(lambda: len(logs) == 1)
+    assert re.fullmatch(r"provider POST /messages to=\+15551230001 -> 202 \(\d+ ms\)", logs[0])
+
+
+def test_health_answers_ok(start: Callable[..., FakeSmsProvider]) -> None:
+    # Given a provider
+    provider = start()
+    # When its health is checked
+    reply = request(f"{provider.url}/health")
+    # Then it is ok
+    assert (reply.status, reply.body) == (200, {"status": "ok"})
+
+
+def test_an_unknown_path_is_404(start: Callable[..., FakeSmsProvider]) -> None:
+    # Given a provider
+    provider = start()
+    # When an unknown path is requested
+    reply = request(f"{provider.url}/v2/messages")
+    # Then it is a JSON 404
+    assert reply.status == 404
+    assert reply.body["error"]["code"] == "not_found"
+
+
+def test_a_wrong_method_is_405(start: Callable[..., FakeSmsProvider]) -> None:
+    # Given a provider
+    provider = start()
+    # When /messages is deleted
+    reply = request(f"{provider.url}/messages", "DELETE")
+    # Then it is a JSON 405 listing what is allowed
+    assert reply.status == 405
+    assert reply.body["error"]["code"] == "method_not_allowed"
+    assert reply.headers.get("Allow") == "GET, POST"
+
+
+def test_from_env_keeps_the_defaults_when_nothing_is_set() -> None:
+    # Given an empty environment
+    # When settings are read from it
+    settings = FakeProviderSettings.from_env({})
+    # Then they are the defaults
+    assert settings == FakeProviderSettings()
+
+
+def test_from_env_reads_every_variable() -> None:
+    # Given every variable set
+    environ = {
+        "CHATFLOW_FAKE_FAILURE_RATE": "0.25",
+        "CHATFLOW_FAKE_DELAY_MS": "5-20",
+        "CHATFLOW_FAKE_HANG_SECONDS": "1.5",
+        "CHATFLOW_FAKE_RECEIPT_DELAY_MS": "40",
+    }
+    # When settings are read
+    settings = FakeProviderSettings.from_env(environ)
+    # Then each is used
+    assert (settings.failure_rate, settings.min_delay_ms, settings.max_delay_ms) == (0.25, 5, 20)
+    assert (settings.hang_seconds, settings.receipt_delay_ms) == (1.5, 40)
+
+
+def test_from_env_takes_a_single_delay_as_both_bounds() -> None:
+    # Given a delay written as one number
+    # When settings are read
+    settings = FakeProviderSettings.from_env({"CHATFLOW_FAKE_DELAY_MS": "75"})
+    # Then it is both the minimum and the maximum
+    assert (settings.min_delay_ms, settings.max_delay_ms) == (75, 75)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("CHATFLOW_FAKE_FAILURE_RATE", "1.5"),
+        ("CHATFLOW_FAKE_FAILURE_RATE", "-0.1"),
+        ("CHATFLOW_FAKE_FAILURE_RATE", "often"),
+        ("CHATFLOW_FAKE_DELAY_MS", "200-50"),
+        ("CHATFLOW_FAKE_DELAY_MS", "fast"),
+        ("CHATFLOW_FAKE_DELAY_MS", "-5"),
+        ("CHATFLOW_FAKE_HANG_SECONDS", "inf"),
+        ("CHATFLOW_FAKE_RECEIPT_DELAY_MS", "0.5"),
+    ],
+)
+def test_from_env_rejects_a_bad_value_naming_the_variable(name: str, value: str) -> None:
+    # Given a bad value
+    # When settings are read
+    # Then a ValueError names the variable and quotes the value
+    with pytest.raises(ValueError, match=rf"^{name} must .*'{re.escape(value)}'"):
+        FakeProviderSettings.from_env({name: value})
+
+
+def test_settings_refuse_a_receipts_url_without_a_secret() -> None:
+    # Given a receipts URL and no secret
+    # When the settings are built
+    # Then they are refused, since receipts could not be signed
+    with pytest.raises(ValueError, match="receipts_secret"):
+        FakeProviderSettings(receipts_url="http://127.0.0.1:3000/v1/sms/receipts")

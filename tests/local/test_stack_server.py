@@ -1,0 +1,169 @@
+"""``make run``'s stack with the real template: outputs, outside tools, the stream pipeline, restarts."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from pathlib import Path
+
+import boto3
+
+from local.stack_server import StackServer
+from local.template import ROOT
+from tests.local.conftest import Lines, eventually, free_config, http
+
+PHONE = "+14155550101"
+OTHER = "+14155550102"
+THIRD = "+14155550103"
+
+
+def _sign_in(url: str, phone: str) -> str:
+    status, body = http("POST", f"{url}/v1/sessions", {"phoneNumber": phone})
+    assert status == 201, body
+    return str(body["token"])
+
+
+def test_the_stack_serves_the_api_and_writes_its_outputs(tmp_path: Path) -> None:
+    # Given the real template started on free ports
+    with StackServer(free_config(tmp_path), log=Lines()) as stack:
+        url = stack.outputs["HttpApiUrl"]
+
+        # When a client checks health, signs in and reads its profile through the authorizer
+        health = http("GET", f"{url}/v1/health")
+        token = _sign_in(url, PHONE)
+        me = http("GET", f"{url}/v1/users/me", headers={"authorization": f"Bearer {token}"})
+        anonymous = http("GET", f"{url}/v1/users/me")
+
+        # Then everything answers per the contract, and outputs.json names every endpoint
+        assert health == (200, {"status": "ok"})
+        assert me[0] == 200
+        assert me[1]["phoneNumber"] == PHONE
+        assert anonymous[0] == 401
+        assert anonymous[1]["error"]["code"] == "unauthorized"
+        written = json.loads((tmp_path / "outputs.json").read_text())
+        assert written == stack.outputs
+        assert written["HttpApiUrl"] == url
+        assert {"AwsEndpointUrl", "SmsProviderUrl", "UsersTableName", "ChatsTableName"} <= set(written)
+
+
+def test_outside_tools_reach_the_same_aws_endpoint(tmp_path: Path) -> None:
+    # Given the running stack and a plain boto3 client configured like the AWS CLI would be
+    with StackServer(free_config(tmp_path), log=Lines()) as stack:
+        client = boto3.client(
+            "dynamodb",
+            endpoint_url=stack.outputs["AwsEndpointUrl"],
+            region_name="us-east-1",
+            aws_access_key_id="any",
+            aws_secret_access_key="any",
+        )
+        token = _sign_in(stack.outputs["HttpApiUrl"], PHONE)
+
+        # When it looks at the users table
+        items = client.scan(TableName=stack.outputs["UsersTableName"])["Items"]
+
+        # Then it sees what the API wrote
+        assert token
+        assert any(item.get("phoneNumber", {}).get("S") == PHONE for item in items)
+
+
+def test_the_chats_stream_reorders_the_inbox_through_its_function(tmp_path: Path) -> None:
+    # Given a user with two chats, the older one listed last
+    with StackServer(free_config(tmp_path), log=Lines()) as stack:
+        url = stack.outputs["HttpApiUrl"]
+        token = _sign_in(url, PHONE)
+        auth = {"authorization": f"Bearer {token}"}
+        first = http("POST", f"{url}/v1/chats", {"type": "direct", "members": [OTHER]}, auth)[1]["chatId"]
+        second = http("POST", f"{url}/v1/chats", {"type": "direct", "members": [THIRD]}, auth)[1]["chatId"]
+
+        def order() -> list[str]:
+            return [c["chatId"] for c in http("GET", f"{url}/v1/chats", headers=auth)[1]["items"]]
+
+        eventually(lambda: order() == [second, first])
+
+        # When a message goes to the older chat
+        status, _ = http(
+            "POST", f"{url}/v1/chats/{first}/messages", {"text": "hi", "clientMessageId": "c1"}, auth
+        )
+        assert status == 201
+
+        # Then the stream consumer moves it to the top of the inbox
+        eventually(lambda: order() == [first, second])
+
+
+def test_data_written_before_a_restart_is_there_after_it_and_fresh_forgets_it(tmp_path: Path) -> None:
+    # Given a stack where a user signed in and named themselves
+    with StackServer(free_config(tmp_path), log=Lines()) as stack:
+        url = stack.outputs["HttpApiUrl"]
+        token = _sign_in(url, PHONE)
+        auth = {"authorization": f"Bearer {token}"}
+        assert http("PATCH", f"{url}/v1/users/me", {"displayName": "Ada"}, auth)[0] == 200
+
+    # When the stack is started again on the same state directory
+    with StackServer(free_config(tmp_path), log=Lines()) as stack:
+        me = http("GET", f"{stack.outputs['HttpApiUrl']}/v1/users/me", headers=auth)
+
+    # Then the session and the profile survived; a fresh start has neither
+    assert me[0] == 200
+    assert me[1]["displayName"] == "Ada"
+    with StackServer(free_config(tmp_path, fresh=True), log=Lines()) as stack:
+        forgotten = http("GET", f"{stack.outputs['HttpApiUrl']}/v1/users/me", headers=auth)
+    assert forgotten[0] == 401
+
+
+def test_an_unreadable_state_file_starts_clean_and_keeps_the_file(tmp_path: Path) -> None:
+    # Given a state file that is not a saved state
+    (tmp_path / "aws-state.pickle").write_bytes(b"not a pickle")
+    log = Lines()
+
+    # When the stack starts
+    with StackServer(free_config(tmp_path), log=log) as stack:
+        health = http("GET", f"{stack.outputs['HttpApiUrl']}/v1/health")
+
+    # Then it serves, says why it started clean, and kept the old file aside
+    assert health[0] == 200
+    assert log.matching("could not read the saved state")
+    assert list(tmp_path.glob("aws-state.unreadable-*"))
+
+
+def test_a_route_added_to_the_template_is_served_without_any_other_change(tmp_path: Path) -> None:
+    # Given a copy of template.yaml with one more function and route, and nothing else changed
+    code = tmp_path / "hello"
+    code.mkdir()
+    (code / "app.py").write_text(
+        "def handler(event, context):\n"
+        "    return {'statusCode': 200, 'body': 'hello ' + event['pathParameters']['name']}\n"
+    )
+    resource = f"""
+  HelloFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: {code}
+      Handler: app.handler
+      Events:
+        Hello:
+          Type: HttpApi
+          Properties:
+            ApiId: !Ref HttpApi
+            Method: GET
+            Path: /v1/hello/{{name}}
+            Auth:
+              Authorizer: NONE
+"""
+    source = (ROOT / "template.yaml").read_text()
+    for folder in ("functions/", "layers/"):
+        source = source.replace(f"Uri: {folder}", f"Uri: {ROOT / folder}")
+    resources, outputs = source.split("\nOutputs:", 1)
+    template = tmp_path / "template.yaml"
+    template.write_text(resources.rstrip() + "\n" + resource + "\nOutputs:" + outputs)
+
+    # When the stack is started on it
+    with StackServer(free_config(tmp_path / "state", template), log=Lines()) as stack:
+        answer = _text(f"{stack.outputs['HttpApiUrl']}/v1/hello/world")
+
+    # Then the new route answers
+    assert answer == "hello world"
+
+
+def _text(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=15) as response:
+        return str(response.read().decode())
