@@ -7,7 +7,7 @@ import sys
 import time
 from datetime import UTC, datetime
 
-from bench import calls, coldstart
+from bench import calls, coldstart, latency
 from local.template import ROOT
 
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -50,6 +50,22 @@ def call_rows(results: list[calls.Measurement]) -> list[list[str]]:
     return rows
 
 
+LATENCY_HEADER = ["source", "median ms", "p99 ms", "max ms", "target"]
+
+
+def latency_rows(results: list[latency.Latency]) -> list[list[str]]:
+    return [
+        [
+            r.source,
+            f"{r.median:.1f}",
+            f"{r.p99:.1f}",
+            f"{max(r.samples_ms):.1f}",
+            f"median < {latency.TARGET_MEDIAN_MS:.0f}: {'met' if r.met else 'MISSED'}",
+        ]
+        for r in results
+    ]
+
+
 CALL_HEADER = ["operation", "DynamoDB small", "DynamoDB large", "authorizer", "other AWS", "target", "calls"]
 COLD_HEADER = ["function", "init ms (median)", "ratio", "init + client ms", "ratio"]
 
@@ -60,6 +76,7 @@ def main() -> int:
     call_seconds = time.perf_counter() - started
     report = coldstart.measure()
     profile = coldstart.import_profile("ChatsFunction")
+    delivery = latency.measure()
     total = time.perf_counter() - started
 
     rows = call_rows(results)
@@ -69,7 +86,9 @@ def main() -> int:
     print(_plain(COLD_HEADER, coldstart.table(report)))
     print("\nimport time of ChatsFunction by package (self time, ms)\n")
     print(_plain(["package", "ms"], [[name, f"{ms:.1f}"] for name, ms in profile]))
-    DOC.write_text(document(results, report, profile, call_seconds, total), encoding="utf-8")
+    print(f"\nLocal stack delivery latency ({latency.EVENTS} events each)\n")
+    print(_plain(LATENCY_HEADER, latency_rows(delivery)))
+    DOC.write_text(document(results, report, profile, delivery, call_seconds, total), encoding="utf-8")
     print(f"\nwrote {DOC.relative_to(ROOT)} in {total:.0f} s")
     return 0
 
@@ -78,6 +97,7 @@ def document(
     results: list[calls.Measurement],
     report: coldstart.ColdStartReport,
     profile: list[tuple[str, float]],
+    delivery: list[latency.Latency],
     call_seconds: float,
     total: float,
 ) -> str:
@@ -103,6 +123,13 @@ def document(
         f"≤ {calls.DYNAMODB_READ_TARGET} DynamoDB calls per read route, "
         f"≤ {calls.DYNAMODB_SEND_TARGET} to send a message, whatever the size"
     )
+    latency_text = ", ".join(
+        f"{r.source} {r.median:.1f} ms ({'met' if r.met else 'MISSED'})" for r in delivery
+    )
+    latency_target = (
+        "local stack: queue message / stream record to its function starting, "
+        f"median < {latency.TARGET_MEDIAN_MS:.0f} ms"
+    )
     cases = sorted({m.case for m in results if ":" in m.case})
     samples = "\n".join(f"- {f.name}: {', '.join(f'{s:.0f}' for s in f.samples)}" for f in report.functions)
     return f"""# Benchmarks
@@ -122,6 +149,7 @@ absolute numbers. Call counts do not depend on the machine.
 | {call_target} | {calls_text} |
 | cold-start init ≤ {coldstart.TARGET_RATIO} x baseline (`import boto3` + 1 client) | {cold_text} |
 | same, with the first request's DynamoDB client (like for like) | {client_text} |
+| {latency_target} | {latency_text} |
 
 ## AWS calls per HTTP operation
 
@@ -189,6 +217,19 @@ package (self times do not overlap; the tool's own overhead is included):
 {_markdown(["package", "ms"], [[f"`{name}`", f"{ms:.1f}"] for name, ms in profile])}
 
 {_cold_analysis(report)}
+
+## Local stack delivery latency
+
+`bench/latency.py`: the probe application of the local stack's tests (tests/local/probe)
+served exactly as `make run` serves ChatFlow (moto server, worker processes). For each of
+{latency.EVENTS} events, one at a time: the time is noted, the SQS message is sent (or the item
+whose stream record follows is written) through the AWS endpoint, and the function's worker
+reports when the handler starts. The figure includes the producer's own AWS call. Pollers
+wake on every write to emulated AWS, so nothing waits for a polling interval.
+
+{_markdown(LATENCY_HEADER, latency_rows(delivery))}
+
+## Cold start samples
 
 Samples (init ms), baseline: {", ".join(f"{s:.0f}" for s in base.samples)}
 
