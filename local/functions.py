@@ -419,7 +419,9 @@ class FunctionRunner:
         status = "ok" if error is None else f"error {error.error_type}: {error.error_message}"
         summary = f"{function_id}  {trigger}  {outcome.duration_ms:.0f} ms  {status}"
         first, *rest = summary.splitlines() or [summary]
-        lines = [first + ("  (cold start)" if cold else "")]
+        init = outcome.init_duration_ms
+        cold_note = f"  (cold start, init {init:.0f} ms)" if cold and init is not None else "  (cold start)"
+        lines = [first + (cold_note if cold else "")]
         if error is not None:
             details = rest + [line for entry in error.trace for line in entry.splitlines()]
             lines += [f"    {line}" for line in details]

@@ -513,7 +513,7 @@ def test_each_invocation_logs_one_summary_line(stack: Stack, alpha: FunctionSpec
     # Then each call logged its function, trigger, duration and outcome
     summaries = [line for line in stack.logs if line.startswith("Alpha  ")]
     assert len(summaries) == 2
-    assert re.fullmatch(r"Alpha  http POST /v1/chats  \d+ ms  ok  \(cold start\)", summaries[0])
+    assert re.fullmatch(r"Alpha  http POST /v1/chats  \d+ ms  ok  \(cold start, init \d+ ms\)", summaries[0])
     assert re.fullmatch(r"Alpha  http POST /v1/chats  \d+ ms  ok", summaries[1])
 
 
