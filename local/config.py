@@ -39,6 +39,8 @@ class LocalConfig:
     template_path: Path = TEMPLATE_PATH
     static_dir: Path | None = ROOT / "web"
     provider_environ: Mapping[str, str] = field(default_factory=dict)
+    # Template parameters to override (tests shrink delays and limits this way).
+    parameters: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], *, fresh: bool = False) -> LocalConfig:

@@ -1,7 +1,8 @@
 """A fake third-party SMS provider for the local stack (the contract's section 4).
 
-``POST /messages`` accepts a message after a random delay, or injects a fault with
-probability ``failure_rate``: 2/3 transient (503, 429 with ``Retry-After: 1``, or a
+``POST /messages`` accepts a message after a random delay, or injects the fault that
+``chatflow.adapters.fake_sms.FailureModel`` decides (the layer's in-memory fake shares it):
+with probability ``failure_rate``, 2/3 transient (503, 429 with ``Retry-After: 1``, or a
 timeout that hangs and drops the connection), 1/3 permanent (400). Each accepted
 message gets a signed delivery receipt POSTed to ChatFlow's receipts route.
 ``GET /messages?to=`` lists what was accepted; ``GET /health`` answers ok.
@@ -32,8 +33,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from hashlib import sha256
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from chatflow.adapters.fake_sms import RATE_LIMITED_RETRY_AFTER, FailureModel, Fault, ReceiptStatus
 
 MAX_TEXT_LENGTH = 1600
 MAX_BODY_BYTES = 64 * 1024
@@ -43,21 +46,6 @@ RECEIPT_TIMEOUT_SECONDS = 5.0
 # How quickly stop() is noticed by the serving thread.
 SHUTDOWN_POLL_SECONDS = 0.05
 
-Outcome = Literal["delivered", "undelivered", "invalid_destination", "unavailable", "rate_limited", "timeout"]
-
-MAGIC_SUFFIXES: Mapping[str, Outcome] = {
-    "0400": "invalid_destination",
-    "0503": "unavailable",
-    "0429": "rate_limited",
-    "0408": "timeout",
-    "0410": "undelivered",
-}
-_TRANSIENT_FAULTS: tuple[Outcome, ...] = ("unavailable", "rate_limited", "timeout")
-_FAULT_REPLIES: Mapping[Outcome, tuple[int, str, str]] = {
-    "invalid_destination": (400, "invalid_destination", "the destination cannot receive SMS"),
-    "unavailable": (503, "unavailable", "the provider is temporarily unavailable"),
-    "rate_limited": (429, "rate_limited", "too many requests, retry later"),
-}
 _ROUTES: Mapping[str, tuple[str, ...]] = {"/messages": ("GET", "POST"), "/health": ("GET",)}
 
 
@@ -180,7 +168,7 @@ class _Message:
     sender: str | None
     reference: str
     idempotency_key: str
-    outcome: Outcome
+    receipt_status: ReceiptStatus
     status: str
     accepted_at: str
 
@@ -249,6 +237,8 @@ class FakeSmsProvider:
         self._log = log
         # Fault injection in a fake, not security: a seedable generator is the point.
         self._rng = random.Random(settings.seed)  # noqa: S311
+        # Its own stream, derived from the seed, so delays and faults are not correlated.
+        self._failures = FailureModel(settings.failure_rate, seed=self._rng.getrandbits(64))
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._messages: list[_Message] = []
@@ -360,31 +350,20 @@ class FakeSmsProvider:
             earlier = self._by_key.get(key)
         if earlier is not None:
             return _Reply(200, {"id": earlier.id}, to=to)
-        outcome = self._outcome(to)
-        if outcome == "timeout":
+        fault = self._failures.decide(to)
+        if fault is not None and fault.status is None:
             self._stopping.wait(self._settings.hang_seconds)
             return _Reply(None, to=to)
-        fault = _FAULT_REPLIES.get(outcome)
         if fault is not None:
-            status, code, message = fault
-            retry_after = {"Retry-After": "1"} if status == 429 else None
-            return _Reply(status, {"error": {"code": code, "message": message}}, retry_after, to)
-        message_id, created = self._accept(payload, key, outcome)
+            retry_after = (
+                {"Retry-After": str(RATE_LIMITED_RETRY_AFTER)} if fault is Fault.RATE_LIMITED_429 else None
+            )
+            error = {"code": fault.value, "message": fault.message}
+            return _Reply(fault.status, {"error": error}, retry_after, to)
+        message_id, created = self._accept(payload, key, FailureModel.receipt_status(to))
         return _Reply(202 if created else 200, {"id": message_id}, to=to)
 
-    def _outcome(self, to: str) -> Outcome:
-        compact = _compact(to)
-        for suffix, outcome in MAGIC_SUFFIXES.items():
-            if compact.endswith(suffix):
-                return outcome
-        with self._lock:
-            if self._rng.random() >= self._settings.failure_rate:
-                return "delivered"
-            if self._rng.random() < 1 / 3:
-                return "invalid_destination"
-            return self._rng.choice(_TRANSIENT_FAULTS)
-
-    def _accept(self, payload: dict[str, Any], key: str, outcome: Outcome) -> tuple[str, bool]:
+    def _accept(self, payload: dict[str, Any], key: str, receipt_status: ReceiptStatus) -> tuple[str, bool]:
         with self._lock:
             # A concurrent request with the same key may have been accepted meanwhile.
             earlier = self._by_key.get(key)
@@ -398,7 +377,7 @@ class FakeSmsProvider:
                 sender=payload.get("from"),
                 reference=payload["reference"],
                 idempotency_key=key,
-                outcome=outcome,
+                receipt_status=receipt_status,
                 status="accepted",
                 accepted_at=_iso_now(),
             )
@@ -414,7 +393,7 @@ class FakeSmsProvider:
     def _deliver(self, message: _Message) -> None:
         with self._lock:
             self._timers.pop(message.id, None)
-            message.status = "undelivered" if message.outcome == "undelivered" else "delivered"
+            message.status = message.receipt_status
             url, secret = self._receipts_url, self._receipts_secret
             receipt = {
                 "id": message.id,

@@ -40,7 +40,7 @@ FAKE_CREDENTIALS = {
     "AWS_SECRET_ACCESS_KEY": "local",
     "AWS_SESSION_TOKEN": "local",
 }
-# How the contract's CHATFLOW_* settings reach the template (applied when it declares them).
+# Signs the fake provider's receipts when the template has no SMS provider secret.
 RECEIPTS_SECRET = "chatflow-local-receipts-secret"  # noqa: S105 - local only, not a credential
 
 
@@ -75,9 +75,6 @@ class StackServer:
         self._checkpoints = dict(extra.get("checkpoints") or {})
         self.aws = EmulatedAws(config.host, config.aws_port)
         self.aws.start()
-        template = Template.load(config.template_path, parameters=self._parameters())
-        self.template = template
-
         self.provider = FakeSmsProvider(
             FakeProviderSettings.from_env(config.provider_environ),
             host=config.host,
@@ -85,6 +82,8 @@ class StackServer:
             log=self.log,
         )
         self.provider.start()
+        template = Template.load(config.template_path, parameters=self._parameters())
+        self.template = template
         self.http = HttpFrontend(
             HttpApi([], self._invoke),
             host=config.host,
@@ -109,7 +108,7 @@ class StackServer:
         self.http.api = HttpApi(
             template.http_routes(), self._invoke, api_id=api_id, domain=f"{config.host}:{self.http.port}"
         )
-        self.provider.configure_receipts(f"{self.http.url}/v1/sms/receipts", RECEIPTS_SECRET)
+        self.provider.configure_receipts(f"{self.http.url}/v1/sms/receipts", self._webhook_secret(template))
         self._start_sources(template, self.provisioned)
         self._start_thread("snapshots", self._snapshots)
         self.outputs = template.outputs() | {
@@ -183,9 +182,14 @@ class StackServer:
 
     def _parameters(self) -> dict[str, str]:
         declared = self._declared_parameters()
-        wanted = {"AuthMode": self.config.auth_mode, "OperatorPhoneNumbers": self.config.operators}
+        assert self.provider is not None
+        wanted = {
+            "AuthMode": self.config.auth_mode,
+            "OperatorPhoneNumbers": self.config.operators,
+            "SmsProviderBaseUrl": self.provider.url,
+        }
         parameters: dict[str, str] = {}
-        for name, value in wanted.items():
+        for name, value in (wanted | dict(self.config.parameters)).items():
             if name not in declared:
                 continue
             allowed = [str(v) for v in declared[name].get("AllowedValues") or []]
@@ -203,6 +207,14 @@ class StackServer:
 
         document = yaml_parse(self.config.template_path.read_text(encoding="utf-8"))
         return dict(document.get("Parameters") or {})
+
+    def _webhook_secret(self, template: Template) -> str:
+        """The secret the provider signs receipts with: the template's SMS provider secret."""
+        arn = template.outputs().get("SmsProviderSecretArn")
+        if not arn:
+            return RECEIPTS_SECRET
+        value = self.client("secretsmanager").get_secret_value(SecretId=arn)["SecretString"]
+        return str(json.loads(value)["webhookSecret"])
 
     def _invoke(self, function: str, event: dict[str, Any], trigger: str) -> Any:
         if self.runner is None:

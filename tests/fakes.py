@@ -8,16 +8,19 @@ expression, the fake checks the same condition and raises the same exception.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from chatflow.domain.chats import MAX_GROUP_MEMBERS, Chat, Member, Message
 from chatflow.domain.clock import to_iso
+from chatflow.domain.otp import seconds_until_allowed, sends_in_window
 from chatflow.domain.pagination import Page, Position
 from chatflow.domain.sessions import Session
 from chatflow.domain.users import ProfileChanges, User
-from chatflow.errors import AlreadyExists, ConcurrentUpdate, InvalidCursor, UsernameTaken
+from chatflow.errors import AlreadyExists, ConcurrentUpdate, InvalidCursor, RateLimited, UsernameTaken
+from chatflow.ports import Verification
 
 EPOCH = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -122,6 +125,55 @@ class FakeSessionRepository:
     def delete(self, token_hash: str) -> None:
         with self._lock:
             self.sessions.pop(token_hash, None)
+
+
+class FakeVerificationRepository:
+    """Pending codes and each number's send times, with the adapter's conditions:
+    the hourly limit, and ``ConcurrentUpdate`` when counting or deleting a code that is gone."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self.pending: dict[str, Verification] = {}
+        self.sent_at: dict[str, list[datetime]] = {}
+
+    def start(self, verification: Verification, *, now: datetime, per_hour: int) -> None:
+        phone = verification.phone_number
+        with self._lock:
+            recent = sends_in_window(self.sent_at.get(phone, []), now)
+            wait = seconds_until_allowed(recent, now, per_hour)
+            if wait:
+                raise RateLimited(f"{per_hour} codes in the last hour", retry_after_seconds=wait)
+            self.sent_at[phone] = [*recent, now]
+            self.pending[phone] = replace(verification, failed_tries=0)
+
+    def get(self, phone_number: str) -> Verification | None:
+        with self._lock:
+            return self.pending.get(phone_number)
+
+    def record_failure(self, phone_number: str) -> int:
+        with self._lock:
+            current = self.pending.get(phone_number)
+            if current is None:
+                raise ConcurrentUpdate("a conditional write found the item changed")
+            self.pending[phone_number] = replace(current, failed_tries=current.failed_tries + 1)
+            return current.failed_tries + 1
+
+    def delete(self, phone_number: str) -> None:
+        with self._lock:
+            if self.pending.pop(phone_number, None) is None:
+                raise ConcurrentUpdate("a conditional write found the item changed")
+
+
+class FakeSmsCommandSender:
+    """Records every SendSms command instead of queueing it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.commands: list[dict[str, Any]] = []
+
+    def send(self, command: Mapping[str, Any]) -> None:
+        with self._lock:
+            self.commands.append(dict(command))
 
 
 def _sorted_members(members: Sequence[Member]) -> tuple[Member, ...]:

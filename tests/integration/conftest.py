@@ -104,8 +104,10 @@ def assert_error(response: HttpResult, status: int, code: str) -> dict[str, Any]
 
 @pytest.fixture
 def stack() -> Iterator[InProcessStack]:
+    """The stack in ``AuthMode=phone``, so that tests sign in without SMS codes
+    (``test_verifications_api`` covers the default, ``otp``)."""
     with mock_aws():
-        yield InProcessStack.create()
+        yield InProcessStack.create(parameters={"AuthMode": "phone"})
 
 
 @pytest.fixture

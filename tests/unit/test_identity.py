@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 
 from chatflow.domain.identity import IdentityService
+from chatflow.domain.otp import CodeNotRequired
 from chatflow.domain.sessions import hash_token
 from chatflow.domain.users import OPERATOR_ROLE
 from chatflow.errors import InvalidPhoneNumber, NotAuthenticated, NotFound, UsernameTaken, ValidationFailed
@@ -33,6 +34,24 @@ def test_second_sign_in_returns_the_same_user(identity: IdentityService) -> None
     # Then it is the same user, with a new token
     assert second.user.user_id == first.user.user_id
     assert second.issued.token != first.issued.token
+
+
+@pytest.mark.parametrize("code", ["123456", "wrong", ""])
+def test_phone_mode_ignores_any_code(identity: IdentityService, code: str) -> None:
+    # Given the phone-mode service and a number that never asked for a code
+    # When it signs in with whatever code
+    signed = identity.sign_in(ALICE, code)
+    # Then the number alone signs it in
+    assert signed.user.phone_number == ALICE
+
+
+def test_phone_mode_sends_no_code(identity: IdentityService) -> None:
+    # Given the phone-mode service
+    # When a code is asked for
+    # Then it answers that no code is needed (POST /v1/verifications answers 409)
+    with pytest.raises(CodeNotRequired) as raised:
+        identity.start_verification(ALICE)
+    assert raised.value.code == "code_not_required"
 
 
 def test_sign_in_stores_the_session_by_token_hash(

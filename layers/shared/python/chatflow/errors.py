@@ -85,3 +85,25 @@ class AlreadyExists(Conflict):
     """A conditional create found the item already there (a lost race or a retry)."""
 
     code = "conflict"
+
+
+class ProviderError(ChatFlowError):
+    """The SMS provider did not take the message; ``code`` is its error code (or ours)."""
+
+    def __init__(self, message: str, *, code: str = "provider_error") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class TransientProviderError(ProviderError):
+    """Worth retrying: a timeout, a connection error, 429 or 5xx. ``retry_after`` in seconds if given."""
+
+    def __init__(
+        self, message: str, *, code: str = "provider_unavailable", retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = retry_after
+
+
+class PermanentProviderError(ProviderError):
+    """Retrying cannot help: the provider refused the message (4xx other than 429)."""

@@ -1,13 +1,15 @@
-"""The ports the domain needs: storage and directories, as Protocols.
+"""The ports the domain needs: storage, directories, the SMS provider and the event bus, as Protocols.
 
-Adapters in ``chatflow.adapters`` implement them over DynamoDB; ``tests/fakes.py``
-implements them in memory for unit tests.
+Adapters in ``chatflow.adapters`` implement them over DynamoDB, HTTP and EventBridge;
+``tests/fakes.py`` implements them in memory for unit tests.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal, Protocol
 
 from chatflow.domain.chats import Chat, Member, Message
 from chatflow.domain.pagination import Page, Position
@@ -83,4 +85,138 @@ class ChatRepository(Protocol):
 
     def rename_member(self, phone_number: str, display_name: str | None) -> None:
         """Refresh the display name shown for this number in every chat it belongs to."""
+        ...
+
+
+@dataclass(frozen=True)
+class SmsRequest:
+    """One message for the provider. ``reference`` is the command id: the idempotency key."""
+
+    to: str
+    to_type: Literal["phone", "iccid"]
+    text: str
+    reference: str
+    sender_id: str | None = None
+
+
+class SmsProvider(Protocol):
+    def send(self, request: SmsRequest) -> str:
+        """Hand the message to the provider; its message id. Raises ``TransientProviderError``
+        (worth retrying) or ``PermanentProviderError`` (not)."""
+        ...
+
+
+@dataclass(frozen=True)
+class BusEvent:
+    """An event for the bus: ``detail_type`` (``SmsSent``...) and its JSON ``detail``."""
+
+    detail_type: str
+    detail: Mapping[str, Any]
+    source: str = "chatflow.sms"
+    # Identifies the event for retries of a partially failed batch.
+    event_id: str = field(default="")
+
+
+class EventPublisher(Protocol):
+    def publish(self, events: Sequence[BusEvent]) -> None:
+        """Put every event on the bus (batches of 10; failed entries retried); raise if some never go."""
+        ...
+
+
+@dataclass(frozen=True)
+class Verification:
+    """A sign-in code waiting to be used: only its hash is kept."""
+
+    phone_number: str
+    code_hash: str
+    expires_at: datetime
+    failed_tries: int = 0
+
+
+class VerificationRepository(Protocol):
+    def start(self, verification: Verification, *, now: datetime, per_hour: int) -> None:
+        """Store ``verification`` (replacing an earlier code of the number); raise
+        ``RateLimited`` when the number already got ``per_hour`` codes in the last hour."""
+        ...
+
+    def get(self, phone_number: str) -> Verification | None: ...
+
+    def record_failure(self, phone_number: str) -> int:
+        """Count one wrong try; the number of wrong tries so far."""
+        ...
+
+    def delete(self, phone_number: str) -> None: ...
+
+
+class SmsCommandSender(Protocol):
+    def send(self, command: Mapping[str, Any]) -> None:
+        """Drop a SendSms command (CONTRACT §4 body) on the gateway's queue."""
+        ...
+
+
+@dataclass(frozen=True)
+class OutgoingSms:
+    """A valid SendSms command, as the gateway handles it."""
+
+    command_id: str
+    to: str
+    to_type: Literal["phone", "iccid"]
+    text: str
+    message_type: Literal["transactional", "promotional"] = "transactional"
+    sender_id: str | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The outcome of claiming a command for one attempt.
+
+    ``claimed``: this invocation may call the provider (``attempts`` counts this one);
+    ``final``: the command already ended (sent or failed), a duplicate;
+    ``busy``: another invocation holds it until ``lease_until``.
+    """
+
+    state: Literal["claimed", "final", "busy"]
+    attempts: int
+    lease_until: datetime | None = None
+
+
+class SmsCommandRepository(Protocol):
+    def claim(self, sms: OutgoingSms, *, now: datetime, lease_until: datetime) -> Claim:
+        """Start an attempt: create the command's record (status ``sending``) or move it there
+        again, unless it ended or another invocation's lease is still running."""
+        ...
+
+    def mark_sent(
+        self, command_id: str, *, provider_message_id: str, segments: int, encoding: str, at: datetime
+    ) -> None: ...
+
+    def mark_failed(
+        self, command_id: str, *, error_code: str, reason: str, permanent: bool, at: datetime
+    ) -> None: ...
+
+    def release(self, command_id: str, *, error_code: str, reason: str) -> None:
+        """The attempt failed and will be retried: note why and free the lease."""
+        ...
+
+    def record_receipt(self, command_id: str, *, provider_message_id: str, status: str, at: datetime) -> bool:
+        """Store a delivery receipt unless the command is unknown or already has one; True if stored."""
+        ...
+
+    def reject(self, *, reason: str, body: str, at: datetime) -> None:
+        """Record a command that is not valid (its ``SmsRejected`` event follows)."""
+        ...
+
+
+class OptOutRepository(Protocol):
+    def is_opted_out(self, phone_number: str) -> bool: ...
+
+    def opt_out(self, phone_number: str, *, at: datetime) -> None: ...
+
+    def opt_in(self, phone_number: str) -> None: ...
+
+
+class RateLimiter(Protocol):
+    def acquire(self, now: datetime) -> float:
+        """Take one send from the provider-wide budget; 0 if granted, else seconds to wait."""
         ...

@@ -34,15 +34,44 @@ class TableSettings(_EnvModel):
 
 
 class IdentitySettings(_EnvModel):
-    auth_mode: Literal["phone"] = Field(validation_alias="AUTH_MODE")
+    # otp: a code sent by SMS signs in; phone: the number alone does (CONTRACT §1).
+    auth_mode: Literal["otp", "phone"] = Field(validation_alias="AUTH_MODE")
     operator_phone_numbers: Annotated[list[str], BeforeValidator(_split_csv)] = Field(
         default_factory=list, validation_alias="OPERATOR_PHONE_NUMBERS"
     )
     session_ttl_days: int = Field(default=30, ge=1, le=365, validation_alias="SESSION_TTL_DAYS")
 
 
+class SendSmsQueueSettings(_EnvModel):
+    """Where producers drop SendSms commands; loaded only by those that send (``otp`` mode)."""
+
+    send_sms_queue_url: str = Field(validation_alias="SEND_SMS_QUEUE_URL", min_length=1)
+
+
 class CursorSettings(_EnvModel):
     cursor_secret_arn: str = Field(validation_alias="CURSOR_SECRET_ARN", min_length=1)
+
+
+class SmsGatewaySettings(_EnvModel):
+    sms_table: str = Field(validation_alias="SMS_TABLE", min_length=1)
+    send_sms_queue_url: str = Field(validation_alias="SEND_SMS_QUEUE_URL", min_length=1)
+    provider_base_url: str = Field(validation_alias="SMS_PROVIDER_BASE_URL", pattern=r"^https?://")
+    provider_secret_arn: str = Field(validation_alias="SMS_PROVIDER_SECRET_ARN", min_length=1)
+    max_attempts: int = Field(default=6, ge=1, le=10, validation_alias="SMS_MAX_ATTEMPTS")
+    retry_base_seconds: float = Field(default=2.0, ge=1, le=60, validation_alias="SMS_RETRY_BASE_SECONDS")
+    rate_per_second: int = Field(default=20, ge=1, le=10_000, validation_alias="SMS_RATE_PER_SECOND")
+    concurrency: int = Field(default=10, ge=1, le=50, validation_alias="SMS_BATCH_CONCURRENCY")
+    provider_timeout_seconds: float = Field(default=5.0, gt=0, le=20, validation_alias="SMS_PROVIDER_TIMEOUT")
+
+
+class SmsEventsSettings(_EnvModel):
+    sms_table: str = Field(validation_alias="SMS_TABLE", min_length=1)
+    event_bus_name: str = Field(validation_alias="EVENT_BUS_NAME", min_length=1)
+
+
+class SmsWebhookSettings(_EnvModel):
+    sms_table: str = Field(validation_alias="SMS_TABLE", min_length=1)
+    provider_secret_arn: str = Field(validation_alias="SMS_PROVIDER_SECRET_ARN", min_length=1)
 
 
 def load(model: type[S]) -> S:

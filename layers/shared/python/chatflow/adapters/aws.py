@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from functools import cache
 from typing import TYPE_CHECKING
 
@@ -11,6 +12,7 @@ from botocore.config import Config
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
     from mypy_boto3_secretsmanager.client import SecretsManagerClient
+    from mypy_boto3_sqs.client import SQSClient
 
 # Retries with backoff for throttling, and short timeouts: a Lambda must not hang.
 _CONFIG = Config(
@@ -31,12 +33,26 @@ def secretsmanager(region: str) -> SecretsManagerClient:
     return boto3.client("secretsmanager", region_name=region, config=_CONFIG)
 
 
+@cache
+def sqs(region: str) -> SQSClient:
+    return boto3.client("sqs", region_name=region, config=_CONFIG)
+
+
 def read_secret(region: str, secret_id: str) -> bytes:
     value = secretsmanager(region).get_secret_value(SecretId=secret_id)
     return value["SecretString"].encode("utf-8")
+
+
+def read_json_secret(region: str, secret_id: str) -> dict[str, str]:
+    """A secret holding a JSON object of strings (such as the SMS provider's credentials)."""
+    document = json.loads(read_secret(region, secret_id))
+    if not isinstance(document, dict):
+        raise ValueError(f"secret {secret_id} must hold a JSON object")
+    return {str(k): str(v) for k, v in document.items()}
 
 
 def reset_clients() -> None:
     """Forget the cached clients (tests that start a fresh AWS mock call this)."""
     dynamodb.cache_clear()
     secretsmanager.cache_clear()
+    sqs.cache_clear()

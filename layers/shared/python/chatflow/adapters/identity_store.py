@@ -1,15 +1,20 @@
-"""Users and sessions in the users table.
+"""Users, sessions and sign-in codes in the users table.
 
 Items (PK / SK):
 - ``USER#<phone>`` / ``PROFILE``: the user.
 - ``USERNAME#<name>`` / ``CLAIM``: who holds a username (unique, case-insensitive).
 - ``SESSION#<sha256(token)>`` / ``SESSION``: a session; ``ttl`` lets DynamoDB delete it once expired.
+- ``OTP#<phone>`` / ``OTP``: the pending sign-in code (its hash, ``expiresAt``, ``failedTries``;
+  ``ttl`` at expiry).
+- ``OTPSENT#<phone>`` / ``OTPSENT``: when the number's codes of the last hour were made
+  (``sentAt``, epoch milliseconds) and a ``version`` for optimistic locking.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
@@ -25,9 +30,11 @@ from chatflow.adapters.dynamo import (
     translate,
 )
 from chatflow.domain.clock import from_iso, to_iso
+from chatflow.domain.otp import RATE_WINDOW, seconds_until_allowed, sends_in_window
 from chatflow.domain.sessions import Session
 from chatflow.domain.users import ProfileChanges, User
-from chatflow.errors import UsernameTaken
+from chatflow.errors import RateLimited, Throttled, UsernameTaken
+from chatflow.ports import Verification
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -216,3 +223,142 @@ class DynamoSessionRepository:
             )
         except ClientError as exc:
             raise translate(exc) from exc
+
+
+# A lost race on the send log is re-read and retried; only a storm of requests for one
+# number exhausts these rounds.
+_START_ROUNDS = 5
+
+
+def _otp_key(phone: str) -> dict[str, Any]:
+    return to_raw({"PK": f"OTP#{phone}", "SK": "OTP"})
+
+
+def _sent_key(phone: str) -> dict[str, Any]:
+    return to_raw({"PK": f"OTPSENT#{phone}", "SK": "OTPSENT"})
+
+
+def _millis(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+class DynamoVerificationRepository:
+    """Pending sign-in codes, and the hourly limit of codes per number.
+
+    The limit holds under concurrency: the number's send log is rewritten with a
+    condition on its ``version``, in the same transaction that stores the code, so two
+    requests that read the same log cannot both use its last free slot.
+    """
+
+    def __init__(self, table: str, client: DynamoDBClient) -> None:
+        self._table = table
+        self._client = client
+
+    def start(self, verification: Verification, *, now: datetime, per_hour: int) -> None:
+        phone = verification.phone_number
+        for _ in range(_START_ROUNDS):
+            version, sent = self._send_log(phone)
+            recent = sends_in_window(sent, now)
+            wait = seconds_until_allowed(recent, now, per_hour)
+            if wait:
+                raise RateLimited(
+                    f"{per_hour} codes were sent to this number in the last hour: retry in {wait} seconds.",
+                    retry_after_seconds=wait,
+                )
+            if self._store(verification, version, [*recent, now], now):
+                return
+        raise Throttled("Too many code requests for this number at once: retry in a moment.")
+
+    def get(self, phone_number: str) -> Verification | None:
+        try:
+            response = self._client.get_item(
+                TableName=self._table, Key=_otp_key(phone_number), ConsistentRead=True
+            )
+        except ClientError as exc:
+            raise translate(exc) from exc
+        raw = response.get("Item")
+        if not raw:
+            return None
+        item = from_raw(raw)
+        return Verification(
+            phone_number=item["phoneNumber"],
+            code_hash=item["codeHash"],
+            expires_at=from_iso(item["expiresAt"]),
+            failed_tries=int(item.get("failedTries", 0)),
+        )
+
+    def record_failure(self, phone_number: str) -> int:
+        """Atomically add one try; ``ConcurrentUpdate`` if the code is gone (used, burned)."""
+        try:
+            response = self._client.update_item(
+                TableName=self._table,
+                Key=_otp_key(phone_number),
+                UpdateExpression="ADD failedTries :one",
+                ConditionExpression="attribute_exists(PK)",
+                ExpressionAttributeValues={":one": to_value(1)},
+                ReturnValues="UPDATED_NEW",
+            )
+        except ClientError as exc:
+            raise translate(exc) from exc
+        return int(from_raw(response.get("Attributes", {}))["failedTries"])
+
+    def delete(self, phone_number: str) -> None:
+        """Delete the pending code; ``ConcurrentUpdate`` if it is already gone, so that a
+        code is used (or burned) by one request only."""
+        try:
+            self._client.delete_item(
+                TableName=self._table,
+                Key=_otp_key(phone_number),
+                ConditionExpression="attribute_exists(PK)",
+            )
+        except ClientError as exc:
+            raise translate(exc) from exc
+
+    def _send_log(self, phone: str) -> tuple[int, list[datetime]]:
+        try:
+            response = self._client.get_item(TableName=self._table, Key=_sent_key(phone), ConsistentRead=True)
+        except ClientError as exc:
+            raise translate(exc) from exc
+        raw = response.get("Item")
+        if not raw:
+            return 0, []
+        item = from_raw(raw)
+        sent = [datetime.fromtimestamp(ms / 1000, tz=UTC) for ms in item.get("sentAt", [])]
+        return int(item["version"]), sent
+
+    def _store(self, verification: Verification, version: int, sent: list[datetime], now: datetime) -> bool:
+        """Write the send log (if still at ``version``) and the code together; False on a lost race."""
+        phone = verification.phone_number
+        log = {
+            "PK": f"OTPSENT#{phone}",
+            "SK": "OTPSENT",
+            "sentAt": [_millis(moment) for moment in sent],
+            "version": version + 1,
+            "ttl": int((now + RATE_WINDOW).timestamp()) + 1,
+        }
+        code = {
+            "PK": f"OTP#{phone}",
+            "SK": "OTP",
+            "phoneNumber": phone,
+            "codeHash": verification.code_hash,
+            "expiresAt": to_iso(verification.expires_at),
+            "failedTries": 0,
+            "ttl": int(verification.expires_at.timestamp()) + 1,
+        }
+        put_log: dict[str, Any] = {"TableName": self._table, "Item": to_raw(log)}
+        if version:
+            put_log["ConditionExpression"] = "version = :v"
+            put_log["ExpressionAttributeValues"] = {":v": to_value(version)}
+        else:
+            put_log["ConditionExpression"] = "attribute_not_exists(PK)"
+        items: list[Any] = [{"Put": put_log}, {"Put": {"TableName": self._table, "Item": to_raw(code)}}]
+        try:
+            self._client.transact_write_items(TransactItems=items)
+        except ClientError as exc:
+            if error_code(exc) == "TransactionCanceledException" and set(cancellation_codes(exc)) & {
+                "ConditionalCheckFailed",
+                "TransactionConflict",
+            }:
+                return False
+            raise translate(exc) from exc
+        return True

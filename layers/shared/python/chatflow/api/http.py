@@ -98,7 +98,7 @@ def http_handler(app: APIGatewayHttpResolver) -> Handler:
     def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         rejection = _reject_early(event)
         if rejection is not None:
-            return _proxy_result(rejection)
+            return proxy_result(rejection)
         return app.resolve(_as_json(event), context)
 
     return handler
@@ -133,7 +133,7 @@ def _as_json(event: dict[str, Any]) -> dict[str, Any]:
     return event | {"headers": headers | {"content-type": "application/json"}}
 
 
-def _proxy_result(response: Response[Any]) -> dict[str, Any]:
+def proxy_result(response: Response[Any]) -> dict[str, Any]:
     headers = {
         str(k): str(v) if not isinstance(v, list) else ",".join(v) for k, v in response.headers.items()
     }

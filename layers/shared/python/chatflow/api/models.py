@@ -32,10 +32,20 @@ PhoneText = Annotated[
 # ---- requests -------------------------------------------------------------------------
 
 
+class StartVerificationRequest(_Request):
+    phoneNumber: PhoneText
+
+
 class CreateSessionRequest(_Request):
     phoneNumber: PhoneText
     code: Annotated[
-        str | None, Field(max_length=16, description="The SMS code (otp mode); optional in phone mode")
+        str | None,
+        Field(
+            max_length=16,
+            examples=["123456"],
+            description="The 6-digit SMS code (otp mode; spaces and dashes are ignored); "
+            "optional and ignored in phone mode",
+        ),
     ] = None
 
 
@@ -124,6 +134,11 @@ class UserOut(_Response):
             roles=sorted(user.roles),
             createdAt=to_iso(user.created_at),
         )
+
+
+class VerificationOut(_Response):
+    phoneNumber: Annotated[str, Field(description="The number the code was sent to, in E.164")]
+    expiresInSeconds: Annotated[int, Field(examples=[300], description="How long the code works")]
 
 
 class SessionOut(_Response):

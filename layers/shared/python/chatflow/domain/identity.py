@@ -1,20 +1,40 @@
-"""Use cases of identity: sign in, sessions, profiles."""
+"""Use cases of identity: sign in (by SMS code or by phone number), sessions, profiles."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from chatflow.domain.clock import Clock
+from chatflow.domain.otp import (
+    CODE_TTL,
+    CODES_PER_HOUR,
+    MAX_TRIES,
+    CodeNotRequired,
+    InvalidCode,
+    code_matches,
+    generate_code,
+    hash_code,
+    normalize_code,
+    sms_text,
+)
 from chatflow.domain.phone import normalize_phone
 from chatflow.domain.sessions import IssuedSession, Session, hash_token, issue_session
 from chatflow.domain.users import OPERATOR_ROLE, User, validate_profile_changes
-from chatflow.errors import NotAuthenticated, NotFound
-from chatflow.ports import ChatRepository, SessionRepository, UserRepository
+from chatflow.errors import ConcurrentUpdate, NotAuthenticated, NotFound
+from chatflow.ports import (
+    ChatRepository,
+    SessionRepository,
+    SmsCommandSender,
+    UserRepository,
+    Verification,
+    VerificationRepository,
+)
 
-AuthMode = Literal["phone"]
+AuthMode = Literal["otp", "phone"]
 
 
 @dataclass(frozen=True)
@@ -23,7 +43,19 @@ class SignedIn:
     user: User
 
 
+class VerificationStarted(NamedTuple):
+    phone_number: str
+    expires_in_seconds: int
+
+
 class IdentityService:
+    """Sign-in, sessions and profiles.
+
+    ``auth_mode`` ``otp`` needs ``verifications`` and ``sms``. The default, ``phone``,
+    serves the composition roots that never sign anyone in (the authorizer); the
+    identity function always passes the stack's mode.
+    """
+
     def __init__(
         self,
         *,
@@ -33,20 +65,61 @@ class IdentityService:
         session_ttl: timedelta,
         operators: frozenset[str],
         chats: ChatRepository | None = None,
+        auth_mode: AuthMode = "phone",
+        verifications: VerificationRepository | None = None,
+        sms: SmsCommandSender | None = None,
+        new_code: Callable[[], str] = generate_code,
     ) -> None:
+        self._otp: tuple[VerificationRepository, SmsCommandSender] | None = None
+        if auth_mode == "otp":
+            if verifications is None or sms is None:
+                raise ValueError("auth mode otp needs a verification repository and an SMS command sender")
+            self._otp = (verifications, sms)
         self._users = users
         self._sessions = sessions
         self._clock = clock
         self._session_ttl = session_ttl
         self._operators = operators
         self._chats = chats
+        self._new_code = new_code
 
-    def sign_in(self, raw_phone: str) -> SignedIn:
-        """``phone`` auth mode: the number alone identifies the user.
+    def start_verification(self, raw_phone: str) -> VerificationStarted:
+        """``otp`` mode: store a new code for the number (replacing any earlier one) and
+        send it by SMS. ``RateLimited`` past ``CODES_PER_HOUR`` codes in an hour;
+        ``CodeNotRequired`` in ``phone`` mode, where no code is ever sent."""
+        if self._otp is None:
+            raise CodeNotRequired(
+                "This service signs in by phone number alone (AuthMode=phone) and sends no code: "
+                'POST /v1/sessions with {"phoneNumber"}.'
+            )
+        verifications, sms = self._otp
+        phone = normalize_phone(raw_phone)
+        now = self._clock()
+        code = self._new_code()
+        verification = Verification(
+            phone_number=phone, code_hash=hash_code(phone, code), expires_at=now + CODE_TTL
+        )
+        verifications.start(verification, now=now, per_hour=CODES_PER_HOUR)
+        sms.send(
+            {
+                "commandId": f"otp-{uuid.uuid4().hex}",
+                "phoneNumber": phone,
+                "text": sms_text(code),
+                "messageType": "transactional",
+                "metadata": {"purpose": "sign-in"},
+            }
+        )
+        return VerificationStarted(phone, int(CODE_TTL.total_seconds()))
 
-        The first session for a number creates its user.
+    def sign_in(self, raw_phone: str, code: str | None = None) -> SignedIn:
+        """Start a session for the number; the first session for a number creates its user.
+
+        ``otp`` mode: ``code`` must be the number's pending code (used up by this call).
+        ``phone`` mode: the number alone identifies the user; ``code`` is ignored.
         """
         phone = normalize_phone(raw_phone)
+        if self._otp is not None:
+            self._use_code(self._otp[0], phone, code)
         now = self._clock()
         user = self._users.get(phone) or self._users.create_if_absent(
             User(user_id=f"u_{uuid.uuid4().hex}", phone_number=phone, created_at=now)
@@ -82,7 +155,45 @@ class IdentityService:
             self._chats.rename_member(phone, updated.display_name)
         return self._with_roles(updated)
 
+    def _use_code(self, verifications: VerificationRepository, phone: str, raw_code: str | None) -> None:
+        """Accept the pending code of ``phone`` once, or raise ``InvalidCode``.
+
+        Every try is counted *before* the comparison: concurrent guesses each get their
+        own count from the atomic increment, so no more than ``MAX_TRIES`` of them are
+        ever compared. A right code is deleted at once (a right code's count is never
+        read again); the ``MAX_TRIES``-th wrong one deletes (burns) the code.
+        """
+        code = normalize_code(raw_code)
+        verification = verifications.get(phone)
+        if verification is None or self._clock() >= verification.expires_at:
+            raise InvalidCode(
+                "No valid code for this number: it expired, was already used or was never sent. "
+                "Ask for a new one: POST /v1/verifications."
+            )
+        try:
+            tries = verifications.record_failure(phone)
+            if tries <= MAX_TRIES and code_matches(verification, code):
+                verifications.delete(phone)
+                return
+            if tries == MAX_TRIES:
+                verifications.delete(phone)
+        except ConcurrentUpdate as exc:  # another try used or burned the code meanwhile
+            raise InvalidCode(
+                "This code is no longer valid: ask for a new one with POST /v1/verifications."
+            ) from exc
+        if tries >= MAX_TRIES:
+            raise InvalidCode(
+                f"Wrong code {MAX_TRIES} times: this code no longer works. "
+                "Ask for a new one: POST /v1/verifications."
+            )
+        left = MAX_TRIES - tries
+        raise InvalidCode(f"Wrong code: check the SMS and try again ({left} {_tries(left)} left).")
+
     def _with_roles(self, user: User) -> User:
         if user.phone_number in self._operators:
             return user.with_roles(frozenset({OPERATOR_ROLE}))
         return user
+
+
+def _tries(count: int) -> str:
+    return "try" if count == 1 else "tries"

@@ -1,0 +1,109 @@
+"""SendSms consumer: commands from the SQS queue to the SMS provider (CONTRACT §4).
+
+Each record is one command. The sends of a batch run concurrently (at most
+``SMS_BATCH_CONCURRENCY`` at a time); each ends in one of:
+
+- sent / failed / duplicate / invalid: the message is done (deleted). ``SmsSent`` or
+  ``SmsFailed`` follows from the command's record (see functions/sms_events); an
+  invalid body is recorded for its ``SmsRejected`` and never retried;
+- retry: the message's visibility is set to the backoff delay and it is reported as a
+  batch item failure, so SQS hands it back after that delay;
+- an unexpected error: reported as a failure, retried after the queue's visibility
+  timeout; after ``maxReceiveCount`` receives it lands in the dead-letter queue (alarmed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import (
+    AsyncBatchProcessor,
+    EventType,
+    async_process_partial_response,
+)
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from chatflow.adapters import aws
+from chatflow.adapters.sms_provider import HttpSmsProvider
+from chatflow.adapters.sms_store import DynamoOptOutRepository, DynamoRateLimiter, DynamoSmsCommandRepository
+from chatflow.commands import InvalidCommand, parse_command
+from chatflow.domain.clock import utc_now
+from chatflow.domain.gateway import SmsGateway
+from chatflow.domain.sms import RetryPolicy
+from chatflow.observability import logger, metrics
+from chatflow.settings import AwsSettings, SmsGatewaySettings, load
+
+AWS = load(AwsSettings)
+SMS = load(SmsGatewaySettings)
+
+# A batch whose every command waits for a retry is not an invocation error: each has its delay.
+processor = AsyncBatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+
+
+class RetryLater(Exception):
+    """The command is given back to the queue; its visibility says when it comes back."""
+
+
+@cache
+def gateway() -> SmsGateway:
+    client = aws.dynamodb(AWS.region)
+    provider = HttpSmsProvider(
+        SMS.provider_base_url,
+        lambda: aws.read_json_secret(AWS.region, SMS.provider_secret_arn)["apiKey"],
+        timeout_seconds=SMS.provider_timeout_seconds,
+    )
+    return SmsGateway(
+        provider=provider,
+        commands=DynamoSmsCommandRepository(SMS.sms_table, client),
+        opt_outs=DynamoOptOutRepository(SMS.sms_table, client),
+        rate=DynamoRateLimiter(SMS.sms_table, client, SMS.rate_per_second),
+        policy=RetryPolicy(max_attempts=SMS.max_attempts, base_seconds=SMS.retry_base_seconds),
+        clock=utc_now,
+    )
+
+
+@cache
+def bound() -> asyncio.Semaphore:
+    return asyncio.Semaphore(SMS.concurrency)
+
+
+def handle(record: SQSRecord) -> None:
+    try:
+        sms = parse_command(record.body)
+    except InvalidCommand as exc:
+        DynamoSmsCommandRepository(SMS.sms_table, aws.dynamodb(AWS.region)).reject(
+            reason=str(exc), body=record.body, at=utc_now()
+        )
+        logger.warning("command rejected", extra={"message_id": record.message_id, "reason": str(exc)})
+        metrics.add_metric(name="SmsRejected", unit="Count", value=1)
+        return
+    outcome = gateway().handle(sms)
+    logger.info(
+        "command handled",
+        extra={"command_id": sms.command_id, "outcome": outcome.kind, "detail": outcome.detail},
+    )
+    if outcome.kind == "retry":
+        aws.sqs(AWS.region).change_message_visibility(
+            QueueUrl=SMS.send_sms_queue_url,
+            ReceiptHandle=record.receipt_handle,
+            VisibilityTimeout=outcome.delay_seconds,
+        )
+        raise RetryLater(f"{sms.command_id}: retry in {outcome.delay_seconds} s ({outcome.detail})")
+
+
+async def record_handler(record: SQSRecord) -> None:
+    async with bound():
+        await asyncio.to_thread(handle, record)
+
+
+@metrics.log_metrics
+@logger.inject_lambda_context(clear_state=True)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+    bound.cache_clear()  # a semaphore belongs to one event loop: one per invocation
+    return async_process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )

@@ -1,0 +1,291 @@
+"""The SMS table: command records (the outbox), rejections, opt-outs and the provider-wide rate.
+
+Items (PK / SK):
+
+- ``CMD#<commandId>`` / ``STATE``: one command's state, only moving forward
+  (``sending`` → ``sent`` | ``failed``; a receipt adds ``delivery``); its stream is what
+  the events publisher reads. Kept 30 days (``ttl``): a command id is idempotent for
+  that long.
+- ``REJ#<uuid>`` / ``REJ``: an invalid command, for its ``SmsRejected`` event; 7 days.
+- ``OPTOUT#<phone>`` / ``OPTOUT``: the number sent STOP.
+- ``RATE#<epoch second>`` / ``RATE``: sends granted in that second, all invocations
+  together; expires after a minute.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from chatflow.adapters.dynamo import RawItem, error_code, from_raw, to_raw, to_value, translate
+from chatflow.domain.clock import to_iso
+from chatflow.domain.sms_events import CommandSnapshot, Rejection
+from chatflow.ports import Claim, OutgoingSms
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+
+COMMAND_RETENTION = timedelta(days=30)
+REJECTION_RETENTION = timedelta(days=7)
+_STATE = "STATE"
+
+
+def _command_key(command_id: str) -> dict[str, Any]:
+    return to_raw({"PK": f"CMD#{command_id}", "SK": _STATE})
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def _conditional_failure(exc: ClientError) -> bool:
+    return error_code(exc) == "ConditionalCheckFailedException"
+
+
+class DynamoSmsCommandRepository:
+    def __init__(self, table: str, client: DynamoDBClient) -> None:
+        self._table = table
+        self._client = client
+
+    def claim(self, sms: OutgoingSms, *, now: datetime, lease_until: datetime) -> Claim:
+        values = {
+            ":sending": "sending",
+            ":zero": 0,
+            ":one": 1,
+            ":lease": _ms(lease_until),
+            ":nowms": _ms(now),
+            ":now": to_iso(now),
+            ":id": sms.command_id,
+            ":to": sms.to,
+            ":tt": sms.to_type,
+            ":mt": sms.message_type,
+            ":md": dict(sms.metadata),
+            ":ttl": int((now + COMMAND_RETENTION).timestamp()),
+        }
+        try:
+            response = self._client.update_item(
+                TableName=self._table,
+                Key=_command_key(sms.command_id),
+                UpdateExpression=(
+                    "SET #s = :sending, #n = if_not_exists(#n, :zero) + :one, "
+                    "leaseUntil = :lease, updatedAt = :now, commandId = :id, #to = :to, toType = :tt, "
+                    "messageType = :mt, #md = :md, createdAt = if_not_exists(createdAt, :now), "
+                    "#ttl = if_not_exists(#ttl, :ttl)"
+                ),
+                ConditionExpression="attribute_not_exists(PK) OR (#s = :sending AND leaseUntil < :nowms)",
+                ExpressionAttributeNames={
+                    "#s": "status",
+                    "#to": "to",
+                    "#ttl": "ttl",
+                    "#n": "attempts",
+                    "#md": "metadata",
+                },
+                ExpressionAttributeValues={k: to_value(v) for k, v in values.items()},
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if not _conditional_failure(exc):
+                raise translate(exc) from exc
+            return self._refused_claim(sms.command_id)
+        item = from_raw(response["Attributes"])
+        return Claim("claimed", int(item["attempts"]), lease_until)
+
+    def _refused_claim(self, command_id: str) -> Claim:
+        raw = self._client.get_item(TableName=self._table, Key=_command_key(command_id), ConsistentRead=True)
+        item = from_raw(raw.get("Item") or {})
+        attempts = int(item.get("attempts", 0))
+        if item.get("status") in ("sent", "failed"):
+            return Claim("final", attempts)
+        lease = item.get("leaseUntil")
+        until = datetime.fromtimestamp(int(lease) / 1000, tz=UTC) if lease else None
+        return Claim("busy", attempts, until)
+
+    def _finish(self, command_id: str, sets: Mapping[str, Any], *, removes: tuple[str, ...] = ()) -> None:
+        """Apply ``sets`` (and ``removes``) while the command is still being sent."""
+        names = {"#s": "status"} | {f"#a{i}": name for i, name in enumerate(sets)}
+        names |= {f"#r{i}": name for i, name in enumerate(removes)}
+        values = {f":v{i}": to_value(value) for i, value in enumerate(sets.values())}
+        update = "SET " + ", ".join(f"#a{i} = :v{i}" for i in range(len(sets)))
+        if removes:
+            update += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(removes)))
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=_command_key(command_id),
+                UpdateExpression=update,
+                ConditionExpression="#s = :sending",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values | {":sending": to_value("sending")},
+            )
+        except ClientError as exc:
+            if _conditional_failure(exc):
+                return  # already ended by an earlier delivery of the same command: keep that outcome
+            raise translate(exc) from exc
+
+    def mark_sent(
+        self, command_id: str, *, provider_message_id: str, segments: int, encoding: str, at: datetime
+    ) -> None:
+        when = to_iso(at)
+        sets = {
+            "status": "sent",
+            "providerMessageId": provider_message_id,
+            "segments": segments,
+            "encoding": encoding,
+            "sentAt": when,
+            "updatedAt": when,
+        }
+        self._finish(command_id, sets, removes=("leaseUntil",))
+
+    def mark_failed(
+        self, command_id: str, *, error_code: str, reason: str, permanent: bool, at: datetime
+    ) -> None:
+        when = to_iso(at)
+        sets = {
+            "status": "failed",
+            "errorCode": error_code,
+            "reason": reason,
+            "permanent": permanent,
+            "failedAt": when,
+            "updatedAt": when,
+        }
+        self._finish(command_id, sets, removes=("leaseUntil",))
+
+    def release(self, command_id: str, *, error_code: str, reason: str) -> None:
+        self._finish(command_id, {"leaseUntil": 0, "lastError": f"{error_code}: {reason}"})
+
+    def record_receipt(self, command_id: str, *, provider_message_id: str, status: str, at: datetime) -> bool:
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=_command_key(command_id),
+                UpdateExpression="SET #d = :d, deliveryAt = :at, receiptProviderId = :pid",
+                ConditionExpression="attribute_exists(PK) AND attribute_not_exists(#d) AND #s <> :failed",
+                ExpressionAttributeNames={"#s": "status", "#d": "delivery"},
+                ExpressionAttributeValues={
+                    ":d": to_value(status),
+                    ":at": to_value(to_iso(at)),
+                    ":pid": to_value(provider_message_id),
+                    ":failed": to_value("failed"),
+                },
+            )
+        except ClientError as exc:
+            if _conditional_failure(exc):
+                return False
+            raise translate(exc) from exc
+        return True
+
+    def reject(self, *, reason: str, body: str, at: datetime) -> None:
+        item = {
+            "PK": f"REJ#{uuid.uuid4().hex}",
+            "SK": "REJ",
+            "reason": reason,
+            "body": body[:10_000],
+            "at": to_iso(at),
+            "ttl": int((at + REJECTION_RETENTION).timestamp()),
+        }
+        try:
+            self._client.put_item(TableName=self._table, Item=to_raw(item))
+        except ClientError as exc:
+            raise translate(exc) from exc
+
+
+class DynamoOptOutRepository:
+    def __init__(self, table: str, client: DynamoDBClient) -> None:
+        self._table = table
+        self._client = client
+
+    @staticmethod
+    def _key(phone_number: str) -> dict[str, Any]:
+        return to_raw({"PK": f"OPTOUT#{phone_number}", "SK": "OPTOUT"})
+
+    def is_opted_out(self, phone_number: str) -> bool:
+        try:
+            response = self._client.get_item(TableName=self._table, Key=self._key(phone_number))
+        except ClientError as exc:
+            raise translate(exc) from exc
+        return "Item" in response
+
+    def opt_out(self, phone_number: str, *, at: datetime) -> None:
+        item = {"PK": f"OPTOUT#{phone_number}", "SK": "OPTOUT", "phoneNumber": phone_number, "at": to_iso(at)}
+        try:
+            self._client.put_item(TableName=self._table, Item=to_raw(item))
+        except ClientError as exc:
+            raise translate(exc) from exc
+
+    def opt_in(self, phone_number: str) -> None:
+        try:
+            self._client.delete_item(TableName=self._table, Key=self._key(phone_number))
+        except ClientError as exc:
+            raise translate(exc) from exc
+
+
+class DynamoRateLimiter:
+    """At most ``per_second`` sends per wall-clock second, across every concurrent invocation."""
+
+    def __init__(self, table: str, client: DynamoDBClient, per_second: int) -> None:
+        self._table = table
+        self._client = client
+        self._per_second = per_second
+
+    def acquire(self, now: datetime) -> float:
+        second = int(now.timestamp())
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=to_raw({"PK": f"RATE#{second}", "SK": "RATE"}),
+                UpdateExpression="ADD granted :one SET #ttl = :ttl",
+                ConditionExpression="attribute_not_exists(granted) OR granted < :limit",
+                ExpressionAttributeNames={"#ttl": "ttl"},
+                ExpressionAttributeValues={
+                    ":one": to_value(1),
+                    ":limit": to_value(self._per_second),
+                    ":ttl": to_value(second + 60),
+                },
+            )
+        except ClientError as exc:
+            if _conditional_failure(exc):
+                return max(0.001, second + 1 - now.timestamp())
+            raise translate(exc) from exc
+        return 0.0
+
+
+def snapshot(raw: RawItem | None) -> CommandSnapshot | None:
+    """A command record from a stream image; None for other items or no image."""
+    if not raw:
+        return None
+    item = from_raw(raw)
+    # moto also streams a keys-only image when an update creates the item: not a state yet.
+    if not str(item.get("PK", "")).startswith("CMD#") or "commandId" not in item:
+        return None
+    return CommandSnapshot(
+        command_id=str(item["commandId"]),
+        status=str(item.get("status", "")),
+        to=str(item.get("to", "")),
+        to_type=str(item.get("toType", "phone")),
+        attempts=int(item.get("attempts", 0)),
+        provider_message_id=item.get("providerMessageId") or item.get("receiptProviderId"),
+        segments=item.get("segments"),
+        encoding=item.get("encoding"),
+        sent_at=item.get("sentAt"),
+        error_code=item.get("errorCode"),
+        reason=item.get("reason"),
+        permanent=item.get("permanent"),
+        failed_at=item.get("failedAt"),
+        delivery=item.get("delivery"),
+        delivery_at=item.get("deliveryAt"),
+        metadata={str(k): str(v) for k, v in (item.get("metadata") or {}).items()},
+    )
+
+
+def rejection(raw: RawItem | None) -> Rejection | None:
+    """An invalid command's record from a stream image (new records only)."""
+    if not raw:
+        return None
+    item = from_raw(raw)
+    if not str(item.get("PK", "")).startswith("REJ#"):
+        return None
+    return Rejection(reason=str(item["reason"]), body=str(item["body"]))

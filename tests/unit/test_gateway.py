@@ -1,0 +1,171 @@
+"""The SMS gateway's use case: one attempt per delivery of a command, with fakes for every port."""
+
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+
+from chatflow.domain.gateway import SmsGateway
+from chatflow.domain.sms import RetryPolicy
+from chatflow.errors import PermanentProviderError, TransientProviderError
+from tests.fakes import FakeClock
+from tests.sms_fakes import FixedRate, InMemoryCommands, InMemoryOptOuts, ScriptedProvider, sms
+
+
+def _gateway(
+    provider: ScriptedProvider,
+    commands: InMemoryCommands | None = None,
+    *,
+    opt_outs: InMemoryOptOuts | None = None,
+    rate: FixedRate | None = None,
+    max_attempts: int = 3,
+    clock: FakeClock | None = None,
+    slept: list[float] | None = None,
+) -> SmsGateway:
+    return SmsGateway(
+        provider=provider,
+        commands=commands or InMemoryCommands(),
+        opt_outs=opt_outs or InMemoryOptOuts(),
+        rate=rate or FixedRate(),
+        policy=RetryPolicy(max_attempts=max_attempts),
+        clock=clock or FakeClock(),
+        rng=random.Random(7),
+        sleep=(slept.append if slept is not None else lambda _: None),
+    )
+
+
+def test_a_command_is_sent_once_and_recorded_with_its_segments() -> None:
+    # Given a provider that accepts
+    provider, commands = ScriptedProvider("pm_1"), InMemoryCommands()
+
+    # When a command is handled
+    outcome = _gateway(provider, commands).handle(sms(text="x" * 161))
+
+    # Then it is sent with the command id as the idempotency reference, and recorded as sent
+    assert outcome.kind == "sent"
+    assert [r.reference for r in provider.requests] == ["c1"]
+    record = commands.records["c1"]
+    assert (record.status, record.provider_message_id, record.segments, record.encoding) == (
+        "sent",
+        "pm_1",
+        2,
+        "GSM-7",
+    )
+
+
+def test_a_command_that_already_ended_is_not_sent_again() -> None:
+    # Given a command that was sent
+    provider, commands = ScriptedProvider(), InMemoryCommands()
+    gateway = _gateway(provider, commands)
+    gateway.handle(sms())
+
+    # When the same command arrives again (a duplicate delivery or a producer's retry)
+    outcome = gateway.handle(sms())
+
+    # Then nothing more goes to the provider
+    assert outcome.kind == "duplicate"
+    assert len(provider.requests) == 1
+
+
+def test_a_permanent_failure_ends_the_command_at_once() -> None:
+    provider, commands = (
+        ScriptedProvider(PermanentProviderError("bad number", code="invalid_destination")),
+        InMemoryCommands(),
+    )
+
+    outcome = _gateway(provider, commands).handle(sms())
+
+    assert outcome.kind == "failed"
+    record = commands.records["c1"]
+    assert (record.status, record.error_code, record.permanent) == ("failed", "invalid_destination", True)
+    assert len(provider.requests) == 1
+
+
+def test_a_transient_failure_is_retried_later_then_fails_after_the_last_attempt() -> None:
+    # Given a provider that is always unavailable and 3 attempts allowed
+    unavailable = [TransientProviderError("503", code="provider_503") for _ in range(3)]
+    provider, commands = ScriptedProvider(*unavailable), InMemoryCommands()
+    gateway = _gateway(provider, commands, max_attempts=3)
+
+    # When the command is delivered three times
+    outcomes = [gateway.handle(sms()) for _ in range(3)]
+
+    # Then the first two ask for a retry with a growing delay, the third ends it (not permanent)
+    assert [o.kind for o in outcomes] == ["retry", "retry", "failed"]
+    assert 1 <= outcomes[0].delay_seconds <= outcomes[1].delay_seconds * 2
+    record = commands.records["c1"]
+    assert (record.status, record.permanent, record.attempts) == ("failed", False, 3)
+
+
+def test_the_providers_retry_after_is_honoured() -> None:
+    provider = ScriptedProvider(TransientProviderError("slow down", code="provider_429", retry_after=120))
+
+    outcome = _gateway(provider).handle(sms())
+
+    assert outcome.kind == "retry"
+    assert outcome.delay_seconds >= 120
+
+
+def test_a_retry_after_a_transient_failure_sends_again_and_succeeds() -> None:
+    provider, commands = ScriptedProvider(TransientProviderError("timeout"), "pm_2"), InMemoryCommands()
+    gateway = _gateway(provider, commands)
+
+    assert gateway.handle(sms()).kind == "retry"
+    assert gateway.handle(sms()).kind == "sent"
+
+    assert commands.records["c1"].provider_message_id == "pm_2"
+    assert commands.records["c1"].attempts == 2
+
+
+def test_a_promotional_message_to_an_opted_out_number_fails_without_a_send() -> None:
+    provider, commands = ScriptedProvider(), InMemoryCommands()
+    gateway = _gateway(provider, commands, opt_outs=InMemoryOptOuts({"+14155550101"}))
+
+    outcome = gateway.handle(sms(message_type="promotional"))
+
+    assert outcome.kind == "failed"
+    assert commands.records["c1"].error_code == "opted_out"
+    assert commands.records["c1"].permanent is True
+    assert provider.requests == []
+
+
+def test_a_transactional_message_to_an_opted_out_number_is_still_sent() -> None:
+    provider = ScriptedProvider()
+    gateway = _gateway(provider, opt_outs=InMemoryOptOuts({"+14155550101"}))
+
+    assert gateway.handle(sms(message_type="transactional")).kind == "sent"
+
+
+def test_a_command_held_by_another_attempt_is_retried_after_its_lease_without_a_send() -> None:
+    # Given an attempt in flight (its lease runs for a minute)
+    clock = FakeClock()
+    provider, commands = ScriptedProvider(), InMemoryCommands()
+    commands.claim(sms(), now=clock(), lease_until=clock() + timedelta(seconds=60))
+
+    # When the same command is delivered again meanwhile
+    outcome = _gateway(provider, commands, clock=clock).handle(sms())
+
+    # Then it comes back after the lease, and the provider is not called twice at once
+    assert outcome.kind == "retry"
+    assert 60 <= outcome.delay_seconds <= 62
+    assert provider.requests == []
+
+
+def test_the_provider_wide_rate_makes_a_send_wait_its_turn() -> None:
+    slept: list[float] = []
+    provider = ScriptedProvider()
+
+    outcome = _gateway(provider, rate=FixedRate([0.4, 0.3]), slept=slept).handle(sms())
+
+    assert outcome.kind == "sent"
+    assert slept == [0.4, 0.3]
+
+
+def test_a_send_that_would_wait_too_long_for_the_rate_goes_back_to_the_queue() -> None:
+    provider, commands = ScriptedProvider(), InMemoryCommands()
+
+    outcome = _gateway(provider, commands, rate=FixedRate([0.9, 0.9, 0.9])).handle(sms())
+
+    assert outcome.kind == "retry"
+    assert provider.requests == []
+    assert commands.records["c1"].lease_until is None
