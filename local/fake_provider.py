@@ -194,6 +194,7 @@ class _Reply:
     payload: Any = None
     headers: Mapping[str, str] | None = None
     to: str | None = None
+    text: str | None = None
 
 
 def _error(status: int, code: str, message: str, to: str | None = None) -> _Reply:
@@ -243,6 +244,7 @@ class FakeSmsProvider:
         self._stopping = threading.Event()
         self._messages: list[_Message] = []
         self._by_key: dict[str, _Message] = {}
+        self._replays: dict[str, int] = {}
         self._timers: dict[str, threading.Timer] = {}
         self._receipts_url = settings.receipts_url
         self._receipts_secret = settings.receipts_secret
@@ -308,6 +310,11 @@ class FakeSmsProvider:
         with self._lock:
             return [m.as_dict() for m in self._messages if wanted is None or _compact(m.to) == wanted]
 
+    def replays(self) -> dict[str, int]:
+        """Idempotency keys sent again after they were accepted, and how many times."""
+        with self._lock:
+            return dict(self._replays)
+
     def _dispatch(
         self, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes
     ) -> _Reply:
@@ -348,6 +355,8 @@ class FakeSmsProvider:
         self._stopping.wait(delay)
         with self._lock:
             earlier = self._by_key.get(key)
+            if earlier is not None:
+                self._replays[key] = self._replays.get(key, 0) + 1
         if earlier is not None:
             return _Reply(200, {"id": earlier.id}, to=to)
         fault = self._failures.decide(to)
@@ -361,13 +370,16 @@ class FakeSmsProvider:
             error = {"code": fault.value, "message": fault.message}
             return _Reply(fault.status, {"error": error}, retry_after, to)
         message_id, created = self._accept(payload, key, FailureModel.receipt_status(to))
-        return _Reply(202 if created else 200, {"id": message_id}, to=to)
+        return _Reply(
+            202 if created else 200, {"id": message_id}, to=to, text=payload["text"] if created else None
+        )
 
     def _accept(self, payload: dict[str, Any], key: str, receipt_status: ReceiptStatus) -> tuple[str, bool]:
         with self._lock:
             # A concurrent request with the same key may have been accepted meanwhile.
             earlier = self._by_key.get(key)
             if earlier is not None:
+                self._replays[key] = self._replays.get(key, 0) + 1
                 return earlier.id, False
             message = _Message(
                 id=f"pm_{uuid.uuid4().hex}",
@@ -453,7 +465,8 @@ def _handler_class(provider: FakeSmsProvider) -> type[BaseHTTPRequestHandler]:
             elapsed = (time.perf_counter() - started) * 1000
             target = f" to={reply.to}" if reply.to else ""
             result = "no response, simulated timeout" if reply.status is None else str(reply.status)
-            provider._log(f"provider {self.command} {parts.path}{target} -> {result} ({elapsed:.0f} ms)")
+            sms = f": {reply.text!r}" if reply.text else ""
+            provider._log(f"provider {self.command} {parts.path}{target} -> {result} ({elapsed:.0f} ms){sms}")
 
         def _read_and_dispatch(self, path: str, query: str, headers: Mapping[str, str]) -> _Reply:
             if "transfer-encoding" in headers:

@@ -47,7 +47,7 @@ def concurrent_api(monkeypatch: pytest.MonkeyPatch) -> Iterator[ApiClient]:
     DynamoDB calls, exactly where a real race would happen, but never inside one.
     """
     with mock_aws():
-        api = ApiClient(InProcessStack.create())
+        api = ApiClient(InProcessStack.create(parameters={"AuthMode": "phone"}))
         warm = api.sign_in(OWNER)
         api.call("GET", "/v1/chats", token=warm)
         api.call("GET", "/v1/users/me", token=warm)

@@ -51,10 +51,10 @@ class Gateway:
         messages = self.sqs.receive_message(
             QueueUrl=self.queue_url, MaxNumberOfMessages=10, AttributeNames=["All"], VisibilityTimeout=0
         ).get("Messages", [])
-        records = [_sqs_record(m, self.queue_arn) for m in messages]
+        records = [_sqs_record(dict(m), self.queue_arn) for m in messages]
         response: dict[str, Any] = self.stack.invoke("SendSmsFunction", {"Records": records})
         failed = {f["itemIdentifier"] for f in response["batchItemFailures"]}
-        done = [
+        done: list[Any] = [
             {"Id": str(i), "ReceiptHandle": r["receiptHandle"]}
             for i, r in enumerate(records)
             if r["messageId"] not in failed

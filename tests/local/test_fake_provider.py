@@ -542,9 +542,9 @@ def test_each_request_is_logged_on_one_line(start: Callable[..., FakeSmsProvider
     provider = start()
     # When a message is accepted
     send(provider, "+15551230001")
-    # Then one line says what was sent, the answer and how long it took
+    # Then one line says where it went, the answer, how long it took and the SMS itself
     assert wait_until(lambda: len(logs) == 1)
-    assert re.fullmatch(r"provider POST /messages to=\+15551230001 -> 202 \(\d+ ms\)", logs[0])
+    assert re.fullmatch(r"provider POST /messages to=\+15551230001 -> 202 \(\d+ ms\): 'hi'", logs[0])
 
 
 def test_health_answers_ok(start: Callable[..., FakeSmsProvider]) -> None:

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import random
-from datetime import timedelta
+from datetime import datetime, timedelta
 
+import pytest
+
+from chatflow.adapters.fake_sms import FakeSmsProvider
 from chatflow.domain.gateway import SmsGateway
 from chatflow.domain.sms import RetryPolicy
 from chatflow.errors import PermanentProviderError, TransientProviderError
+from chatflow.ports import SmsProvider
 from tests.fakes import FakeClock
 from tests.sms_fakes import FixedRate, InMemoryCommands, InMemoryOptOuts, ScriptedProvider, sms
 
 
 def _gateway(
-    provider: ScriptedProvider,
+    provider: SmsProvider,
     commands: InMemoryCommands | None = None,
     *,
     opt_outs: InMemoryOptOuts | None = None,
@@ -169,3 +173,44 @@ def test_a_send_that_would_wait_too_long_for_the_rate_goes_back_to_the_queue() -
     assert outcome.kind == "retry"
     assert provider.requests == []
     assert commands.records["c1"].lease_until is None
+
+
+class _CrashOnSent(InMemoryCommands):
+    """Dies (like a killed Lambda) after the provider accepted, before the state is saved; once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.crashes = 1
+
+    def mark_sent(
+        self, command_id: str, *, provider_message_id: str, segments: int, encoding: str, at: datetime
+    ) -> None:
+        if self.crashes:
+            self.crashes -= 1
+            raise SystemExit("killed")
+        super().mark_sent(
+            command_id, provider_message_id=provider_message_id, segments=segments, encoding=encoding, at=at
+        )
+
+
+def test_a_crash_after_the_provider_accepted_loses_nothing_and_the_resend_reuses_the_idempotency_key() -> (
+    None
+):
+    # Given a provider that honours Idempotency-Key, and a consumer killed right after its send
+    provider = FakeSmsProvider(failure_rate=0.0, seed=3, min_delay_ms=0, max_delay_ms=0)
+    commands, clock = _CrashOnSent(), FakeClock()
+    gateway = _gateway(provider, commands, clock=clock)
+    with pytest.raises(SystemExit):
+        gateway.handle(sms())
+    assert commands.records["c1"].status == "sending"
+
+    # When SQS delivers the message again once the lease has run out
+    clock.advance(timedelta(minutes=2))
+    outcome = gateway.handle(sms())
+
+    # Then the command ends as sent; the provider saw the same key twice and sent one SMS
+    assert outcome.kind == "sent"
+    assert commands.records["c1"].status == "sent"
+    assert commands.records["c1"].attempts == 2
+    assert provider.attempts["c1"] == 2
+    assert len(provider.sent) == 1
