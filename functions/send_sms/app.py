@@ -15,6 +15,7 @@ Each record is one command. The sends of a batch run concurrently (at most
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from typing import Any
 
@@ -67,8 +68,10 @@ def gateway() -> SmsGateway:
 
 
 @cache
-def bound() -> asyncio.Semaphore:
-    return asyncio.Semaphore(SMS.concurrency)
+def senders() -> ThreadPoolExecutor:
+    """The threads the sends of a batch run on: SMS_BATCH_CONCURRENCY at a time (asyncio's
+    default executor would allow only cpu count + 4)."""
+    return ThreadPoolExecutor(max_workers=SMS.concurrency, thread_name_prefix="send")
 
 
 def handle(record: SQSRecord) -> None:
@@ -96,14 +99,12 @@ def handle(record: SQSRecord) -> None:
 
 
 async def record_handler(record: SQSRecord) -> None:
-    async with bound():
-        await asyncio.to_thread(handle, record)
+    await asyncio.get_running_loop().run_in_executor(senders(), handle, record)
 
 
 @metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
-    bound.cache_clear()  # a semaphore belongs to one event loop: one per invocation
     return async_process_partial_response(
         event=event, record_handler=record_handler, processor=processor, context=context
     )

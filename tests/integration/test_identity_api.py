@@ -276,7 +276,8 @@ def test_invalid_profile_field_is_400_naming_the_field(api: ApiClient, field: st
 @pytest.fixture
 def operator_api() -> Iterator[ApiClient]:
     with mock_aws():
-        yield ApiClient(InProcessStack.create(parameters={"OperatorPhoneNumbers": OPERATOR, "AuthMode": "phone"}))
+        parameters = {"OperatorPhoneNumbers": OPERATOR, "AuthMode": "phone"}
+        yield ApiClient(InProcessStack.create(parameters=parameters))
 
 
 def test_numbers_listed_in_operator_phone_numbers_get_the_operator_role(operator_api: ApiClient) -> None:

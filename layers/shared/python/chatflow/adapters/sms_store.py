@@ -14,6 +14,7 @@ Items (PK / SK):
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -224,33 +225,54 @@ class DynamoOptOutRepository:
 
 
 class DynamoRateLimiter:
-    """At most ``per_second`` sends per wall-clock second, across every concurrent invocation."""
+    """At most ``per_second`` sends per wall-clock second, across every concurrent invocation.
+
+    One counter item per second. An invocation takes its tokens a few at a time (a tenth
+    of the rate, at most 10) and spends them from memory, so a busy batch makes one write
+    per few sends instead of one per send; tokens it has not spent when the second ends
+    are lost, which errs on the safe side of the limit.
+    """
 
     def __init__(self, table: str, client: DynamoDBClient, per_second: int) -> None:
         self._table = table
         self._client = client
         self._per_second = per_second
+        self._chunk = max(1, min(10, per_second // 10))
+        self._lock = threading.Lock()
+        self._second = -1
+        self._left = 0
 
     def acquire(self, now: datetime) -> float:
         second = int(now.timestamp())
+        with self._lock:
+            if second == self._second and self._left > 0:
+                self._left -= 1
+                return 0.0
+            for size in dict.fromkeys((self._chunk, 1)):
+                if self._take(second, size):
+                    self._second, self._left = second, size - 1
+                    return 0.0
+        return max(0.001, second + 1 - now.timestamp())
+
+    def _take(self, second: int, size: int) -> bool:
         try:
             self._client.update_item(
                 TableName=self._table,
                 Key=to_raw({"PK": f"RATE#{second}", "SK": "RATE"}),
-                UpdateExpression="ADD granted :one SET #ttl = :ttl",
-                ConditionExpression="attribute_not_exists(granted) OR granted < :limit",
+                UpdateExpression="ADD granted :n SET #ttl = :ttl",
+                ConditionExpression="attribute_not_exists(granted) OR granted <= :most",
                 ExpressionAttributeNames={"#ttl": "ttl"},
                 ExpressionAttributeValues={
-                    ":one": to_value(1),
-                    ":limit": to_value(self._per_second),
+                    ":n": to_value(size),
+                    ":most": to_value(self._per_second - size),
                     ":ttl": to_value(second + 60),
                 },
             )
         except ClientError as exc:
             if _conditional_failure(exc):
-                return max(0.001, second + 1 - now.timestamp())
+                return False
             raise translate(exc) from exc
-        return 0.0
+        return True
 
 
 def snapshot(raw: RawItem | None) -> CommandSnapshot | None:
