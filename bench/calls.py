@@ -138,7 +138,7 @@ class Bench:
     """A fresh stack in moto with call counting on, and a client for its HTTP API."""
 
     def __init__(self) -> None:
-        self.stack = InProcessStack.create()
+        self.stack = InProcessStack.create(parameters={"AuthMode": "phone"})
         self.log = CallLog()
         for client in (aws.dynamodb(REGION), aws.secretsmanager(REGION)):
             client.meta.events.register("before-call", self.log.on_call)

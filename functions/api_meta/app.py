@@ -16,6 +16,7 @@ from chatflow.api.chat_routes import chat_router
 from chatflow.api.http import PUBLIC_ROUTES, build_resolver, http_handler
 from chatflow.api.identity_routes import identity_router
 from chatflow.api.meta_routes import meta_router
+from chatflow.api.sms_routes import sms_router
 
 
 def _documentation_only() -> NoReturn:
@@ -25,7 +26,12 @@ def _documentation_only() -> NoReturn:
 @cache
 def openapi_json() -> str:
     documented = build_resolver(
-        [identity_router(_documentation_only), chat_router(_documentation_only), meta_router(openapi_json)]
+        [
+            identity_router(_documentation_only),
+            chat_router(_documentation_only),
+            sms_router(_documentation_only),
+            meta_router(openapi_json),
+        ]
     )
     document = json.loads(
         documented.get_openapi_json_schema(

@@ -27,6 +27,7 @@ from aws_lambda_powertools.utilities.batch import (
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import ClientError
 
 from chatflow.adapters import aws
 from chatflow.adapters.sms_provider import HttpSmsProvider
@@ -90,11 +91,15 @@ def handle(record: SQSRecord) -> None:
         extra={"command_id": sms.command_id, "outcome": outcome.kind, "detail": outcome.detail},
     )
     if outcome.kind == "retry":
-        aws.sqs(AWS.region).change_message_visibility(
-            QueueUrl=SMS.send_sms_queue_url,
-            ReceiptHandle=record.receipt_handle,
-            VisibilityTimeout=outcome.delay_seconds,
-        )
+        try:
+            aws.sqs(AWS.region).change_message_visibility(
+                QueueUrl=SMS.send_sms_queue_url,
+                ReceiptHandle=record.receipt_handle,
+                VisibilityTimeout=outcome.delay_seconds,
+            )
+        except ClientError as exc:
+            # The retry still happens, after the queue's own visibility timeout instead.
+            logger.warning("visibility not changed", extra={"command_id": sms.command_id, "error": str(exc)})
         raise RetryLater(f"{sms.command_id}: retry in {outcome.delay_seconds} s ({outcome.detail})")
 
 

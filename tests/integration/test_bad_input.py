@@ -126,6 +126,9 @@ def _ids(routes: list[Route]) -> list[str]:
 
 
 WRONG_TYPES: list[tuple[str, str, Any]] = [
+    ("POST /v1/verifications", "phoneNumber", 14155550101),
+    ("POST /v1/verifications", "phoneNumber", None),
+    ("POST /v1/verifications", "phoneNumber", [ALICE]),
     ("POST /v1/sessions", "phoneNumber", 14155550101),
     ("POST /v1/sessions", "phoneNumber", None),
     ("POST /v1/sessions", "phoneNumber", [ALICE]),
@@ -216,8 +219,10 @@ def test_every_route_of_the_template_is_covered_here() -> None:
     # Given the routes template.yaml declares
     declared = {(r.method, r.path) for r in Template.load().http_routes()}
 
-    # When compared with the routes these tests exercise
-    covered = {(r.method, r.path) for r in ROUTES}
+    # When compared with the routes these tests exercise (the provider's signed callbacks
+    # have their bad input covered in test_sms_gateway.py: they need a signature first)
+    signed = {("POST", "/v1/sms/receipts"), ("POST", "/v1/sms/inbound")}
+    covered = {(r.method, r.path) for r in ROUTES} | signed
 
     # Then none is left out
     assert covered == declared

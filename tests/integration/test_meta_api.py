@@ -10,7 +10,14 @@ import pytest
 from local.template import Template
 from tests.integration.conftest import ApiClient
 
-PUBLIC = {"GET /v1/health", "GET /v1/openapi.json", "POST /v1/verifications", "POST /v1/sessions"}
+PUBLIC = {
+    "GET /v1/health",
+    "GET /v1/openapi.json",
+    "POST /v1/verifications",
+    "POST /v1/sessions",
+    "POST /v1/sms/receipts",
+    "POST /v1/sms/inbound",
+}
 
 
 def template_routes() -> set[tuple[str, str]]:

@@ -3,20 +3,42 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from moto import mock_aws
 
+from local.fake_provider import FakeProviderSettings, FakeSmsProvider
 from local.stack import InProcessStack
 from local.template import Template
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
+
+
+@pytest.fixture
+def stack() -> Iterator[InProcessStack]:
+    """The stack in phone mode, its SMS gateway pointed at a fake provider that never fails."""
+    provider = FakeSmsProvider(
+        FakeProviderSettings(failure_rate=0, min_delay_ms=0, max_delay_ms=1), log=print
+    )
+    provider.start()
+    try:
+        with mock_aws():
+            yield InProcessStack.create(parameters={"AuthMode": "phone", "SmsProviderBaseUrl": provider.url})
+    finally:
+        provider.stop()
+
+
 FUNCTION_OF_PREFIX = {
     "authorizer": "AuthorizerFunction",
     "identity": "IdentityFunction",
     "chats": "ChatsFunction",
     "api_meta": "ApiMetaFunction",
     "chat_activity": "ChatActivityFunction",
+    "send_sms": "SendSmsFunction",
+    "sms_events": "SmsEventsFunction",
+    "sms_webhooks": "SmsWebhooksFunction",
 }
 
 
