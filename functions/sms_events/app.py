@@ -3,8 +3,14 @@
 Every change of a command's record becomes the events it means (``SmsSent``,
 ``SmsFailed``, ``SmsDelivered`` / ``SmsUndelivered``; a rejection record gives
 ``SmsRejected``): exactly once per change in normal operation, at least once when a
-publish is retried. Records are handled in order with partial batch failures, so a
-failure retries from the record that failed.
+publish is retried.
+
+The events of a whole batch of records go out together, ten per ``PutEvents`` call (the
+adapter checks ``FailedEntryCount`` and re-sends failed entries). Powertools' batch
+processor handles one record at a time, which would make one call per record, so this
+handler reports partial failures itself: when a group cannot be published, the batch is
+retried from the first record of that group (records before it are done; events of that
+group that did go out may be published twice, never lost).
 """
 
 from __future__ import annotations
@@ -12,21 +18,18 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
-from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from chatflow.adapters.events import EventBridgePublisher
 from chatflow.adapters.sms_store import rejection, snapshot
 from chatflow.domain.sms_events import events_between, rejected_event
+from chatflow.errors import ChatFlowError
 from chatflow.observability import logger, metrics
 from chatflow.ports import BusEvent
 from chatflow.settings import SmsEventsSettings, load
 
 SETTINGS = load(SmsEventsSettings)
-
-processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
+PUT_EVENTS_BATCH = 10
 
 
 @cache
@@ -45,19 +48,41 @@ def events_of(raw: dict[str, Any], event_id: str) -> list[BusEvent]:
     return events_between(snapshot(raw.get("OldImage")), new)
 
 
-def record_handler(record: DynamoDBRecord) -> None:
-    events = events_of(record.raw_event.get("dynamodb", {}), str(record.event_id))
-    if not events:
-        return
-    publisher().publish(events)
-    for event in events:
+def _publish(group: list[BusEvent]) -> None:
+    publisher().publish(group)
+    for event in group:
         metrics.add_metric(name=event.detail_type, unit="Count", value=1)
-    logger.info("published", extra={"events": [e.detail_type for e in events], "record": record.event_id})
 
 
 @metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
-    return process_partial_response(
-        event=event, record_handler=record_handler, processor=processor, context=context
-    )
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    group: list[BusEvent] = []
+    group_start: str | None = None  # sequence number of the group's first record
+    for record in event.get("Records") or []:
+        raw = record.get("dynamodb") or {}
+        events = events_of(raw, str(record.get("eventID")))
+        if not events:
+            continue
+        if group_start is None:
+            group_start = str(raw.get("SequenceNumber"))
+        group.extend(events)
+        if len(group) >= PUT_EVENTS_BATCH:
+            if not _flushed(group, group_start):
+                return {"batchItemFailures": [{"itemIdentifier": group_start}]}
+            group, group_start = [], None
+    if group and group_start is not None and not _flushed(group, group_start):
+        return {"batchItemFailures": [{"itemIdentifier": group_start}]}
+    return {"batchItemFailures": []}
+
+
+def _flushed(group: list[BusEvent], group_start: str) -> bool:
+    try:
+        _publish(group)
+    except ChatFlowError:
+        logger.exception(
+            "events not published; the batch is retried from here", extra={"record": group_start}
+        )
+        return False
+    logger.info("published", extra={"events": [e.detail_type for e in group]})
+    return True
