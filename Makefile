@@ -21,10 +21,13 @@ help:
 	@echo "make bench   benchmarks (AWS calls per operation, cold start); writes docs/benchmarks.md"
 	@echo "make lock    re-freeze requirements/dev.txt from requirements/dev.in"
 
-$(BIN)/.stamp: requirements/dev.txt layers/shared/python/requirements.txt
+$(BIN)/.stamp: requirements/dev.txt layers/shared/python/requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	# setuptools >= 70.1 builds the editable install of the CLI below without the `wheel` package.
+	$(BIN)/python -m pip install --quiet --upgrade pip setuptools==84.2.1
 	$(BIN)/python -m pip install --quiet -r requirements/dev.txt
+	# The operator CLI: puts the `chatflow` console script in $(BIN) (editable, no download).
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
 $(SAM_VENV)/.stamp: requirements/sam.txt
@@ -51,6 +54,7 @@ format: $(BIN)/.stamp
 
 typecheck: $(BIN)/.stamp
 	$(BIN)/mypy layers/shared/python/chatflow local
+	$(BIN)/mypy chatflow_cli
 	# Every function has its own app.py: check each as its own program.
 	for fn in functions/*/app.py; do $(BIN)/mypy "$$fn" || exit 1; done
 	$(BIN)/mypy tests bench

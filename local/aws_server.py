@@ -94,6 +94,10 @@ class EmulatedAws:
     def _app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         operation = _operation(environ)
         method = str(environ.get("REQUEST_METHOD", "GET"))
+        if method == "PUT" and str(environ.get("CONTENT_TYPE", "")).startswith("application/x-www-form-urlencoded"):
+            # A PUT body (an S3 object) is never a form; werkzeug would parse it as one and
+            # moto would store nothing. urllib sends this type by default.
+            environ["CONTENT_TYPE"] = "application/octet-stream"
         with self._lock:
             response = self._dispatcher(environ, start_response)
             try:

@@ -98,7 +98,10 @@ def provision(template: Template, client: ClientFactory, api_endpoints: dict[str
 def _register_names(template: Template, api_endpoints: dict[str, str]) -> None:
     """Names and ARNs that do not depend on creation, so any resource may refer to any other."""
     for logical_id, resource in template.resources.items():
-        props = resource.get("Properties") or {}
+        raw = resource.get("Properties") or {}
+        # Names may be intrinsics (Fn::Sub of the stage...): resolve just those.
+        names = ("QueueName", "TableName", "BucketName", "Name", "EventBusName", "FifoQueue", "StageName")
+        props = {k: template.resolve(v) if k in names else v for k, v in raw.items()}
         kind = resource["Type"]
         if kind == "AWS::Lambda::Function":
             template.physical_ids[logical_id] = logical_id
@@ -285,11 +288,22 @@ def _buckets(template: Template, s3: Any, sqs: Any, result: Provisioned) -> None
                 raise
         props = template.resolve(resource.get("Properties") or {})
         if props.get("CorsConfiguration"):
-            s3.put_bucket_cors(Bucket=name, CORSConfiguration=props["CorsConfiguration"])
+            rules = [_cors_rule(rule) for rule in props["CorsConfiguration"].get("CorsRules") or []]
+            s3.put_bucket_cors(Bucket=name, CORSConfiguration={"CORSRules": rules})
         if logical_id in notifications:
             s3.put_bucket_notification_configuration(
                 Bucket=name, NotificationConfiguration={"QueueConfigurations": notifications[logical_id]}
             )
+
+
+def _cors_rule(rule: dict[str, Any]) -> dict[str, Any]:
+    """A CloudFormation CORS rule in the S3 API's spelling."""
+    converted = {k: v for k, v in rule.items() if k in ("AllowedHeaders", "AllowedMethods", "AllowedOrigins")}
+    if "ExposedHeaders" in rule:
+        converted["ExposeHeaders"] = rule["ExposedHeaders"]
+    if "MaxAge" in rule:
+        converted["MaxAgeSeconds"] = int(rule["MaxAge"])
+    return converted
 
 
 def _rules(template: Template, events: Any, sqs: Any, result: Provisioned) -> None:

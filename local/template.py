@@ -448,8 +448,9 @@ class Template:
     def event_source_mappings(self) -> list[EventSourceMapping]:
         mappings: list[EventSourceMapping] = []
         for logical_id, resource in self.of_type("AWS::Lambda::EventSourceMapping").items():
-            props = resource["Properties"]
-            function = self.function_of(props["FunctionName"])
+            raw = resource["Properties"]
+            function = self.function_of(raw["FunctionName"])
+            props = {k: v if k == "FunctionName" else self.resolve(v) for k, v in raw.items()}
             if function is None:
                 raise TemplateError(f"{logical_id}: FunctionName must reference a function of the template")
             source_arn = str(self.resolve(props["EventSourceArn"]))

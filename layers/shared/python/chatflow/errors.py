@@ -41,6 +41,18 @@ class InvalidCursor(ValidationFailed):
     code = "invalid_cursor"
 
 
+class InvalidTemplate(ValidationFailed):
+    """A campaign template is malformed; the message says where (line and column)."""
+
+    code = "invalid_template"
+
+
+class InvalidFile(ValidationFailed):
+    """An uploaded recipients file cannot be read as a whole (encoding, header, empty...)."""
+
+    code = "invalid_file"
+
+
 class NotAuthenticated(ChatFlowError):
     code = "unauthorized"
 

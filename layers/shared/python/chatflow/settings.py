@@ -74,6 +74,21 @@ class SmsWebhookSettings(_EnvModel):
     provider_secret_arn: str = Field(validation_alias="SMS_PROVIDER_SECRET_ARN", min_length=1)
 
 
+class CampaignSettings(_EnvModel):
+    campaigns_table: str = Field(validation_alias="CAMPAIGNS_TABLE", min_length=1)
+    campaign_bucket: str = Field(validation_alias="CAMPAIGN_BUCKET", min_length=1)
+
+
+class CampaignLoaderSettings(CampaignSettings):
+    send_sms_queue_url: str = Field(validation_alias="SEND_SMS_QUEUE_URL", min_length=1)
+    load_queue_url: str = Field(validation_alias="CAMPAIGN_LOAD_QUEUE_URL", min_length=1)
+    # Rows one invocation handles before it hands over to the next (from its checkpoint);
+    # also bounded by the invocation's remaining time.
+    max_rows_per_invocation: int = Field(
+        default=250_000, ge=100, le=5_000_000, validation_alias="LOADER_MAX_ROWS_PER_INVOCATION"
+    )
+
+
 def load(model: type[S]) -> S:
     """Validate ``model`` from the environment; a missing or bad variable fails loudly."""
     return model.model_validate(dict(os.environ))

@@ -11,6 +11,7 @@ from botocore.config import Config
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
+    from mypy_boto3_s3.client import S3Client
     from mypy_boto3_secretsmanager.client import SecretsManagerClient
     from mypy_boto3_sqs.client import SQSClient
 
@@ -38,6 +39,11 @@ def sqs(region: str) -> SQSClient:
     return boto3.client("sqs", region_name=region, config=_CONFIG)
 
 
+@cache
+def s3(region: str) -> S3Client:
+    return boto3.client("s3", region_name=region, config=_CONFIG)
+
+
 def read_secret(region: str, secret_id: str) -> bytes:
     value = secretsmanager(region).get_secret_value(SecretId=secret_id)
     return value["SecretString"].encode("utf-8")
@@ -56,3 +62,4 @@ def reset_clients() -> None:
     dynamodb.cache_clear()
     secretsmanager.cache_clear()
     sqs.cache_clear()
+    s3.cache_clear()

@@ -1,0 +1,282 @@
+"""Campaign loader: rows per second and AWS calls on 100,000 rows, against a naive loader; memory.
+
+Both loaders read the same CSV from S3 (moto) and write recipients to the campaigns
+table (moto). SendSms commands go to a counting stand-in for SQS: moto's SQS slows
+down as a queue fills (each send recounts the queue), which would measure moto, not
+the loaders. The naive loader does what a first version would: one PutItem and one
+SendMessage per row. Targets: ≥ 10x fewer calls and ≥ 5x faster.
+
+Memory: the loader alone (fakes for the table and the queue, the file as a stream of
+chunks) on 10,000 and on 200,000 rows: the peaks must be within 20 MB of each other,
+i.e. memory does not grow with the file.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import tracemalloc
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+from moto import mock_aws
+
+from chatflow.adapters.campaign_store import DynamoCampaignRepository, S3RecipientFiles, SqsCommandQueue
+from chatflow.domain.campaigns import Campaign, CampaignLoader, CampaignRecipient, Counts, Progress, Upload
+from chatflow.domain.pagination import Page
+from local.stack import InProcessStack
+
+ROWS = 100_000
+MEMORY_ROWS = (10_000, 200_000)
+TARGET_CALLS = 10.0
+TARGET_SPEED = 5.0
+TARGET_MEMORY_MB = 20.0
+TEMPLATE = "Hi {{name}}, your code is {{code}}"
+
+
+@dataclass(frozen=True)
+class LoaderRun:
+    name: str
+    rows: int
+    seconds: float
+    calls: Counter[str]
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows / self.seconds
+
+    @property
+    def total_calls(self) -> int:
+        return sum(self.calls.values())
+
+
+@dataclass(frozen=True)
+class LoaderReport:
+    ours: LoaderRun
+    naive: LoaderRun
+    memory_mb: dict[int, float]
+
+    @property
+    def call_ratio(self) -> float:
+        return self.naive.total_calls / self.ours.total_calls
+
+    @property
+    def speed_ratio(self) -> float:
+        return self.ours.rows_per_second / self.naive.rows_per_second
+
+    @property
+    def memory_spread_mb(self) -> float:
+        return max(self.memory_mb.values()) - min(self.memory_mb.values())
+
+
+def csv_lines(rows: int) -> Iterator[bytes]:
+    yield b"iccid,name,code\n"
+    for i in range(rows):
+        yield f"89{i:018d},Person {i},C{i:06d}\n".encode()
+
+
+def csv_chunks(rows: int, size: int = 256 * 1024) -> Iterator[bytes]:
+    buffer = bytearray()
+    for line in csv_lines(rows):
+        buffer += line
+        if len(buffer) >= size:
+            yield bytes(buffer)
+            buffer.clear()
+    if buffer:
+        yield bytes(buffer)
+
+
+class _CountingSqs:
+    """Stands in for the SQS client: counts calls, accepts every entry."""
+
+    def __init__(self, calls: Counter[str]) -> None:
+        self.calls = calls
+
+    def send_message_batch(self, QueueUrl: str, Entries: list[Any]) -> dict[str, Any]:
+        self.calls["sqs.SendMessageBatch"] += 1
+        return {"Successful": [{"Id": e["Id"]} for e in Entries], "Failed": []}
+
+    def send_message(self, QueueUrl: str, MessageBody: str) -> dict[str, Any]:
+        self.calls["sqs.SendMessage"] += 1
+        return {"MessageId": "m"}
+
+
+def _count_calls(calls: Counter[str]) -> Any:
+    def on_call(model: Any, **kwargs: Any) -> None:
+        calls[f"{model.service_model.service_name}.{model.name}"] += 1
+
+    return on_call
+
+
+def _campaign(campaign_id: str) -> Campaign:
+    return Campaign(
+        campaign_id,
+        "bench",
+        TEMPLATE,
+        ("name", "code"),
+        None,
+        "draft",
+        Counts(),
+        None,
+        datetime.now(UTC),
+        "bench",
+    )
+
+
+def _ours(stack: InProcessStack, rows: int) -> LoaderRun:
+    calls: Counter[str] = Counter()
+    dynamodb, s3 = (
+        boto3.client("dynamodb", region_name="us-east-1"),
+        boto3.client("s3", region_name="us-east-1"),
+    )
+    for client in (dynamodb, s3):
+        client.meta.events.register("before-call", _count_calls(calls))
+    table = stack.template.physical_ids["CampaignsTable"]
+    bucket = stack.template.physical_ids["CampaignBucket"]
+    repository = DynamoCampaignRepository(table, dynamodb)
+    repository.create(_campaign("ours"))
+    key = "campaigns/ours/bench.csv"
+    s3.put_object(Bucket=bucket, Key=key, Body=b"".join(csv_lines(rows)))
+    calls.clear()
+    loader = CampaignLoader(
+        campaigns=repository,
+        files=S3RecipientFiles(bucket, s3),
+        commands=SqsCommandQueue("queue", _CountingSqs(calls)),  # type: ignore[arg-type]
+        clock=lambda: datetime.now(UTC),
+    )
+    started = time.perf_counter()
+    loaded = loader.load("ours", "u_bench", key, budget=lambda: True)
+    seconds = time.perf_counter() - started
+    assert loaded.done, loaded
+    assert loaded.upload is not None
+    assert loaded.upload.accepted == rows, loaded.upload
+    return LoaderRun("batched loader (ours)", rows, seconds, calls)
+
+
+def _naive(stack: InProcessStack, rows: int) -> LoaderRun:
+    """One PutItem and one SendMessage per row, reading the same object from S3."""
+    import csv
+    import io
+
+    calls: Counter[str] = Counter()
+    dynamodb, s3 = (
+        boto3.client("dynamodb", region_name="us-east-1"),
+        boto3.client("s3", region_name="us-east-1"),
+    )
+    for client in (dynamodb, s3):
+        client.meta.events.register("before-call", _count_calls(calls))
+    sqs = _CountingSqs(calls)
+    table = stack.template.physical_ids["CampaignsTable"]
+    bucket = stack.template.physical_ids["CampaignBucket"]
+    key = "campaigns/naive/bench.csv"
+    s3.put_object(Bucket=bucket, Key=key, Body=b"".join(csv_lines(rows)))
+    calls.clear()
+    started = time.perf_counter()
+    body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+    reader = csv.DictReader(io.TextIOWrapper(body, encoding="utf-8"))  # type: ignore[type-var]
+    for row in reader:
+        dynamodb.put_item(
+            TableName=table,
+            Item={"PK": {"S": "CAMPAIGN#naive"}, "SK": {"S": f"R#{row['iccid']}"}, "status": {"S": "queued"}},
+        )
+        text = TEMPLATE.replace("{{name}}", row["name"]).replace("{{code}}", row["code"])
+        sqs.send_message(QueueUrl="queue", MessageBody=json.dumps({"iccid": row["iccid"], "text": text}))
+    return LoaderRun("naive loader (1 put + 1 send per row)", rows, time.perf_counter() - started, calls)
+
+
+class _NullRepository:
+    """Remembers nothing but the counts: the loader's own memory is what is measured."""
+
+    def __init__(self) -> None:
+        self.upload: Upload | None = None
+
+    def get(self, campaign_id: str) -> Campaign:
+        return _campaign(campaign_id)
+
+    def claim_upload(self, upload: Upload, *, now: datetime, lease_until: datetime) -> Upload:
+        return upload
+
+    def get_upload(self, campaign_id: str, upload_id: str) -> Upload | None:
+        return self.upload
+
+    def existing(self, campaign_id: str, iccids: Sequence[str]) -> dict[str, CampaignRecipient]:
+        return {}
+
+    def put_recipients(self, recipients: Sequence[CampaignRecipient]) -> None:
+        return None
+
+    def save_progress(self, upload: Upload, *, added: int, lease_until: datetime) -> None:
+        self.upload = upload
+
+    def finish_upload(self, upload: Upload, *, added: int) -> None:
+        self.upload = upload
+
+    def create(self, campaign: Campaign) -> None: ...
+
+    def list_campaigns(self, *, limit: int, position: dict[str, Any] | None) -> Page[Campaign]:
+        return Page([])
+
+    def create_upload(self, upload: Upload) -> None: ...
+
+    def list_recipients(self, campaign_id: str, **kwargs: Any) -> Page[CampaignRecipient]:
+        return Page([])
+
+    def apply(self, progress: Progress) -> bool:
+        return False
+
+
+class _StreamedFile:
+    def __init__(self, rows: int) -> None:
+        self.rows = rows
+
+    def chunks(self, key: str, *, start: int = 0) -> Iterable[bytes]:
+        assert start == 0
+        return csv_chunks(self.rows)
+
+    def upload_url(self, key: str, *, expires_in: int) -> str:
+        return ""
+
+
+class _NullQueue:
+    def send_batch(self, commands: Sequence[Mapping[str, Any]]) -> None:
+        return None
+
+
+def _peak_mb(rows: int) -> float:
+    repository = _NullRepository()
+    loader = CampaignLoader(
+        campaigns=repository,
+        files=_StreamedFile(rows),
+        commands=_NullQueue(),
+        clock=lambda: datetime.now(UTC),
+    )
+    tracemalloc.start()
+    try:
+        loaded = loader.load("memory", "u_memory", "campaigns/memory/x.csv", budget=lambda: True)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert loaded.upload is not None
+    assert loaded.upload.accepted == rows
+    return peak / 1024 / 1024
+
+
+def measure(rows: int = ROWS) -> LoaderReport:
+    with mock_aws():
+        stack = InProcessStack.create(parameters={"AuthMode": "phone"})
+        ours = _ours(stack, rows)
+        naive = _naive(stack, rows)
+    memory = {n: _peak_mb(n) for n in MEMORY_ROWS}
+    return LoaderReport(ours, naive, memory)
+
+
+if __name__ == "__main__":
+    report = measure()
+    for run in (report.ours, report.naive):
+        print(f"{run.name}: {run.rows_per_second:.0f} rows/s, {run.total_calls} calls {dict(run.calls)}")
+    print(f"calls: {report.call_ratio:.1f}x fewer; speed: {report.speed_ratio:.1f}x faster")
+    print(f"peak memory: {report.memory_mb}")

@@ -1,0 +1,305 @@
+"""``chatflow campaign``: SMS campaigns through the API (CONTRACT §5, operator role)."""
+
+from __future__ import annotations
+
+import time
+from enum import StrEnum
+from pathlib import Path
+from typing import IO, Annotated, Any
+from urllib.parse import quote
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+
+from chatflow_cli.api import PAGE_LIMIT_MAX, ApiClient
+from chatflow_cli.output import count, text
+from chatflow_cli.runtime import runtime
+from chatflow_cli.transport import Http, s3_error
+
+# Replaced by tests (a Ctrl-C while waiting).
+sleep = time.sleep
+ROW_ERRORS_SHOWN = 10
+
+app = typer.Typer(help="SMS campaigns (operator role).", no_args_is_help=True)
+
+
+class RecipientStatus(StrEnum):
+    queued = "queued"
+    sent = "sent"
+    failed = "failed"
+    delivered = "delivered"
+
+
+Limit = Annotated[int, typer.Option("--limit", min=1, max=PAGE_LIMIT_MAX, help="Items per page (1-100).")]
+FollowAll = Annotated[bool, typer.Option("--all", help="Every page (follows nextCursor).")]
+Interval = Annotated[float, typer.Option("--interval", min=0.0, help="Seconds between two status checks.")]
+
+
+def _path(campaign_id: str, *rest: str) -> str:
+    return "/".join(["/v1/campaigns", quote(campaign_id, safe=""), *(quote(p, safe="") for p in rest)])
+
+
+# ---- create, list, status ---------------------------------------------------------------------
+
+
+@app.command("create")
+def create(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Option("--name", help="The campaign's name.")],
+    template: Annotated[str, typer.Option("--template", help="The text, with {{variables}} from the CSV.")],
+    sender_id: Annotated[str | None, typer.Option("--sender-id", help="Sender shown to recipients.")] = None,
+) -> None:
+    """Create a campaign (draft) and print its id and template variables."""
+    rt = runtime(ctx)
+    body: dict[str, Any] = {"name": name, "template": template}
+    if sender_id is not None:
+        body["senderId"] = sender_id
+    campaign = rt.api.call("POST", "/v1/campaigns", body)
+    rt.out.print(f"campaign {text(campaign.get('campaignId'))} created ({text(campaign.get('status'))})")
+    rt.out.print(f"variables: {text(campaign.get('variables'))}")
+
+
+@app.command("list")
+def list_campaigns(ctx: typer.Context, limit: Limit = 20, follow: FollowAll = False) -> None:
+    """List campaigns, newest first."""
+    rt = runtime(ctx)
+    pages = rt.api.pages("/v1/campaigns", {"limit": limit}, follow=follow)
+    columns: tuple[tuple[str, int], ...] = (("id", 36), ("name", 24), ("status", 9), ("total", 8))
+    columns += (("queued", 8), ("sent", 8), ("failed", 8), ("delivered", 9), ("created", 24))
+    shown, more = 0, False
+    for items, cursor in pages:
+        more = cursor is not None
+        table = _table(columns, header=shown == 0)
+        for campaign in items:
+            counts = campaign.get("counts") or {}
+            table.add_row(
+                text(campaign.get("campaignId")),
+                text(campaign.get("name")),
+                text(campaign.get("status")),
+                *(str(count(counts, n)) for n in ("total", "queued", "sent", "failed", "delivered")),
+                text(campaign.get("createdAt")),
+            )
+        if items:
+            rt.out.print(table)
+        shown += len(items)
+    if shown == 0:
+        rt.out.print("no campaigns yet: chatflow campaign create --name ... --template ...")
+    elif more:
+        rt.out.print("more campaigns: pass --all")
+
+
+@app.command("status")
+def status(ctx: typer.Context, campaign_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
+    """Show a campaign: name, status, counts, last error."""
+    rt = runtime(ctx)
+    campaign = rt.api.call("GET", _path(campaign_id))
+    _print_campaign(rt.out, campaign)
+
+
+def _print_campaign(console: Console, campaign: dict[str, Any]) -> None:
+    counts = campaign.get("counts") or {}
+    table = Table(show_header=False, box=None)
+    table.add_column("field", style="bold", no_wrap=True)
+    table.add_column("value", overflow="fold")
+    table.add_row("id", text(campaign.get("campaignId")))
+    table.add_row("name", text(campaign.get("name")))
+    table.add_row("status", text(campaign.get("status")))
+    table.add_row("template", text(campaign.get("template")))
+    table.add_row("variables", text(campaign.get("variables")))
+    table.add_row("sender id", text(campaign.get("senderId")))
+    for name in ("total", "queued", "sent", "failed", "delivered"):
+        table.add_row(name, str(count(counts, name)))
+    table.add_row("last error", text(campaign.get("lastError")))
+    table.add_row("created", text(campaign.get("createdAt")))
+    console.print(table)
+
+
+def _table(columns: tuple[tuple[str, int], ...], *, header: bool) -> Table:
+    """Fixed-width columns, so that the tables of consecutive pages line up."""
+    table = Table(box=None, show_header=header, header_style="bold", pad_edge=False)
+    for name, width in columns:
+        table.add_column(name, min_width=width, overflow="fold")
+    return table
+
+
+# ---- recipients ---------------------------------------------------------------------------------
+
+
+@app.command("recipients")
+def recipients(
+    ctx: typer.Context,
+    campaign_id: Annotated[str, typer.Argument(metavar="ID")],
+    status_filter: Annotated[
+        RecipientStatus | None, typer.Option("--status", help="Only recipients in this state.")
+    ] = None,
+    limit: Limit = 20,
+    follow: FollowAll = False,
+) -> None:
+    """List a campaign's recipients: iccid, status, attempts, last error."""
+    rt = runtime(ctx)
+    query = {"limit": limit, "status": status_filter.value if status_filter else None}
+    columns = (("iccid", 20), ("status", 9), ("attempts", 8), ("last error", 30))
+    shown, more = 0, False
+    for items, cursor in rt.api.pages(_path(campaign_id, "recipients"), query, follow=follow):
+        more = cursor is not None
+        table = _table(columns, header=shown == 0)
+        for recipient in items:
+            table.add_row(
+                text(recipient.get("iccid")),
+                text(recipient.get("status")),
+                text(recipient.get("attempts")),
+                text(recipient.get("lastError")),
+            )
+        if items:
+            rt.out.print(table)
+        shown += len(items)
+    if shown == 0:
+        rt.out.print("no recipients" + (f" with status {status_filter.value}" if status_filter else ""))
+    elif more:
+        rt.out.print(f"{shown} shown; more recipients: pass --all")
+
+
+# ---- upload ---------------------------------------------------------------------------------------
+
+
+@app.command("upload")
+def upload(
+    ctx: typer.Context,
+    campaign_id: Annotated[str, typer.Argument(metavar="ID")],
+    file: Annotated[
+        Path,
+        typer.Argument(exists=True, dir_okay=False, readable=True, help="CSV: an iccid column + variables."),
+    ],
+    no_wait: Annotated[
+        bool, typer.Option("--no-wait", help="Return once the file is uploaded; do not follow the sending.")
+    ] = False,
+    interval: Interval = 1.0,
+) -> None:
+    """Upload recipients (CSV), then follow the upload's checks and the sending until nothing is queued."""
+    rt = runtime(ctx)
+    api = rt.api
+    grant = api.call("POST", _path(campaign_id, "uploads"))
+    upload_id, upload_url = str(grant["uploadId"]), str(grant["uploadUrl"])
+    _put_file(api.http, upload_url, file, rt.err)
+    rt.out.print(f"uploaded {file.name}: upload {upload_id}")
+    if no_wait:
+        return
+    try:
+        result = _wait_for_upload(api, campaign_id, upload_id, interval, rt.err)
+        _print_upload(rt.out, result)
+        if result.get("status") == "rejected":
+            raise typer.Exit(1)
+        campaign = _follow_sending(api, campaign_id, interval, rt.out)
+    except KeyboardInterrupt:
+        rt.out.print(
+            f"stopped watching; the campaign goes on without you (chatflow campaign status {campaign_id})"
+        )
+        return
+    counts = campaign.get("counts") or {}
+    summary = ", ".join(f"{count(counts, n)} {n}" for n in ("sent", "failed", "delivered"))
+    rt.out.print(f"nothing left queued: {summary} of {count(counts, 'total')}")
+    if campaign.get("lastError"):
+        rt.out.print(f"last error: {text(campaign.get('lastError'))}")
+
+
+class _Reading:
+    """A file read in chunks (urllib3 streams it) that moves a progress bar."""
+
+    def __init__(self, file: IO[bytes], progress: Progress, task: Any) -> None:
+        self._file = file
+        self._progress = progress
+        self._task = task
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self._file.read(size)
+        self._progress.advance(self._task, len(chunk))
+        return chunk
+
+
+def _put_file(http: Http, url: str, path: Path, console: Console) -> None:
+    """PUT the file to the presigned URL, streamed from disk (never read whole)."""
+    size = path.stat().st_size
+    columns = (TextColumn("uploading"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
+    with (
+        path.open("rb") as file,
+        Progress(*columns, console=console, transient=True) as progress,
+    ):
+        task = progress.add_task("upload", total=size)
+        response = http.request(
+            "PUT",
+            url,
+            body=_Reading(file, progress, task),  # type: ignore[arg-type]  # urllib3 only calls read()
+            headers={"Content-Type": "text/csv", "Content-Length": str(size)},
+        )
+    if response.status >= 300:
+        raise s3_error(response)
+
+
+def _wait_for_upload(
+    api: ApiClient, campaign_id: str, upload_id: str, interval: float, console: Console
+) -> dict[str, Any]:
+    path = _path(campaign_id, "uploads", upload_id)
+    with console.status("checking the file…") as spinner:
+        while True:
+            result: dict[str, Any] = api.call("GET", path)
+            if result.get("status") in ("accepted", "rejected"):
+                return result
+            spinner.update(f"checking the file… ({text(result.get('status'))})")
+            sleep(interval)
+
+
+def _print_upload(console: Console, result: dict[str, Any]) -> None:
+    if result.get("status") == "rejected":
+        console.print(f"[red]upload rejected: {text(result.get('error'))}[/red]")
+    else:
+        console.print(
+            f"upload accepted: {text(result.get('accepted'))} recipients, "
+            f"{text(result.get('duplicates'))} duplicates, {text(result.get('invalidRows'))} invalid rows"
+        )
+    errors = [e for e in result.get("errors") or [] if isinstance(e, dict)]
+    for error in errors[:ROW_ERRORS_SHOWN]:
+        console.print(f"  row {text(error.get('row'))}: {text(error.get('message'))}")
+    if len(errors) > ROW_ERRORS_SHOWN:
+        console.print(
+            f"  … and {len(errors) - ROW_ERRORS_SHOWN} more listed (first 100 kept): "
+            f"{text(result.get('invalidRows'))} invalid rows in all"
+        )
+
+
+def _follow_sending(api: ApiClient, campaign_id: str, interval: float, console: Console) -> dict[str, Any]:
+    """Poll the campaign until nothing is queued, with a bar of (sent + failed + delivered) / total."""
+    columns = (
+        SpinnerColumn(),
+        TextColumn("sending"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[sent]} sent, {task.fields[failed]} failed"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("sending", total=None, sent=0, failed=0)
+        while True:
+            campaign: dict[str, Any] = api.call("GET", _path(campaign_id))
+            counts = campaign.get("counts") or {}
+            done = sum(count(counts, n) for n in ("sent", "failed", "delivered"))
+            progress.update(
+                task,
+                total=count(counts, "total"),
+                completed=done,
+                sent=count(counts, "sent"),
+                failed=count(counts, "failed"),
+            )
+            if count(counts, "queued") == 0:
+                return campaign
+            sleep(interval)

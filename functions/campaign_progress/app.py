@@ -1,0 +1,47 @@
+"""Moves campaign recipients forward from the SMS gateway's events (an EventBridge rule).
+
+Only events carrying ``metadata.campaignId`` reach this function. Each moves its
+recipient at most once and the campaign's counts in the same write; a duplicate or a
+late event finds the recipient past it and changes nothing.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from chatflow.adapters import aws
+from chatflow.adapters.campaign_store import DynamoCampaignRepository
+from chatflow.domain.campaigns import progress_of
+from chatflow.domain.clock import utc_now
+from chatflow.observability import logger
+from chatflow.settings import AwsSettings, CampaignSettings, load
+
+AWS = load(AwsSettings)
+SETTINGS = load(CampaignSettings)
+
+
+@cache
+def campaigns() -> DynamoCampaignRepository:
+    return DynamoCampaignRepository(SETTINGS.campaigns_table, aws.dynamodb(AWS.region))
+
+
+@logger.inject_lambda_context(clear_state=True)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    progress = progress_of(str(event.get("detail-type")), event.get("detail") or {}, utc_now())
+    if progress is None:
+        logger.warning("not a campaign event; ignored", extra={"detail_type": event.get("detail-type")})
+        return {"applied": False}
+    applied = campaigns().apply(progress)
+    logger.info(
+        "recipient progress",
+        extra={
+            "campaign": progress.campaign_id,
+            "iccid": progress.iccid,
+            "to": progress.to,
+            "applied": applied,
+        },
+    )
+    return {"applied": applied}

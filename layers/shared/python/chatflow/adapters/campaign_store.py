@@ -1,0 +1,556 @@
+"""The campaigns table, the campaign bucket and the SendSms queue, for campaigns.
+
+Items (PK / SK):
+
+- ``CAMPAIGN#<id>`` / ``META``: the campaign, its counts (total, queued, sent, failed,
+  delivered), ``lastError``, and while an upload loads ``loadingUpload`` / ``loadingUntil``
+  (one upload of a campaign loads at a time, so duplicate ICCIDs are found reliably).
+- ``CAMPAIGNS`` / ``<createdAt>#<id>``: the list, newest first.
+- ``CAMPAIGN#<id>`` / ``UPLOAD#<uploadId>``: an upload, its counters, first row errors and
+  the loader's checkpoint.
+- ``CAMPAIGN#<id>`` / ``R#<iccid>``: a recipient; ``GSI1PK = CAMPAIGN#<id>#<status>``,
+  ``GSI1SK = <iccid>`` list the recipients of one status (index ``ByStatus``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from chatflow.adapters.dynamo import batch_get, batch_write, error_code, from_raw, to_raw, to_value, translate
+from chatflow.domain.campaigns import (
+    Campaign,
+    CampaignRecipient,
+    Checkpoint,
+    Counts,
+    Progress,
+    RecipientStatus,
+    RowError,
+    Upload,
+)
+from chatflow.domain.clock import from_iso, to_iso
+from chatflow.domain.pagination import Page
+from chatflow.errors import InvalidCursor, Throttled
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+    from mypy_boto3_s3.client import S3Client
+    from mypy_boto3_sqs.client import SQSClient
+
+STATUS_INDEX = "ByStatus"
+_COUNTS = ("total", "queued", "sent", "failed", "delivered")
+
+
+def _meta_key(campaign_id: str) -> dict[str, Any]:
+    return to_raw({"PK": f"CAMPAIGN#{campaign_id}", "SK": "META"})
+
+
+def _upload_key(campaign_id: str, upload_id: str) -> dict[str, Any]:
+    return to_raw({"PK": f"CAMPAIGN#{campaign_id}", "SK": f"UPLOAD#{upload_id}"})
+
+
+def _recipient_key(campaign_id: str, iccid: str) -> dict[str, Any]:
+    return to_raw({"PK": f"CAMPAIGN#{campaign_id}", "SK": f"R#{iccid}"})
+
+
+def _campaign(item: Mapping[str, Any]) -> Campaign:
+    return Campaign(
+        campaign_id=str(item["campaignId"]),
+        name=str(item["name"]),
+        template=str(item["template"]),
+        variables=tuple(item.get("variables") or ()),
+        sender_id=item.get("senderId"),
+        status=item.get("status", "draft"),
+        counts=Counts(**{name: max(0, int(item.get(name, 0))) for name in _COUNTS}),
+        last_error=item.get("lastError"),
+        created_at=from_iso(str(item["createdAt"])),
+        created_by=str(item.get("createdBy", "")),
+    )
+
+
+def _upload(item: Mapping[str, Any]) -> Upload:
+    raw_checkpoint = item.get("checkpoint")
+    checkpoint = (
+        Checkpoint(
+            int(raw_checkpoint["offset"]), int(raw_checkpoint["row"]), tuple(raw_checkpoint["columns"])
+        )
+        if raw_checkpoint
+        else None
+    )
+    errors = tuple(RowError(int(e["row"]), str(e["message"])) for e in json.loads(item.get("errors") or "[]"))
+    return Upload(
+        campaign_id=str(item["campaignId"]),
+        upload_id=str(item["uploadId"]),
+        key=str(item["key"]),
+        status=item.get("status", "pending"),
+        accepted=int(item.get("accepted", 0)),
+        duplicates=int(item.get("duplicates", 0)),
+        invalid_rows=int(item.get("invalidRows", 0)),
+        errors=errors,
+        error=item.get("error"),
+        checkpoint=checkpoint,
+        created_at=from_iso(str(item["createdAt"])) if item.get("createdAt") else None,
+    )
+
+
+def _recipient(item: Mapping[str, Any]) -> CampaignRecipient:
+    return CampaignRecipient(
+        campaign_id=str(item["campaignId"]),
+        iccid=str(item["iccid"]),
+        status=item["status"],
+        attempts=int(item.get("attempts", 0)),
+        last_error=item.get("lastError"),
+        provider_message_id=item.get("providerMessageId"),
+        updated_at=from_iso(str(item["updatedAt"])) if item.get("updatedAt") else None,
+        upload_id=str(item.get("uploadId", "")),
+        row=int(item.get("row", 0)),
+    )
+
+
+def _upload_values(upload: Upload) -> dict[str, Any]:
+    checkpoint = upload.checkpoint
+    return {
+        ":status": upload.status,
+        ":accepted": upload.accepted,
+        ":duplicates": upload.duplicates,
+        ":invalid": upload.invalid_rows,
+        ":errors": json.dumps([{"row": e.row, "message": e.message} for e in upload.errors]),
+        ":checkpoint": (
+            {"offset": checkpoint.offset, "row": checkpoint.row, "columns": list(checkpoint.columns)}
+            if checkpoint
+            else None
+        ),
+    }
+
+
+def _cancelled(exc: ClientError) -> bool:
+    return error_code(exc) in ("TransactionCanceledException", "ConditionalCheckFailedException")
+
+
+class DynamoCampaignRepository:
+    def __init__(self, table: str, client: DynamoDBClient) -> None:
+        self._table = table
+        self._client = client
+
+    # ---- campaigns ------------------------------------------------------------------------
+
+    def create(self, campaign: Campaign) -> None:
+        created = to_iso(campaign.created_at)
+        item = {
+            "PK": f"CAMPAIGN#{campaign.campaign_id}",
+            "SK": "META",
+            "campaignId": campaign.campaign_id,
+            "name": campaign.name,
+            "template": campaign.template,
+            "variables": list(campaign.variables),
+            "senderId": campaign.sender_id,
+            "status": campaign.status,
+            "createdAt": created,
+            "createdBy": campaign.created_by,
+            **dict.fromkeys(_COUNTS, 0),
+        }
+        entry = {
+            "PK": "CAMPAIGNS",
+            "SK": f"{created}#{campaign.campaign_id}",
+            "campaignId": campaign.campaign_id,
+        }
+        try:
+            self._client.transact_write_items(
+                TransactItems=[
+                    {"Put": {"TableName": self._table, "Item": to_raw(item)}},
+                    {"Put": {"TableName": self._table, "Item": to_raw(entry)}},
+                ]
+            )
+        except ClientError as exc:
+            raise translate(exc) from exc
+
+    def get(self, campaign_id: str) -> Campaign | None:
+        try:
+            raw = self._client.get_item(
+                TableName=self._table, Key=_meta_key(campaign_id), ConsistentRead=True
+            )
+        except ClientError as exc:
+            raise translate(exc) from exc
+        return _campaign(from_raw(raw["Item"])) if "Item" in raw else None
+
+    def list_campaigns(self, *, limit: int, position: dict[str, Any] | None) -> Page[Campaign]:
+        query: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "PK = :pk",
+            "ExpressionAttributeValues": {":pk": to_value("CAMPAIGNS")},
+            "ScanIndexForward": False,
+            "Limit": limit,
+        }
+        if position is not None:
+            sk = position.get("sk")
+            if not isinstance(sk, str):
+                raise InvalidCursor("The cursor is not valid for this list: omit it to start again.")
+            query["ExclusiveStartKey"] = to_raw({"PK": "CAMPAIGNS", "SK": sk})
+        try:
+            response = self._client.query(**query)
+        except ClientError as exc:
+            raise translate(exc) from exc
+        ids = [str(from_raw(raw)["campaignId"]) for raw in response.get("Items", [])]
+        found = {
+            c["campaignId"]: c for c in batch_get(self._client, self._table, [_meta_key(i) for i in ids])
+        }
+        last = response.get("LastEvaluatedKey")
+        return Page(
+            [_campaign(found[i]) for i in ids if i in found],
+            {"sk": str(from_raw(last)["SK"])} if last else None,
+        )
+
+    # ---- uploads --------------------------------------------------------------------------
+
+    def create_upload(self, upload: Upload) -> None:
+        item = {
+            "PK": f"CAMPAIGN#{upload.campaign_id}",
+            "SK": f"UPLOAD#{upload.upload_id}",
+            "campaignId": upload.campaign_id,
+            "uploadId": upload.upload_id,
+            "key": upload.key,
+            "status": upload.status,
+            "createdAt": to_iso(upload.created_at) if upload.created_at else None,
+            "accepted": 0,
+            "duplicates": 0,
+            "invalidRows": 0,
+            "errors": "[]",
+        }
+        try:
+            self._client.put_item(TableName=self._table, Item=to_raw(item))
+        except ClientError as exc:
+            raise translate(exc) from exc
+
+    def get_upload(self, campaign_id: str, upload_id: str) -> Upload | None:
+        try:
+            raw = self._client.get_item(
+                TableName=self._table, Key=_upload_key(campaign_id, upload_id), ConsistentRead=True
+            )
+        except ClientError as exc:
+            raise translate(exc) from exc
+        return _upload(from_raw(raw["Item"])) if "Item" in raw else None
+
+    def claim_upload(self, upload: Upload, *, now: datetime, lease_until: datetime) -> Upload | None:
+        lock_campaign: dict[str, Any] = {
+            "TableName": self._table,
+            "Key": _meta_key(upload.campaign_id),
+            "UpdateExpression": "SET loadingUpload = :u, loadingUntil = :lease, #s = :sending",
+            "ConditionExpression": (
+                "attribute_exists(PK) AND (attribute_not_exists(loadingUpload) "
+                "OR loadingUpload = :u OR loadingUntil < :now)"
+            ),
+            "ExpressionAttributeNames": {"#s": "status"},
+            "ExpressionAttributeValues": {
+                ":u": to_value(upload.upload_id),
+                ":lease": to_value(to_iso(lease_until)),
+                ":now": to_value(to_iso(now)),
+                ":sending": to_value("sending"),
+            },
+        }
+        start_upload: dict[str, Any] = {
+            "TableName": self._table,
+            "Key": _upload_key(upload.campaign_id, upload.upload_id),
+            "UpdateExpression": (
+                "SET #s = :processing, #k = if_not_exists(#k, :key), campaignId = :cid, uploadId = :uid, "
+                "createdAt = if_not_exists(createdAt, :now), accepted = if_not_exists(accepted, :zero), "
+                "duplicates = if_not_exists(duplicates, :zero), "
+                "invalidRows = if_not_exists(invalidRows, :zero), #e = if_not_exists(#e, :none)"
+            ),
+            "ConditionExpression": "attribute_not_exists(PK) OR #s IN (:pending, :processing)",
+            "ExpressionAttributeNames": {"#s": "status", "#k": "key", "#e": "errors"},
+            "ExpressionAttributeValues": {
+                ":processing": to_value("processing"),
+                ":pending": to_value("pending"),
+                ":key": to_value(upload.key),
+                ":cid": to_value(upload.campaign_id),
+                ":uid": to_value(upload.upload_id),
+                ":now": to_value(to_iso(now)),
+                ":zero": to_value(0),
+                ":none": to_value("[]"),
+            },
+        }
+        try:
+            items: list[Any] = [{"Update": lock_campaign}, {"Update": start_upload}]
+            self._client.transact_write_items(TransactItems=items)
+        except ClientError as exc:
+            if _cancelled(exc):
+                return None
+            raise translate(exc) from exc
+        return self.get_upload(upload.campaign_id, upload.upload_id)
+
+    def _upload_update(self, upload: Upload) -> dict[str, Any]:
+        values = _upload_values(upload)
+        return {
+            "Update": {
+                "TableName": self._table,
+                "Key": _upload_key(upload.campaign_id, upload.upload_id),
+                "UpdateExpression": (
+                    "SET #s = :status, accepted = :accepted, duplicates = :duplicates, "
+                    "invalidRows = :invalid, #e = :errors, #c = :checkpoint, #err = :error"
+                ),
+                "ExpressionAttributeNames": {
+                    "#s": "status",
+                    "#e": "errors",
+                    "#c": "checkpoint",
+                    "#err": "error",
+                },
+                "ExpressionAttributeValues": {
+                    **{k: to_value(v) for k, v in values.items()},
+                    ":error": to_value(upload.error),
+                },
+            }
+        }
+
+    def save_progress(self, upload: Upload, *, added: int, lease_until: datetime) -> None:
+        self._transact(
+            [
+                self._upload_update(upload),
+                {
+                    "Update": {
+                        "TableName": self._table,
+                        "Key": _meta_key(upload.campaign_id),
+                        "UpdateExpression": "ADD #t :n, #q :n SET loadingUntil = :lease",
+                        "ExpressionAttributeNames": {"#t": "total", "#q": "queued"},
+                        "ExpressionAttributeValues": {
+                            ":n": to_value(added),
+                            ":lease": to_value(to_iso(lease_until)),
+                        },
+                    }
+                },
+            ]
+        )
+
+    def finish_upload(self, upload: Upload, *, added: int) -> None:
+        self._transact(
+            [
+                self._upload_update(upload),
+                {
+                    "Update": {
+                        "TableName": self._table,
+                        "Key": _meta_key(upload.campaign_id),
+                        "UpdateExpression": "ADD #t :n, #q :n REMOVE loadingUpload, loadingUntil",
+                        "ExpressionAttributeNames": {"#t": "total", "#q": "queued"},
+                        "ExpressionAttributeValues": {":n": to_value(added)},
+                    }
+                },
+            ]
+        )
+        self._settle(upload.campaign_id)
+
+    def _settle(self, campaign_id: str) -> None:
+        """``completed`` when nothing is queued and nothing loads; back to ``draft`` when empty."""
+        for condition, status in (
+            ("#t = :zero AND attribute_not_exists(loadingUpload)", "draft"),
+            ("#t > :zero AND #q = :zero AND attribute_not_exists(loadingUpload)", "completed"),
+        ):
+            try:
+                self._client.update_item(
+                    TableName=self._table,
+                    Key=_meta_key(campaign_id),
+                    UpdateExpression="SET #s = :status",
+                    ConditionExpression=f"#s = :sending AND {condition}",
+                    ExpressionAttributeNames={"#s": "status", "#t": "total", "#q": "queued"},
+                    ExpressionAttributeValues={
+                        ":status": to_value(status),
+                        ":sending": to_value("sending"),
+                        ":zero": to_value(0),
+                    },
+                )
+                return
+            except ClientError as exc:
+                if not _cancelled(exc):
+                    raise translate(exc) from exc
+
+    def _transact(self, items: list[Any]) -> None:
+        try:
+            self._client.transact_write_items(TransactItems=items)
+        except ClientError as exc:
+            raise translate(exc) from exc
+
+    # ---- recipients -----------------------------------------------------------------------
+
+    def existing(self, campaign_id: str, iccids: Sequence[str]) -> dict[str, CampaignRecipient]:
+        keys = [_recipient_key(campaign_id, iccid) for iccid in iccids]
+        return {item["iccid"]: _recipient(item) for item in batch_get(self._client, self._table, keys)}
+
+    def put_recipients(self, recipients: Sequence[CampaignRecipient]) -> None:
+        requests = [
+            {
+                "PutRequest": {
+                    "Item": to_raw(
+                        {
+                            "PK": f"CAMPAIGN#{r.campaign_id}",
+                            "SK": f"R#{r.iccid}",
+                            "GSI1PK": f"CAMPAIGN#{r.campaign_id}#{r.status}",
+                            "GSI1SK": r.iccid,
+                            "campaignId": r.campaign_id,
+                            "iccid": r.iccid,
+                            "status": r.status,
+                            "attempts": r.attempts,
+                            "updatedAt": to_iso(r.updated_at) if r.updated_at else None,
+                            "uploadId": r.upload_id,
+                            "row": r.row,
+                        }
+                    )
+                }
+            }
+            for r in recipients
+        ]
+        batch_write(self._client, self._table, requests)
+
+    def list_recipients(
+        self, campaign_id: str, *, status: RecipientStatus | None, limit: int, position: dict[str, Any] | None
+    ) -> Page[CampaignRecipient]:
+        after = position.get("iccid") if position else None
+        if position is not None and not isinstance(after, str):
+            raise InvalidCursor("The cursor is not valid for this list: omit it to start again.")
+        pk = f"CAMPAIGN#{campaign_id}"
+        if status is None:
+            query: dict[str, Any] = {
+                "TableName": self._table,
+                "KeyConditionExpression": "PK = :pk AND begins_with(SK, :r)",
+                "ExpressionAttributeValues": {":pk": to_value(pk), ":r": to_value("R#")},
+            }
+            if after:
+                query["ExclusiveStartKey"] = to_raw({"PK": pk, "SK": f"R#{after}"})
+        else:
+            gsi = f"{pk}#{status}"
+            query = {
+                "TableName": self._table,
+                "IndexName": STATUS_INDEX,
+                "KeyConditionExpression": "GSI1PK = :pk",
+                "ExpressionAttributeValues": {":pk": to_value(gsi)},
+            }
+            if after:
+                query["ExclusiveStartKey"] = to_raw(
+                    {"PK": pk, "SK": f"R#{after}", "GSI1PK": gsi, "GSI1SK": after}
+                )
+        query["Limit"] = limit
+        try:
+            response = self._client.query(**query)
+        except ClientError as exc:
+            raise translate(exc) from exc
+        items = [_recipient(from_raw(raw)) for raw in response.get("Items", [])]
+        last = response.get("LastEvaluatedKey")
+        return Page(items, {"iccid": items[-1].iccid} if last and items else None)
+
+    def apply(self, progress: Progress) -> bool:
+        key = _recipient_key(progress.campaign_id, progress.iccid)
+        try:
+            raw = self._client.get_item(TableName=self._table, Key=key, ConsistentRead=True)
+        except ClientError as exc:
+            raise translate(exc) from exc
+        if "Item" not in raw:
+            return False
+        current = str(from_raw(raw["Item"])["status"])
+        if current not in progress.from_statuses:
+            return False
+        sets: dict[str, tuple[str, Any]] = {
+            "#s": ("status", progress.to),
+            "#g": ("GSI1PK", f"CAMPAIGN#{progress.campaign_id}#{progress.to}"),
+            "#u": ("updatedAt", to_iso(progress.at) if progress.at else None),
+        }
+        if progress.attempts is not None:
+            sets["#a"] = ("attempts", progress.attempts)
+        if progress.error is not None:
+            sets["#le"] = ("lastError", progress.error)
+        if progress.provider_message_id is not None:
+            sets["#p"] = ("providerMessageId", progress.provider_message_id)
+        names = {alias: name for alias, (name, _) in sets.items()}
+        values = {f":v{alias[1:]}": to_value(value) for alias, (_, value) in sets.items()}
+        update = "SET " + ", ".join(f"{alias} = :v{alias[1:]}" for alias in sets)
+        campaign_update = "ADD #to :one, #from :minus"
+        campaign_names = {"#to": progress.to, "#from": current}
+        campaign_values = {":one": to_value(1), ":minus": to_value(-1)}
+        if progress.error is not None:
+            campaign_update += " SET lastError = :error"
+            campaign_values[":error"] = to_value(progress.error)
+        try:
+            self._client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Update": {
+                            "TableName": self._table,
+                            "Key": key,
+                            "UpdateExpression": update,
+                            "ConditionExpression": "#s = :from",
+                            "ExpressionAttributeNames": names,
+                            "ExpressionAttributeValues": values | {":from": to_value(current)},
+                        }
+                    },
+                    {
+                        "Update": {
+                            "TableName": self._table,
+                            "Key": _meta_key(progress.campaign_id),
+                            "UpdateExpression": campaign_update,
+                            "ExpressionAttributeNames": campaign_names,
+                            "ExpressionAttributeValues": campaign_values,
+                        }
+                    },
+                ]
+            )
+        except ClientError as exc:
+            if _cancelled(exc):
+                return False  # a concurrent event moved it first: that one counted
+            raise translate(exc) from exc
+        if progress.to != "queued":
+            self._settle(progress.campaign_id)
+        return True
+
+
+class S3RecipientFiles:
+    def __init__(self, bucket: str, client: S3Client, *, chunk_size: int = 256 * 1024) -> None:
+        self._bucket = bucket
+        self._client = client
+        self._chunk_size = chunk_size
+
+    def chunks(self, key: str, *, start: int = 0) -> Iterable[bytes]:
+        arguments: dict[str, Any] = {"Bucket": self._bucket, "Key": key}
+        if start:
+            arguments["Range"] = f"bytes={start}-"
+        body = self._client.get_object(**arguments)["Body"]
+        try:
+            yield from body.iter_chunks(self._chunk_size)
+        finally:
+            body.close()
+
+    def upload_url(self, key: str, *, expires_in: int) -> str:
+        return str(
+            self._client.generate_presigned_url(
+                "put_object", Params={"Bucket": self._bucket, "Key": key}, ExpiresIn=expires_in
+            )
+        )
+
+
+class SqsCommandQueue:
+    """SendSms commands to the gateway's queue, ten per call; failed entries sent again."""
+
+    def __init__(self, queue_url: str, client: SQSClient, *, max_rounds: int = 5) -> None:
+        self._queue_url = queue_url
+        self._client = client
+        self._max_rounds = max_rounds
+
+    def send_batch(self, commands: Sequence[Mapping[str, Any]]) -> None:
+        for start in range(0, len(commands), 10):
+            pending = {
+                str(i): json.dumps(c, separators=(",", ":"))
+                for i, c in enumerate(commands[start : start + 10])
+            }
+            for attempt in range(self._max_rounds):
+                entries: list[Any] = [{"Id": i, "MessageBody": body} for i, body in pending.items()]
+                try:
+                    response = self._client.send_message_batch(QueueUrl=self._queue_url, Entries=entries)
+                except ClientError as exc:
+                    raise translate(exc) from exc
+                failed = {f["Id"] for f in response.get("Failed", [])}
+                pending = {i: body for i, body in pending.items() if i in failed}
+                if not pending:
+                    break
+                time.sleep(0.05 * 2**attempt)
+            else:
+                raise Throttled(f"{len(pending)} SendSms commands could not be queued: the load will retry.")

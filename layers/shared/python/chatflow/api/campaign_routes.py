@@ -1,0 +1,119 @@
+"""Routes of SMS campaigns (CONTRACT §5); operators only, ``403 forbidden`` for others."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.event_handler.openapi.params import Query
+
+from chatflow.api.campaign_models import (
+    CampaignOut,
+    CampaignPage,
+    CreateCampaignRequest,
+    RecipientOut,
+    RecipientPage,
+    UploadOut,
+    UploadTicketOut,
+)
+from chatflow.api.http import caller_of
+from chatflow.api.models import ErrorResponse
+from chatflow.api.responses import json_response
+from chatflow.domain.campaigns import CampaignService
+from chatflow.domain.pagination import DEFAULT_LIMIT, MAX_LIMIT
+
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description=f"Page size, 1-{MAX_LIMIT}")]
+Cursor = Annotated[str | None, Query(max_length=2048, description="nextCursor of the previous page")]
+Status = Annotated[
+    str | None, Query(description="Only recipients with this status: queued, sent, failed or delivered")
+]
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"model": ErrorResponse}}}
+
+
+def _ok(model: type[Any], status: int = 200) -> dict[int, Any]:
+    return {status: {"description": "OK", "content": {"application/json": {"model": model}}}}
+
+
+_ERRORS: dict[int, Any] = {
+    400: _error("Invalid input (invalid_template says where the template is malformed)"),
+    401: _error("Not signed in"),
+    403: _error("Not an operator"),
+    404: _error("No such campaign or upload"),
+}
+
+
+def campaign_router(service: Callable[[], CampaignService]) -> Router:
+    router = Router()
+
+    def me() -> str:
+        return caller_of(router).phone_number
+
+    @router.post(
+        "/v1/campaigns",
+        tags=["campaigns"],
+        summary="Create a campaign from a {{variable}} template",
+        responses=_ok(CampaignOut, 201) | _ERRORS,
+    )
+    def create(body: CreateCampaignRequest) -> Response[CampaignOut]:
+        campaign = service().create(me(), name=body.name, template=body.template, sender_id=body.senderId)
+        return json_response(201, CampaignOut.of(campaign))
+
+    @router.get(
+        "/v1/campaigns",
+        tags=["campaigns"],
+        summary="Campaigns, newest first",
+        responses=_ok(CampaignPage) | _ERRORS,
+    )
+    def list_campaigns(limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None) -> CampaignPage:
+        page, next_cursor = service().list(me(), limit=limit, cursor=cursor)
+        return CampaignPage(items=[CampaignOut.of(c) for c in page.items], nextCursor=next_cursor)
+
+    @router.get(
+        "/v1/campaigns/<campaignId>",
+        tags=["campaigns"],
+        summary="A campaign with its live counts",
+        responses=_ok(CampaignOut) | _ERRORS,
+    )
+    def get_campaign(campaignId: str) -> CampaignOut:
+        return CampaignOut.of(service().get(me(), campaignId))
+
+    @router.post(
+        "/v1/campaigns/<campaignId>/uploads",
+        tags=["campaigns"],
+        summary="A presigned URL to PUT a CSV of recipients to",
+        responses=_ok(UploadTicketOut, 201) | _ERRORS,
+    )
+    def create_upload(campaignId: str) -> Response[UploadTicketOut]:
+        upload, url, expires = service().create_upload(me(), campaignId)
+        ticket = UploadTicketOut(
+            uploadId=upload.upload_id, uploadUrl=url, key=upload.key, expiresInSeconds=expires
+        )
+        return json_response(201, ticket)
+
+    @router.get(
+        "/v1/campaigns/<campaignId>/uploads/<uploadId>",
+        tags=["campaigns"],
+        summary="An upload: accepted, duplicate and invalid rows",
+        responses=_ok(UploadOut) | _ERRORS,
+    )
+    def get_upload(campaignId: str, uploadId: str) -> UploadOut:
+        return UploadOut.of(service().get_upload(me(), campaignId, uploadId))
+
+    @router.get(
+        "/v1/campaigns/<campaignId>/recipients",
+        tags=["campaigns"],
+        summary="Recipients and their status",
+        responses=_ok(RecipientPage) | _ERRORS,
+    )
+    def recipients(
+        campaignId: str, status: Status = None, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
+    ) -> RecipientPage:
+        page, next_cursor = service().recipients(me(), campaignId, status=status, limit=limit, cursor=cursor)
+        return RecipientPage(items=[RecipientOut.of(r) for r in page.items], nextCursor=next_cursor)
+
+    return router

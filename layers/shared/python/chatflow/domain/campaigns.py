@@ -1,0 +1,503 @@
+"""SMS campaigns: entities, the operator's use cases, the recipients loader and progress rules.
+
+A campaign is a template; uploads add recipients (ICCIDs with their variables). Each new
+recipient becomes one SendSms command (promotional, ``metadata.campaignId``, command id
+``cmp-<campaignId>-<iccid>`` so a redelivery never sends twice), and the gateway's events
+move the recipient forward: queued → sent → delivered, or → failed. Counts live on the
+campaign and change in the same write as the recipient, so they always add up:
+``queued + sent + failed + delivered == total``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any, Literal, Protocol
+
+from chatflow.domain.clock import Clock
+from chatflow.domain.pagination import CursorCodec, Page
+from chatflow.domain.recipients_csv import (
+    Header,
+    Recipient,
+    RowProblem,
+    check_header,
+    parse_row,
+    read_records,
+)
+from chatflow.domain.templates import MAX_TEXT, MessageTemplate, parse_template
+from chatflow.errors import FieldProblem, Forbidden, InvalidFile, NotFound, ValidationFailed
+
+CampaignStatus = Literal["draft", "sending", "completed"]
+UploadStatus = Literal["pending", "processing", "accepted", "rejected"]
+RecipientStatus = Literal["queued", "sent", "failed", "delivered"]
+RECIPIENT_STATUSES: tuple[RecipientStatus, ...] = ("queued", "sent", "failed", "delivered")
+MAX_ROW_ERRORS = 100
+CHUNK = 100  # recipients read, checked and written per step of the loader
+
+
+@dataclass(frozen=True)
+class Counts:
+    total: int = 0
+    queued: int = 0
+    sent: int = 0
+    failed: int = 0
+    delivered: int = 0
+
+
+@dataclass(frozen=True)
+class Campaign:
+    campaign_id: str
+    name: str
+    template: str
+    variables: tuple[str, ...]
+    sender_id: str | None
+    status: CampaignStatus
+    counts: Counts
+    last_error: str | None
+    created_at: datetime
+    created_by: str
+
+
+@dataclass(frozen=True)
+class RowError:
+    row: int
+    message: str
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Where a load stopped: the byte offset after the last handled record, and its row."""
+
+    offset: int
+    row: int
+    columns: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Upload:
+    campaign_id: str
+    upload_id: str
+    key: str
+    status: UploadStatus
+    accepted: int = 0
+    duplicates: int = 0
+    invalid_rows: int = 0
+    errors: tuple[RowError, ...] = ()
+    error: str | None = None
+    checkpoint: Checkpoint | None = None
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class CampaignRecipient:
+    campaign_id: str
+    iccid: str
+    status: RecipientStatus
+    attempts: int = 0
+    last_error: str | None = None
+    provider_message_id: str | None = None
+    updated_at: datetime | None = None
+    upload_id: str = ""
+    row: int = 0
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What one gateway event means for a recipient: from one of ``from_statuses`` to ``to``."""
+
+    campaign_id: str
+    iccid: str
+    to: RecipientStatus
+    from_statuses: tuple[RecipientStatus, ...]
+    attempts: int | None = None
+    error: str | None = None
+    provider_message_id: str | None = None
+    at: datetime | None = None
+
+
+def command_id(campaign_id: str, iccid: str) -> str:
+    return f"cmp-{campaign_id}-{iccid}"
+
+
+def iccid_of(command: str, campaign_id: str) -> str | None:
+    prefix = f"cmp-{campaign_id}-"
+    return command[len(prefix) :] if command.startswith(prefix) else None
+
+
+def progress_of(detail_type: str, detail: Mapping[str, Any], at: datetime) -> Progress | None:
+    """The recipient change a gateway event means; None when the event is not a campaign's.
+
+    Moves only forward (a duplicate or late event finds the recipient past ``from_statuses``
+    and changes nothing): queued → sent | failed | delivered (a receipt may overtake
+    SmsSent); sent → delivered | failed (undelivered).
+    """
+    metadata = detail.get("metadata") or {}
+    campaign_id = metadata.get("campaignId") if isinstance(metadata, Mapping) else None
+    if not isinstance(campaign_id, str):
+        return None
+    iccid = detail.get("iccid") or iccid_of(str(detail.get("commandId", "")), campaign_id)
+    if not isinstance(iccid, str) or not iccid:
+        return None
+    provider_id = detail.get("providerMessageId")
+    if detail_type == "SmsSent":
+        return Progress(
+            campaign_id, iccid, "sent", ("queued",), detail.get("attempts"), None, provider_id, at
+        )
+    if detail_type == "SmsFailed":
+        reason = f"{detail.get('errorCode')}: {detail.get('reason')}"
+        return Progress(campaign_id, iccid, "failed", ("queued",), detail.get("attempts"), reason, None, at)
+    if detail_type == "SmsDelivered":
+        return Progress(campaign_id, iccid, "delivered", ("queued", "sent"), None, None, provider_id, at)
+    if detail_type == "SmsUndelivered":
+        reason = f"undelivered: the provider reported {detail.get('status')}"
+        return Progress(campaign_id, iccid, "failed", ("queued", "sent"), None, reason, provider_id, at)
+    return None
+
+
+# ---- ports ------------------------------------------------------------------------------
+
+
+class CampaignRepository(Protocol):
+    def create(self, campaign: Campaign) -> None: ...
+
+    def get(self, campaign_id: str) -> Campaign | None: ...
+
+    def list_campaigns(self, *, limit: int, position: dict[str, Any] | None) -> Page[Campaign]: ...
+
+    def create_upload(self, upload: Upload) -> None: ...
+
+    def get_upload(self, campaign_id: str, upload_id: str) -> Upload | None: ...
+
+    def claim_upload(self, upload: Upload, *, now: datetime, lease_until: datetime) -> Upload | None:
+        """Start or resume loading ``upload`` (created if absent): the stored upload, or None when
+        it ended already or another invocation is loading this campaign."""
+        ...
+
+    def existing(self, campaign_id: str, iccids: Sequence[str]) -> dict[str, CampaignRecipient]: ...
+
+    def put_recipients(self, recipients: Sequence[CampaignRecipient]) -> None: ...
+
+    def save_progress(self, upload: Upload, *, added: int, lease_until: datetime) -> None:
+        """Store the upload's checkpoint and counters and add ``added`` recipients to the
+        campaign's total and queued, in one write."""
+        ...
+
+    def finish_upload(self, upload: Upload, *, added: int) -> None:
+        """Store the upload's final state, add ``added``, free the campaign; mark it completed
+        when nothing is queued."""
+        ...
+
+    def list_recipients(
+        self, campaign_id: str, *, status: RecipientStatus | None, limit: int, position: dict[str, Any] | None
+    ) -> Page[CampaignRecipient]: ...
+
+    def apply(self, progress: Progress) -> bool:
+        """Move the recipient and the campaign's counts in one write; False when it is past that."""
+        ...
+
+
+class RecipientFiles(Protocol):
+    def chunks(self, key: str, *, start: int = 0) -> Iterable[bytes]:
+        """The object's bytes from ``start``, streamed."""
+        ...
+
+    def upload_url(self, key: str, *, expires_in: int) -> str: ...
+
+
+class CommandQueue(Protocol):
+    def send_batch(self, commands: Sequence[Mapping[str, Any]]) -> None:
+        """Enqueue SendSms commands (10 per call; failed entries retried; raise if some never go)."""
+        ...
+
+
+class OperatorCheck(Protocol):
+    def is_operator(self, phone_number: str) -> bool: ...
+
+
+# ---- the operator's use cases -----------------------------------------------------------
+
+
+class CampaignService:
+    def __init__(
+        self,
+        *,
+        campaigns: CampaignRepository,
+        files: RecipientFiles,
+        operators: OperatorCheck,
+        cursors: CursorCodec,
+        clock: Clock,
+        upload_url_seconds: int = 900,
+    ) -> None:
+        self._campaigns = campaigns
+        self._files = files
+        self._operators = operators
+        self._cursors = cursors
+        self._clock = clock
+        self._upload_url_seconds = upload_url_seconds
+
+    def _require_operator(self, caller: str) -> None:
+        if not self._operators.is_operator(caller):
+            raise Forbidden("Campaigns are for operators: ask an administrator for the operator role.")
+
+    def create(self, caller: str, *, name: str, template: str, sender_id: str | None) -> Campaign:
+        self._require_operator(caller)
+        parsed = parse_template(template)
+        campaign = Campaign(
+            campaign_id=f"c_{uuid.uuid4().hex}",
+            name=name,
+            template=parsed.source,
+            variables=parsed.variables,
+            sender_id=sender_id,
+            status="draft",
+            counts=Counts(),
+            last_error=None,
+            created_at=self._clock(),
+            created_by=caller,
+        )
+        self._campaigns.create(campaign)
+        return campaign
+
+    def get(self, caller: str, campaign_id: str) -> Campaign:
+        self._require_operator(caller)
+        campaign = self._campaigns.get(campaign_id)
+        if campaign is None:
+            raise NotFound(f"No campaign {campaign_id}: list them with GET /v1/campaigns.")
+        return campaign
+
+    def list(self, caller: str, *, limit: int, cursor: str | None) -> tuple[Page[Campaign], str | None]:
+        self._require_operator(caller)
+        page = self._campaigns.list_campaigns(limit=limit, position=self._cursors.decode("campaigns", cursor))
+        return page, self._cursors.encode("campaigns", page.next_position)
+
+    def create_upload(self, caller: str, campaign_id: str) -> tuple[Upload, str, int]:
+        self.get(caller, campaign_id)
+        upload_id = f"u_{uuid.uuid4().hex}"
+        upload = Upload(
+            campaign_id=campaign_id,
+            upload_id=upload_id,
+            key=f"campaigns/{campaign_id}/{upload_id}.csv",
+            status="pending",
+            created_at=self._clock(),
+        )
+        self._campaigns.create_upload(upload)
+        url = self._files.upload_url(upload.key, expires_in=self._upload_url_seconds)
+        return upload, url, self._upload_url_seconds
+
+    def get_upload(self, caller: str, campaign_id: str, upload_id: str) -> Upload:
+        self.get(caller, campaign_id)
+        upload = self._campaigns.get_upload(campaign_id, upload_id)
+        if upload is None:
+            raise NotFound(f"No upload {upload_id} in campaign {campaign_id}.")
+        return upload
+
+    def recipients(
+        self, caller: str, campaign_id: str, *, status: str | None, limit: int, cursor: str | None
+    ) -> tuple[Page[CampaignRecipient], str | None]:
+        self.get(caller, campaign_id)
+        if status is not None and status not in RECIPIENT_STATUSES:
+            raise ValidationFailed(
+                f"status must be one of {', '.join(RECIPIENT_STATUSES)}",
+                details=(FieldProblem("status", f"must be one of {', '.join(RECIPIENT_STATUSES)}"),),
+            )
+        scope = f"recipients|{campaign_id}|{status or ''}"
+        page = self._campaigns.list_recipients(
+            campaign_id,
+            status=status,
+            limit=limit,
+            position=self._cursors.decode(scope, cursor),
+        )
+        return page, self._cursors.encode(scope, page.next_position)
+
+
+# ---- the loader -------------------------------------------------------------------------
+
+
+@dataclass
+class _Tally:
+    accepted: int = 0
+    duplicates: int = 0
+    invalid: int = 0
+    errors: list[RowError] = field(default_factory=list)
+
+    def problem(self, row: int, message: str) -> None:
+        self.invalid += 1
+        if len(self.errors) < MAX_ROW_ERRORS:
+            self.errors.append(RowError(row, message))
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """``done``: the upload ended (accepted or rejected). Else the load goes on in another
+    invocation from the stored checkpoint; ``busy``: another invocation holds the campaign."""
+
+    upload: Upload | None
+    done: bool
+    busy: bool = False
+
+
+class CampaignLoader:
+    """Reads an uploaded CSV in a stream and queues one SendSms command per new recipient.
+
+    Crash-safe order per chunk: recipients are written, then their commands sent (command
+    ids are idempotent), then the checkpoint and the counts saved in one write. After a
+    crash the chunk is read again: recipients of this very row and upload are taken as
+    this load's own (counted, their commands sent again, which sends nothing twice).
+    """
+
+    def __init__(
+        self,
+        *,
+        campaigns: CampaignRepository,
+        files: RecipientFiles,
+        commands: CommandQueue,
+        clock: Clock,
+        lease_seconds: float = 120.0,
+    ) -> None:
+        self._campaigns = campaigns
+        self._files = files
+        self._commands = commands
+        self._clock = clock
+        self._lease_seconds = lease_seconds
+
+    def _lease(self) -> datetime:
+        return self._clock() + timedelta(seconds=self._lease_seconds)
+
+    def load(self, campaign_id: str, upload_id: str, key: str, *, budget: Callable[[], bool]) -> Loaded:
+        """Load (or resume) an upload while ``budget()`` says there is time left."""
+        campaign = self._campaigns.get(campaign_id)
+        if campaign is None:
+            return Loaded(None, done=True)
+        start = Upload(campaign_id, upload_id, key, "processing", created_at=self._clock())
+        upload = self._campaigns.claim_upload(start, now=self._clock(), lease_until=self._lease())
+        if upload is None:
+            stored = self._campaigns.get_upload(campaign_id, upload_id)
+            ended = stored is not None and stored.status in ("accepted", "rejected")
+            return Loaded(stored, done=ended, busy=not ended)
+        template = parse_template(campaign.template)
+        try:
+            return self._load(campaign, template, upload, budget)
+        except InvalidFile as exc:
+            rejected = replace(upload, status="rejected", error=exc.message)
+            self._campaigns.finish_upload(rejected, added=0)
+            return Loaded(rejected, done=True)
+
+    def _load(
+        self, campaign: Campaign, template: MessageTemplate, upload: Upload, budget: Callable[[], bool]
+    ) -> Loaded:
+        checkpoint = upload.checkpoint
+        records = read_records(
+            self._files.chunks(upload.key, start=checkpoint.offset if checkpoint else 0),
+            start_offset=checkpoint.offset if checkpoint else 0,
+            start_row=checkpoint.row if checkpoint else 0,
+        )
+        if checkpoint is None:
+            first = next(records, None)
+            if first is None:
+                raise InvalidFile(
+                    "The file is empty: upload a CSV whose first line is the header (iccid,...)."
+                )
+            header = check_header(first.cells, template.variables)
+            checkpoint = Checkpoint(first.end_offset, first.row, header.columns)
+        else:
+            header = check_header(checkpoint.columns, template.variables)
+        tally = _Tally(upload.accepted, upload.duplicates, upload.invalid_rows, list(upload.errors))
+        seen_rows = checkpoint.row > 1
+        for chunk in _chunks(records, CHUNK):
+            seen_rows = True
+            added = self._chunk(campaign, template, header, upload, chunk, tally)
+            last = chunk[-1]
+            checkpoint = Checkpoint(last.end_offset, last.row, header.columns)
+            upload = self._with(upload, tally, checkpoint)
+            self._campaigns.save_progress(upload, added=added, lease_until=self._lease())
+            if not budget():
+                return Loaded(upload, done=False)
+        if not seen_rows:
+            raise InvalidFile("The file has a header but no recipients: add one row per ICCID under it.")
+        final = replace(self._with(upload, tally, checkpoint), status="accepted")
+        self._campaigns.finish_upload(final, added=0)
+        return Loaded(final, done=True)
+
+    @staticmethod
+    def _with(upload: Upload, tally: _Tally, checkpoint: Checkpoint) -> Upload:
+        return replace(
+            upload,
+            accepted=tally.accepted,
+            duplicates=tally.duplicates,
+            invalid_rows=tally.invalid,
+            errors=tuple(tally.errors),
+            checkpoint=checkpoint,
+        )
+
+    def _chunk(
+        self,
+        campaign: Campaign,
+        template: MessageTemplate,
+        header: Header,
+        upload: Upload,
+        records: Sequence[Any],
+        tally: _Tally,
+    ) -> int:
+        candidates: dict[str, tuple[Recipient, str]] = {}
+        for record in records:
+            parsed = parse_row(header, record, template.variables)
+            if isinstance(parsed, RowProblem):
+                tally.problem(parsed.row, parsed.message)
+                continue
+            text = template.render(parsed.values)
+            if len(text) > MAX_TEXT:
+                tally.problem(
+                    parsed.row, f"the message would be {len(text)} characters; the limit is {MAX_TEXT}"
+                )
+                continue
+            if parsed.iccid in candidates:
+                tally.duplicates += 1
+                continue
+            candidates[parsed.iccid] = (parsed, text)
+        existing = self._campaigns.existing(campaign.campaign_id, list(candidates))
+        now = self._clock()
+        new: list[CampaignRecipient] = []
+        commands: list[dict[str, Any]] = []
+        for iccid, (recipient, text) in candidates.items():
+            stored = existing.get(iccid)
+            ours = stored is not None and stored.upload_id == upload.upload_id and stored.row == recipient.row
+            if stored is not None and not ours:
+                tally.duplicates += 1
+                continue
+            if stored is None:
+                new.append(
+                    CampaignRecipient(
+                        campaign.campaign_id,
+                        iccid,
+                        "queued",
+                        updated_at=now,
+                        upload_id=upload.upload_id,
+                        row=recipient.row,
+                    )
+                )
+            commands.append(
+                {
+                    "commandId": command_id(campaign.campaign_id, iccid),
+                    "iccid": iccid,
+                    "text": text,
+                    "messageType": "promotional",
+                    "metadata": {"campaignId": campaign.campaign_id},
+                    **({"senderId": campaign.sender_id} if campaign.sender_id else {}),
+                }
+            )
+        self._campaigns.put_recipients(new)
+        self._commands.send_batch(commands)
+        tally.accepted += len(commands)
+        return len(commands)
+
+
+def _chunks(records: Iterator[Any], size: int) -> Iterator[list[Any]]:
+    chunk: list[Any] = []
+    for record in records:
+        chunk.append(record)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

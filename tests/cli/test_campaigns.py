@@ -1,0 +1,247 @@
+"""``chatflow campaign …`` against a stub of the campaign API (CONTRACT §5) and of S3's presigned PUT."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from chatflow_cli import campaigns
+from tests.cli.conftest import chatflow
+from tests.cli.stub_api import CODE, NOT_OPERATOR, OPERATOR, StubApi
+
+AS = ("--as", OPERATOR)
+ICCID_A = "8944500102198304821"
+ICCID_B = "8944500102198304822"
+ICCID_FAILS = "8944500102198304820"  # the stub fails ICCIDs ending in 0
+
+
+def test_create_prints_the_new_campaign_and_its_variables(stub: StubApi, stub_state: Path) -> None:
+    # Given an operator
+    # When they create a campaign with two template variables
+    result = chatflow(
+        stub_state,
+        *AS,
+        "campaign",
+        "create",
+        "--name",
+        "Spring",
+        "--template",
+        "Hi {{name}}, {{code}} is yours",
+    )
+
+    # Then the campaign exists and its id and variables are printed
+    assert result.exit_code == 0, result.output
+    (campaign,) = stub.campaigns.values()
+    assert campaign["name"] == "Spring"
+    assert campaign["campaignId"] in result.stdout
+    assert "variables: code, name" in result.stdout
+
+
+def test_a_contract_error_is_printed_as_code_message_and_details_with_exit_code_1(
+    stub: StubApi, stub_state: Path
+) -> None:
+    # Given an operator
+    # When the template is malformed
+    result = chatflow(stub_state, *AS, "campaign", "create", "--name", "Bad", "--template", "Hi {{name")
+
+    # Then the contract error shows as code: message, with its details, and nothing was created
+    assert result.exit_code == 1
+    assert "invalid_template: the template has a malformed variable" in result.stderr
+    assert "template: unclosed or empty variable near character 3" in result.stderr
+    assert "Traceback" not in result.output
+    assert stub.campaigns == {}
+
+
+def test_a_user_without_the_operator_role_gets_the_forbidden_error(stub: StubApi, stub_state: Path) -> None:
+    # Given a user who is not an operator
+    # When they list campaigns
+    result = chatflow(stub_state, "--as", NOT_OPERATOR, "campaign", "list")
+
+    # Then the 403 is reported, not a traceback
+    assert result.exit_code == 1
+    assert "forbidden: campaigns are for operators" in result.stderr
+
+
+def test_list_shows_campaigns_newest_first_and_all_pages_with_all(stub: StubApi, stub_state: Path) -> None:
+    # Given three campaigns
+    ids = [stub.add_campaign(name) for name in ("First", "Second", "Third")]
+
+    # When the operator lists them one per page, first without then with --all
+    first_page = chatflow(stub_state, *AS, "campaign", "list", "--limit", "1")
+    every_page = chatflow(stub_state, *AS, "campaign", "list", "--limit", "1", "--all")
+
+    # Then the first page has the newest one and says there are more; --all shows every one, newest first
+    assert first_page.exit_code == 0, first_page.output
+    assert "Third" in first_page.stdout
+    assert "Second" not in first_page.stdout
+    assert "more campaigns: pass --all" in first_page.stdout
+    assert every_page.exit_code == 0, every_page.output
+    positions = [every_page.stdout.index(campaign_id) for campaign_id in reversed(ids)]
+    assert positions == sorted(positions)
+    assert "more campaigns" not in every_page.stdout
+
+
+def test_status_shows_the_counts_and_the_last_error(stub: StubApi, stub_state: Path) -> None:
+    # Given a campaign that has sent one message and failed one
+    campaign_id = stub.add_campaign("Autumn", iccids=(ICCID_FAILS, ICCID_A, ICCID_B))
+    stub.sends_per_read = 2
+
+    # When the operator asks for its status
+    result = chatflow(stub_state, *AS, "campaign", "status", campaign_id)
+
+    # Then name, status, counts and the last error are shown
+    assert result.exit_code == 0, result.output
+    lines = [" ".join(line.split()) for line in result.stdout.splitlines()]
+    assert "name Autumn" in lines
+    assert "status sending" in lines
+    assert {"total 3", "queued 1", "sent 1", "failed 1", "delivered 0"} <= set(lines)
+    assert "last error invalid_destination: the provider refused the number" in lines
+
+
+def test_upload_puts_the_file_and_follows_the_sending_until_nothing_is_queued(
+    stub: StubApi, stub_state: Path, tmp_path: Path
+) -> None:
+    # Given a campaign and a CSV with three good rows and one bad ICCID
+    campaign_id = stub.add_campaign("Winter")
+    csv = f"iccid,name\n{ICCID_A},Ann\n{ICCID_B},Bob\n123,Bad\n{ICCID_FAILS},Cy\n"
+    file = tmp_path / "recipients.csv"
+    file.write_text(csv, encoding="utf-8")
+
+    # When the operator uploads it
+    result = chatflow(stub_state, *AS, "campaign", "upload", campaign_id, str(file), "--interval", "0")
+
+    # Then the file went to the presigned URL as text/csv without the API token, the checks and
+    # the sending were followed to the end, and the summary adds up
+    assert result.exit_code == 0, result.output
+    (put,) = stub.puts
+    assert put.body == csv.encode()
+    assert put.headers["content-type"] == "text/csv"
+    assert "authorization" not in put.headers
+    assert "upload accepted: 3 recipients, 0 duplicates, 1 invalid rows" in result.stdout
+    assert "row 4: invalid iccid '123'" in result.stdout
+    assert "nothing left queued: 2 sent, 1 failed, 0 delivered of 3" in result.stdout
+    assert stub.campaigns[campaign_id]["counts"]["queued"] == 0
+    assert stub.requests.count(f"GET /v1/campaigns/{campaign_id}") >= 2  # polled, not read once
+
+
+def test_a_rejected_upload_shows_why_and_exits_1(stub: StubApi, stub_state: Path, tmp_path: Path) -> None:
+    # Given a campaign whose template needs {{name}} and a CSV without that column
+    campaign_id = stub.add_campaign("Rejected", "Hi {{name}}")
+    file = tmp_path / "no-names.csv"
+    file.write_text(f"iccid\n{ICCID_A}\n", encoding="utf-8")
+
+    # When the operator uploads it
+    result = chatflow(stub_state, *AS, "campaign", "upload", campaign_id, str(file), "--interval", "0")
+
+    # Then the rejection and its reason are shown, the exit code is 1 and the sending is not followed
+    assert result.exit_code == 1
+    assert "upload rejected: missing columns: name" in result.stdout
+    assert f"GET /v1/campaigns/{campaign_id}" not in stub.requests
+
+
+def test_upload_with_no_wait_returns_once_the_file_is_uploaded(
+    stub: StubApi, stub_state: Path, tmp_path: Path
+) -> None:
+    # Given a campaign and a CSV
+    campaign_id = stub.add_campaign("Quick")
+    file = tmp_path / "r.csv"
+    file.write_text(f"iccid,name\n{ICCID_A},Ann\n", encoding="utf-8")
+
+    # When the operator uploads it with --no-wait
+    result = chatflow(stub_state, *AS, "campaign", "upload", campaign_id, str(file), "--no-wait")
+
+    # Then the file is uploaded and its upload id printed, and nothing is polled
+    assert result.exit_code == 0, result.output
+    assert len(stub.puts) == 1
+    assert "upload up-1" in result.stdout
+    assert not [r for r in stub.requests if r.startswith("GET")]
+
+
+def test_ctrl_c_while_following_stops_watching_without_an_error(
+    stub: StubApi, stub_state: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given an upload whose sending takes several polls, and an operator who presses Ctrl-C while waiting
+    campaign_id = stub.add_campaign("Long")
+    stub.sends_per_read = 1
+    file = tmp_path / "r.csv"
+    file.write_text(f"iccid,name\n{ICCID_A},Ann\n{ICCID_B},Bob\n", encoding="utf-8")
+    waits: list[float] = []
+
+    def interrupted(seconds: float) -> None:
+        waits.append(seconds)
+        if len(waits) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(campaigns, "sleep", interrupted)
+
+    # When the upload is followed
+    result = chatflow(stub_state, *AS, "campaign", "upload", campaign_id, str(file), "--interval", "0")
+
+    # Then watching stops cleanly, saying how to look again, while recipients are still queued
+    assert result.exit_code == 0, result.output
+    assert f"stopped watching; the campaign goes on without you (chatflow campaign status {campaign_id})" in (
+        result.stdout
+    )
+    assert stub.campaigns[campaign_id]["counts"]["queued"] > 0
+
+
+def test_recipients_filters_by_status_and_follows_every_page_with_all(
+    stub: StubApi, stub_state: Path
+) -> None:
+    # Given a campaign with two failed recipients and one sent
+    failed = ("8944500102198304810", "8944500102198304830")
+    campaign_id = stub.add_campaign("Mixed", iccids=(*failed, ICCID_A))
+    stub.sends_per_read = 3
+    assert chatflow(stub_state, *AS, "campaign", "status", campaign_id).exit_code == 0  # sends them all
+
+    # When the operator lists the failed ones, one per page
+    one_page = chatflow(
+        stub_state, *AS, "campaign", "recipients", campaign_id, "--status", "failed", "--limit", "1"
+    )
+    every_page = chatflow(
+        stub_state, *AS, "campaign", "recipients", campaign_id, "--status", "failed", "--limit", "1", "--all"
+    )
+
+    # Then one page shows one and says there are more; --all shows both, and never the sent one
+    assert one_page.exit_code == 0, one_page.output
+    assert failed[0] in one_page.stdout
+    assert failed[1] not in one_page.stdout
+    assert "1 shown; more recipients: pass --all" in one_page.stdout
+    assert every_page.exit_code == 0, every_page.output
+    rows = [line.split() for line in every_page.stdout.splitlines() if line.strip()]
+    assert rows[0][:3] == ["iccid", "status", "attempts"]
+    assert [row[:3] for row in rows[1:]] == [[iccid, "failed", "1"] for iccid in failed]
+    assert "invalid_destination:" in every_page.stdout
+    assert ICCID_A not in every_page.stdout
+
+
+def test_a_code_is_asked_for_when_the_stack_has_no_fake_provider(stub: StubApi, stub_state: Path) -> None:
+    # Given a stack that sends sign-in codes by SMS and has no fake provider to read them from
+    stub.auth_mode = "otp"
+
+    # When the operator runs a command and types the code they received
+    result = chatflow(stub_state, *AS, "campaign", "list", input=f"{CODE}\n")
+
+    # Then they were asked for it, and signed in with it
+    assert result.exit_code == 0, result.output
+    assert f"Code sent by SMS to {OPERATOR}" in result.output
+    assert stub.sessions_created == 1
+
+
+def test_the_cached_token_is_reused_and_replaced_after_a_401(stub: StubApi, stub_state: Path) -> None:
+    # Given an operator who signed in once through the CLI
+    assert chatflow(stub_state, *AS, "campaign", "list").exit_code == 0
+    cached = json.loads((stub_state / "cli-tokens.json").read_text())[stub.url][OPERATOR]["token"]
+
+    # When they run a second command, then a third after the API forgot every session
+    second = chatflow(stub_state, *AS, "campaign", "list")
+    stub.revoke_tokens()
+    third = chatflow(stub_state, *AS, "campaign", "list")
+
+    # Then the second reused the token, the third signed in once more and cached the new token
+    assert second.exit_code == 0, second.output
+    assert third.exit_code == 0, third.output
+    assert stub.sessions_created == 2
+    assert json.loads((stub_state / "cli-tokens.json").read_text())[stub.url][OPERATOR]["token"] != cached

@@ -1,0 +1,145 @@
+"""A campaign end to end through the local stack: 5,000 recipients, the provider failing 10%.
+
+The operator creates a campaign over HTTP, PUTs a CSV to the presigned URL (the local
+AWS endpoint), and the stack does the rest: the S3 notification, the loader, the SMS
+gateway, the events, the progress. At the end the counts add up, each recipient's status
+matches them, failed recipients say why, and uploading the same file again queues
+nothing new.
+"""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from local.stack_server import StackServer
+from tests.local.conftest import Lines, free_config, http
+
+OPERATOR = "+14155550100"
+ROWS = 5000
+BAD_ROWS = 3
+REPEATED = 2
+
+
+def _csv() -> bytes:
+    lines = ["iccid,name,code"]
+    for i in range(ROWS):
+        lines.append(f"89{i:018d},Person {i},C{i:05d}")
+    lines.append("123,Too short,C1")  # a bad ICCID
+    lines.append(f"89{1:018d},Same ICCID again,C2")  # a duplicate within the file
+    lines.append(f"89{ROWS + 1:018d},,C3")  # an empty value of a used variable
+    lines.append(f'89{2:018d},"Quoted, with a comma",C4')  # another duplicate
+    lines.append(f'89{ROWS + 2:018d},"Line\nbreak",C5')  # a valid quoted newline
+    return ("\ufeff" + "\r\n".join(lines) + "\r\n").encode("utf-8")
+
+
+def _upload(url: str, auth: dict[str, str], campaign_id: str, data: bytes) -> dict[str, Any]:
+    status, ticket = http("POST", f"{url}/v1/campaigns/{campaign_id}/uploads", {}, auth)
+    assert status == 201, ticket
+    request = urllib.request.Request(ticket["uploadUrl"], data=data, method="PUT", headers={"content-type": "text/csv"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert response.status == 200
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        status, upload = http(
+            "GET", f"{url}/v1/campaigns/{campaign_id}/uploads/{ticket['uploadId']}", headers=auth
+        )
+        assert status == 200, upload
+        if upload["status"] in ("accepted", "rejected"):
+            return dict(upload)
+        time.sleep(0.5)
+    raise AssertionError(f"the upload did not finish: {upload}")
+
+
+def test_a_5000_row_campaign_goes_out_and_its_counts_add_up(tmp_path: Path) -> None:
+    config = free_config(
+        tmp_path,
+        persist=False,
+        operators=OPERATOR,
+        provider_environ={
+            "CHATFLOW_FAKE_FAILURE_RATE": "0.1",
+            "CHATFLOW_FAKE_DELAY_MS": "0-3",
+            "CHATFLOW_FAKE_HANG_SECONDS": "0.2",
+            "CHATFLOW_FAKE_RECEIPT_DELAY_MS": "20",
+        },
+        parameters={
+            "SmsRatePerSecond": "10000",
+            "SmsRetryBaseSeconds": "1",
+            "SmsMaxAttempts": "3",
+            "SmsMaxConcurrency": "10",
+            "LoaderMaxRowsPerInvocation": "2000",
+        },
+    )
+    with StackServer(config, log=Lines()) as stack:
+        url = stack.outputs["HttpApiUrl"]
+        token = http("POST", f"{url}/v1/sessions", {"phoneNumber": OPERATOR})[1]["token"]
+        auth = {"authorization": f"Bearer {token}"}
+
+        # Given a campaign and a CSV of 5,000 recipients plus awkward rows
+        status, campaign = http(
+            "POST",
+            f"{url}/v1/campaigns",
+            {"name": "launch", "template": "Hi {{name}}, your code is {{code}}"},
+            auth,
+        )
+        assert status == 201, campaign
+        campaign_id = campaign["campaignId"]
+        data = _csv()
+
+        # When the operator uploads it
+        upload = _upload(url, auth, campaign_id, data)
+
+        # Then the good rows are accepted (the loader went through several invocations),
+        # the bad ones listed, the repeated ICCIDs counted as duplicates
+        assert upload["status"] == "accepted", upload["error"]
+        assert upload["accepted"] == ROWS + 1
+        assert upload["invalidRows"] == BAD_ROWS - 1
+        assert upload["duplicates"] == REPEATED
+        assert sorted(e["row"] for e in upload["errors"]) == [ROWS + 2, ROWS + 4]
+
+        # And the campaign completes with counts that add up
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            campaign = http("GET", f"{url}/v1/campaigns/{campaign_id}", headers=auth)[1]
+            if campaign["status"] == "completed":
+                break
+            time.sleep(1)
+        counts = campaign["counts"]
+        assert campaign["status"] == "completed", campaign
+        assert counts["total"] == ROWS + 1
+        assert counts["queued"] + counts["sent"] + counts["failed"] + counts["delivered"] == counts["total"]
+        assert counts["queued"] == 0
+        assert counts["failed"] > 0
+        assert campaign["lastError"]
+
+        # And every recipient's status matches the counts; the failed ones say why
+        recipients: list[dict[str, Any]] = []
+        cursor = None
+        while True:
+            query = f"?limit=100{f'&cursor={cursor}' if cursor else ''}"
+            page = http("GET", f"{url}/v1/campaigns/{campaign_id}/recipients{query}", headers=auth)[1]
+            recipients.extend(page["items"])
+            cursor = page["nextCursor"]
+            if cursor is None:
+                break
+        by_status = Counter(r["status"] for r in recipients)
+        assert len(recipients) == counts["total"]
+        assert {s: by_status.get(s, 0) for s in ("queued", "sent", "failed", "delivered")} == {
+            s: counts[s] for s in ("queued", "sent", "failed", "delivered")
+        }
+        failed = http(
+            "GET", f"{url}/v1/campaigns/{campaign_id}/recipients?status=failed&limit=100", headers=auth
+        )[1]
+        assert failed["items"]
+        assert all(r["status"] == "failed" and r["lastError"] for r in failed["items"])
+
+        # And uploading the same file again queues nothing new
+        again = _upload(url, auth, campaign_id, data)
+        assert again["status"] == "accepted"
+        assert again["accepted"] == 0
+        assert again["duplicates"] == ROWS + 1 + REPEATED
+        after = http("GET", f"{url}/v1/campaigns/{campaign_id}", headers=auth)[1]
+        assert after["counts"]["total"] == ROWS + 1
