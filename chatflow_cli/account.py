@@ -20,7 +20,7 @@ def login(ctx: typer.Context) -> None:
 def whoami(ctx: typer.Context) -> None:
     """Show the signed-in operator's profile and roles (GET /v1/users/me)."""
     rt = runtime(ctx)
-    user = rt.api.call("GET", "/v1/users/me")
+    user = rt.api.call_object("GET", "/v1/users/me")
     table = Table(show_header=False, box=None)
     table.add_column("field", style="bold")
     table.add_column("value")

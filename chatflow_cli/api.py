@@ -7,7 +7,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from chatflow_cli.auth import CodeSource, Token, TokenCache, sign_in
-from chatflow_cli.errors import ApiError
+from chatflow_cli.errors import ApiError, CliError
 from chatflow_cli.transport import Http
 
 PAGE_LIMIT_MAX = 100
@@ -48,6 +48,17 @@ class ApiClient:
                 raise
         return self._send(method, url, body, self.sign_in())
 
+    def call_object(
+        self, method: str, path: str, body: Any = None, query: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """``call`` for routes that answer a JSON object: anything else is reported, not a traceback."""
+        answer = self.call(method, path, body, query)
+        if not isinstance(answer, dict):
+            raise CliError(
+                f"{method} {path} answered {type(answer).__name__}, not a JSON object: is the API current?"
+            )
+        return answer
+
     def _send(self, method: str, url: str, body: Any, token: Token) -> Any:
         headers = {"Authorization": f"Bearer {token.token}"}
         return self.http.api(method, url, json_body=body, headers=headers)
@@ -58,7 +69,7 @@ class ApiClient:
         """Each page's items and its ``nextCursor``; only the first page unless ``follow``."""
         params = dict(query or {})
         while True:
-            page = self.call("GET", path, query=params)
+            page = self.call_object("GET", path, query=params)
             items = [item for item in page.get("items") or [] if isinstance(item, dict)]
             cursor = page.get("nextCursor") or None
             yield items, cursor

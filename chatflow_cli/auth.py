@@ -6,7 +6,6 @@ and reused until the API answers 401 (or they expire); then the CLI signs in aga
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -169,8 +168,3 @@ def sign_in(http: Http, api_url: str, phone: str, codes: CodeSource) -> Token:
         raise CliError("signing in failed: the API answered without a token")
     expires_at = session.get("expiresAt")
     return Token(session["token"], expires_at if isinstance(expires_at, str) else None)
-
-
-def forget_quietly(cache: TokenCache, api_url: str, phone: str) -> None:
-    with contextlib.suppress(OSError):
-        cache.drop(api_url, phone)

@@ -23,6 +23,7 @@ from rich.progress import (
 from rich.table import Table
 
 from chatflow_cli.api import PAGE_LIMIT_MAX, ApiClient
+from chatflow_cli.errors import CliError
 from chatflow_cli.output import count, text
 from chatflow_cli.runtime import runtime
 from chatflow_cli.transport import Http, s3_error
@@ -65,7 +66,7 @@ def create(
     body: dict[str, Any] = {"name": name, "template": template}
     if sender_id is not None:
         body["senderId"] = sender_id
-    campaign = rt.api.call("POST", "/v1/campaigns", body)
+    campaign = rt.api.call_object("POST", "/v1/campaigns", body)
     rt.out.print(f"campaign {text(campaign.get('campaignId'))} created ({text(campaign.get('status'))})")
     rt.out.print(f"variables: {text(campaign.get('variables'))}")
 
@@ -103,7 +104,7 @@ def list_campaigns(ctx: typer.Context, limit: Limit = 20, follow: FollowAll = Fa
 def status(ctx: typer.Context, campaign_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
     """Show a campaign: name, status, counts, last error."""
     rt = runtime(ctx)
-    campaign = rt.api.call("GET", _path(campaign_id))
+    campaign = rt.api.call_object("GET", _path(campaign_id))
     _print_campaign(rt.out, campaign)
 
 
@@ -189,8 +190,10 @@ def upload(
     """Upload recipients (CSV), then follow the upload's checks and the sending until nothing is queued."""
     rt = runtime(ctx)
     api = rt.api
-    grant = api.call("POST", _path(campaign_id, "uploads"))
-    upload_id, upload_url = str(grant["uploadId"]), str(grant["uploadUrl"])
+    grant = api.call_object("POST", _path(campaign_id, "uploads"))
+    upload_id, upload_url = grant.get("uploadId"), grant.get("uploadUrl")
+    if not (isinstance(upload_id, str) and isinstance(upload_url, str)):
+        raise CliError("the API answered the upload request without uploadId and uploadUrl")
     _put_file(api.http, upload_url, file, rt.err)
     rt.out.print(f"uploaded {file.name}: upload {upload_id}")
     if no_wait:
@@ -252,7 +255,7 @@ def _wait_for_upload(
     path = _path(campaign_id, "uploads", upload_id)
     with console.status("checking the file…") as spinner:
         while True:
-            result: dict[str, Any] = api.call("GET", path)
+            result = api.call_object("GET", path)
             if result.get("status") in ("accepted", "rejected"):
                 return result
             spinner.update(f"checking the file… ({text(result.get('status'))})")
@@ -284,13 +287,15 @@ def _follow_sending(api: ApiClient, campaign_id: str, interval: float, console: 
         TextColumn("sending"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("{task.fields[sent]} sent, {task.fields[failed]} failed"),
+        TextColumn(
+            "{task.fields[sent]} sent, {task.fields[failed]} failed, {task.fields[delivered]} delivered"
+        ),
         TimeElapsedColumn(),
     )
     with Progress(*columns, console=console) as progress:
-        task = progress.add_task("sending", total=None, sent=0, failed=0)
+        task = progress.add_task("sending", total=None, sent=0, failed=0, delivered=0)
         while True:
-            campaign: dict[str, Any] = api.call("GET", _path(campaign_id))
+            campaign = api.call_object("GET", _path(campaign_id))
             counts = campaign.get("counts") or {}
             done = sum(count(counts, n) for n in ("sent", "failed", "delivered"))
             progress.update(
@@ -299,6 +304,7 @@ def _follow_sending(api: ApiClient, campaign_id: str, interval: float, console: 
                 completed=done,
                 sent=count(counts, "sent"),
                 failed=count(counts, "failed"),
+                delivered=count(counts, "delivered"),
             )
             if count(counts, "queued") == 0:
                 return campaign

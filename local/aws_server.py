@@ -23,6 +23,14 @@ from typing import Any
 
 from moto.backends import get_backend
 from moto.core.base_backend import BackendDict
+from moto.dynamodb.comparisons import get_filter_expression
+from moto.dynamodb.exceptions import (
+    MultipleTransactionsException,
+    TooManyTransactionsException,
+    TransactionCanceledException,
+    TransactWriteSingleOpException,
+)
+from moto.dynamodb.models import DynamoDBBackend
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import BaseWSGIServer, make_server
 
@@ -72,8 +80,70 @@ class _QuietRequestHandler(MotoRequestHandler):
         return None
 
 
+def _transact_without_copies(self: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> None:
+    """moto's TransactWriteItems, without its deep copy of every table it touches.
+
+    moto copies each table to roll back a cancelled transaction, which makes one
+    transaction cost as much as the table is big (seconds, with thousands of campaign
+    recipients). Requests are served one at a time here, so checking every condition
+    first and then applying every write is just as atomic, and a cancelled transaction
+    writes nothing. Errors and cancellation reasons are moto's own.
+    """
+    if len(transact_items) > 100:
+        raise TooManyTransactionsException()
+    reasons: list[tuple[str | None, str | None, dict[str, Any] | None]] = []
+    targets: set[tuple[str, str]] = set()
+    for item in transact_items:
+        if len(item) > 1:
+            raise TransactWriteSingleOpException()
+        op_type, op = next(iter(item.items()))
+        table = self.get_table(op["TableName"])
+        if op_type == "Put":
+            attrs = op["Item"]
+            key = {table.hash_key_attr: attrs[table.hash_key_attr]}
+            if table.range_key_attr is not None:
+                key[table.range_key_attr] = attrs[table.range_key_attr]
+        else:
+            key = op["Key"]
+        target = (str(op["TableName"]), str(dict(sorted(key.items()))))
+        if target in targets:
+            raise MultipleTransactionsException()
+        targets.add(target)
+        current = self.get_item(op["TableName"], key)
+        condition = op.get("ConditionExpression")
+        if condition is not None:
+            check = get_filter_expression(
+                condition, op.get("ExpressionAttributeNames"), op.get("ExpressionAttributeValues")
+            )
+            if not check.expr(current):
+                old = (
+                    current.to_json()["Attributes"]
+                    if current and op.get("ReturnValuesOnConditionCheckFailure") == "ALL_OLD"
+                    else None
+                )
+                reasons.append(("ConditionalCheckFailed", "The conditional request failed", old))
+                continue
+        reasons.append((None, None, None))
+    if any(code is not None for code, _, _ in reasons):
+        raise TransactionCanceledException(reasons)
+    for item in transact_items:
+        op_type, op = next(iter(item.items()))
+        common = {
+            "condition_expression": op.get("ConditionExpression"),
+            "expression_attribute_names": op.get("ExpressionAttributeNames"),
+            "expression_attribute_values": op.get("ExpressionAttributeValues"),
+        }
+        if op_type == "Put":
+            self.put_item(op["TableName"], op["Item"], **common)
+        elif op_type == "Delete":
+            self.delete_item(op["TableName"], op["Key"], **common)
+        elif op_type == "Update":
+            self.update_item(op["TableName"], op["Key"], update_expression=op["UpdateExpression"], **common)
+
+
 class EmulatedAws:
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        DynamoDBBackend.transact_write_items = _transact_without_copies  # type: ignore[method-assign]
         self.changes = ChangeSignal()
         self._lock = threading.RLock()
         self._host = host
@@ -94,7 +164,9 @@ class EmulatedAws:
     def _app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         operation = _operation(environ)
         method = str(environ.get("REQUEST_METHOD", "GET"))
-        if method == "PUT" and str(environ.get("CONTENT_TYPE", "")).startswith("application/x-www-form-urlencoded"):
+        if method == "PUT" and str(environ.get("CONTENT_TYPE", "")).startswith(
+            "application/x-www-form-urlencoded"
+        ):
             # A PUT body (an S3 object) is never a form; werkzeug would parse it as one and
             # moto would store nothing. urllib sends this type by default.
             environ["CONTENT_TYPE"] = "application/octet-stream"

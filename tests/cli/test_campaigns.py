@@ -245,3 +245,12 @@ def test_the_cached_token_is_reused_and_replaced_after_a_401(stub: StubApi, stub
     assert third.exit_code == 0, third.output
     assert stub.sessions_created == 2
     assert json.loads((stub_state / "cli-tokens.json").read_text())[stub.url][OPERATOR]["token"] != cached
+
+
+def test_the_token_cache_is_readable_by_its_owner_only(stub: StubApi, stub_state: Path) -> None:
+    # Given an operator
+    # When the CLI signs them in
+    assert chatflow(stub_state, *AS, "campaign", "list").exit_code == 0
+
+    # Then the cached token is in a file no one else may read
+    assert (stub_state / "cli-tokens.json").stat().st_mode & 0o777 == 0o600

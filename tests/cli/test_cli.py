@@ -110,6 +110,20 @@ def test_api_commands_need_the_operators_number(tmp_path: Path) -> None:
     assert "pass --as PHONE (or set CHATFLOW_PHONE)" in result.stderr
 
 
+def test_outputs_and_stack_name_together_are_refused(tmp_path: Path) -> None:
+    # Given both ways of naming a stack
+    write_outputs(tmp_path, {"HttpApiUrl": "http://127.0.0.1:1"})
+
+    # When both are passed
+    result = chatflow(
+        tmp_path, "--outputs", str(tmp_path / "outputs.json"), "--stack-name", "x", "campaign", "list"
+    )
+
+    # Then the CLI asks for one of them
+    assert result.exit_code == 1
+    assert "pass either --outputs or --stack-name, not both" in result.stderr
+
+
 def test_an_invalid_phone_number_is_refused_before_anything_is_sent(tmp_path: Path) -> None:
     # Given a stack
     write_outputs(

@@ -134,3 +134,22 @@ def test_sms_send_puts_a_command_on_the_queue_that_the_gateway_delivers(
     assert eventually(lambda: _texts(stack, phone)) == ["Hello from the CLI"]
     assert stack.provider is not None
     assert stack.provider.outbox(phone)[0]["reference"] == "cli-test-1"
+
+
+def test_logout_ends_the_session_and_forgets_the_token(stack: StackServer, state: Path) -> None:
+    # Given a signed-in operator
+    phone = "+14155550115"
+    assert chatflow(state, "--as", phone, "login").exit_code == 0
+    token = _cached_token(state, stack, phone)
+
+    # When they log out
+    result = chatflow(state, "--as", phone, "logout")
+
+    # Then the token no longer works and is no longer cached
+    assert result.exit_code == 0, result.output
+    status, _ = http(
+        "GET", f"{stack.outputs['HttpApiUrl']}/v1/users/me", headers={"authorization": f"Bearer {token}"}
+    )
+    assert status == 401
+    tokens = json.loads((state / "cli-tokens.json").read_text())
+    assert phone not in tokens[stack.outputs["HttpApiUrl"]]

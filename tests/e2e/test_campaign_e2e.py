@@ -39,7 +39,9 @@ def _csv() -> bytes:
 def _upload(url: str, auth: dict[str, str], campaign_id: str, data: bytes) -> dict[str, Any]:
     status, ticket = http("POST", f"{url}/v1/campaigns/{campaign_id}/uploads", {}, auth)
     assert status == 201, ticket
-    request = urllib.request.Request(ticket["uploadUrl"], data=data, method="PUT", headers={"content-type": "text/csv"})
+    request = urllib.request.Request(
+        ticket["uploadUrl"], data=data, method="PUT", headers={"content-type": "text/csv"}
+    )
     with urllib.request.urlopen(request, timeout=30) as response:
         assert response.status == 200
     deadline = time.monotonic() + 120

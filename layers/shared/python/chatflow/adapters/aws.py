@@ -41,7 +41,8 @@ def sqs(region: str) -> SQSClient:
 
 @cache
 def s3(region: str) -> S3Client:
-    return boto3.client("s3", region_name=region, config=_CONFIG)
+    # Presigned URLs signed with SigV4 (SigV2 URLs are refused in newer regions).
+    return boto3.client("s3", region_name=region, config=_CONFIG.merge(Config(signature_version="s3v4")))
 
 
 def read_secret(region: str, secret_id: str) -> bytes:

@@ -354,7 +354,8 @@ class DynamoCampaignRepository:
                     Key=_meta_key(campaign_id),
                     UpdateExpression="SET #s = :status",
                     ConditionExpression=f"#s = :sending AND {condition}",
-                    ExpressionAttributeNames={"#s": "status", "#t": "total", "#q": "queued"},
+                    ExpressionAttributeNames={"#s": "status", "#t": "total"}
+                    | ({"#q": "queued"} if "#q" in condition else {}),
                     ExpressionAttributeValues={
                         ":status": to_value(status),
                         ":sending": to_value("sending"),
@@ -513,7 +514,12 @@ class S3RecipientFiles:
         arguments: dict[str, Any] = {"Bucket": self._bucket, "Key": key}
         if start:
             arguments["Range"] = f"bytes={start}-"
-        body = self._client.get_object(**arguments)["Body"]
+        try:
+            body = self._client.get_object(**arguments)["Body"]
+        except ClientError as exc:
+            if error_code(exc) == "InvalidRange":
+                return  # resuming exactly at the end of the file: nothing left
+            raise translate(exc) from exc
         try:
             yield from body.iter_chunks(self._chunk_size)
         finally:

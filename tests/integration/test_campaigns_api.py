@@ -1,0 +1,236 @@
+"""The campaign routes through the handlers on moto: roles, validation, uploads, recipients, progress."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from local.stack import InProcessStack
+from tests.integration.conftest import ApiClient, assert_error
+
+OPERATOR = "+14155550100"
+USER = "+14155550101"
+
+
+@pytest.fixture
+def api() -> Iterator[ApiClient]:
+    with mock_aws():
+        yield ApiClient(
+            InProcessStack.create(parameters={"AuthMode": "phone", "OperatorPhoneNumbers": OPERATOR})
+        )
+
+
+def _campaign(api: ApiClient, token: str, template: str = "Hi {{name}}") -> dict[str, Any]:
+    response = api.call("POST", "/v1/campaigns", {"name": "launch", "template": template}, token=token)
+    assert response.status == 201, response.body
+    return dict(response.json())
+
+
+def _load(api: ApiClient, campaign_id: str, csv: bytes, name: str = "list") -> dict[str, Any]:
+    """Drop a CSV in the bucket and run the loader as its S3 trigger and load queue would."""
+    stack = api.stack
+    bucket = stack.template.physical_ids["CampaignBucket"]
+    key = f"campaigns/{campaign_id}/{name}.csv"
+    s3 = boto3.client("s3", region_name="us-east-1")
+    etag = s3.put_object(Bucket=bucket, Key=key, Body=csv)["ETag"].strip('"')
+    s3_event = {
+        "Records": [
+            {
+                "eventSource": "aws:s3",
+                "s3": {"bucket": {"name": bucket}, "object": {"key": key, "eTag": etag}},
+            }
+        ]
+    }
+    stack.invoke("CampaignLoaderFunction", s3_event)
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    queue = stack.template.physical_ids["CampaignLoadQueue"]
+    while messages := sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=1).get("Messages"):
+        message = messages[0]
+        record = {"eventSource": "aws:sqs", "messageId": message["MessageId"], "body": message["Body"]}
+        assert stack.invoke("CampaignLoaderFunction", {"Records": [record]}) == {"batchItemFailures": []}
+        sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+    job = json.loads(message["Body"])
+    response = api.call(
+        "GET", f"/v1/campaigns/{campaign_id}/uploads/{job['uploadId']}", token=api.sign_in(OPERATOR)
+    )
+    assert response.status == 200, response.body
+    return dict(response.json())
+
+
+def _commands() -> list[dict[str, Any]]:
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    url = sqs.get_queue_url(QueueName="SendSmsQueue")["QueueUrl"]
+    found = []
+    while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages"):
+        for m in messages:
+            found.append(json.loads(m["Body"]))
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+    return found
+
+
+def test_campaigns_are_for_operators_only(api: ApiClient) -> None:
+    user = api.sign_in(USER)
+    assert_error(
+        api.call("POST", "/v1/campaigns", {"name": "x", "template": "hi"}, token=user), 403, "forbidden"
+    )
+    assert_error(api.call("GET", "/v1/campaigns", token=user), 403, "forbidden")
+    assert_error(api.call("GET", "/v1/campaigns"), 401, "unauthorized")
+
+
+def test_a_campaign_lists_its_template_variables_and_starts_as_a_draft(api: ApiClient) -> None:
+    campaign = _campaign(api, api.sign_in(OPERATOR), "Hi {{ name }}, code {{code}} for {{name}}")
+    assert campaign["variables"] == ["name", "code"]
+    assert campaign["status"] == "draft"
+    assert campaign["counts"] == {"total": 0, "queued": 0, "sent": 0, "failed": 0, "delivered": 0}
+    assert campaign["lastError"] is None
+
+
+def test_a_malformed_template_is_400_invalid_template_saying_where(api: ApiClient) -> None:
+    response = api.call(
+        "POST", "/v1/campaigns", {"name": "x", "template": "Hi {{name"}, token=api.sign_in(OPERATOR)
+    )
+    error = assert_error(response, 400, "invalid_template")
+    assert "line 1, column 4" in error["message"]
+
+
+def test_campaigns_are_listed_newest_first_with_pages(api: ApiClient) -> None:
+    token = api.sign_in(OPERATOR)
+    ids = [_campaign(api, token)["campaignId"] for _ in range(3)]
+    pages = api.all_pages("/v1/campaigns", token, limit=2)
+    assert [c["campaignId"] for page in pages for c in page] == list(reversed(ids))
+
+
+def test_an_upload_ticket_is_a_presigned_put_to_the_campaigns_folder(api: ApiClient) -> None:
+    token = api.sign_in(OPERATOR)
+    campaign = _campaign(api, token)
+    response = api.call("POST", f"/v1/campaigns/{campaign['campaignId']}/uploads", token=token)
+    assert response.status == 201, response.body
+    ticket = response.json()
+    assert ticket["key"] == f"campaigns/{campaign['campaignId']}/{ticket['uploadId']}.csv"
+    assert "X-Amz-Signature=" in ticket["uploadUrl"]
+    assert ticket["expiresInSeconds"] == 900
+    upload = api.call(
+        "GET", f"/v1/campaigns/{campaign['campaignId']}/uploads/{ticket['uploadId']}", token=token
+    )
+    assert upload.json()["status"] == "pending"
+
+
+def test_a_csv_queues_one_promotional_command_per_new_recipient(api: ApiClient) -> None:
+    token = api.sign_in(OPERATOR)
+    campaign = _campaign(api, token, "Hi {{name}}")
+    csv = (
+        b"iccid,name\n89000000000000000001,Ada\n89000000000000000002,{{x}}\n"
+        b"123,Bad\n89000000000000000001,Again\n"
+    )
+
+    upload = _load(api, campaign["campaignId"], csv)
+
+    assert (upload["status"], upload["accepted"], upload["duplicates"], upload["invalidRows"]) == (
+        "accepted",
+        2,
+        1,
+        1,
+    )
+    assert upload["errors"][0]["row"] == 4
+    commands = sorted(_commands(), key=lambda c: c["iccid"])
+    assert [c["text"] for c in commands] == ["Hi Ada", "Hi {{x}}"]
+    assert all(c["messageType"] == "promotional" for c in commands)
+    assert all(c["metadata"] == {"campaignId": campaign["campaignId"]} for c in commands)
+    assert commands[0]["commandId"] == f"cmp-{campaign['campaignId']}-89000000000000000001"
+    got = api.call("GET", f"/v1/campaigns/{campaign['campaignId']}", token=token).json()
+    assert got["counts"] == {"total": 2, "queued": 2, "sent": 0, "failed": 0, "delivered": 0}
+    assert got["status"] == "sending"
+
+
+def test_a_missing_variable_column_rejects_the_whole_file_before_anything_is_queued(api: ApiClient) -> None:
+    campaign = _campaign(api, api.sign_in(OPERATOR), "Hi {{name}}, {{code}}")
+
+    upload = _load(api, campaign["campaignId"], b"iccid,name\n89000000000000000001,Ada\n")
+
+    assert upload["status"] == "rejected"
+    assert "code" in upload["error"]
+    assert _commands() == []
+
+
+def test_the_same_file_again_queues_nothing(api: ApiClient) -> None:
+    campaign = _campaign(api, api.sign_in(OPERATOR))
+    csv = b"iccid,name\n89000000000000000001,Ada\n"
+    _load(api, campaign["campaignId"], csv, "first")
+    _commands()
+
+    again = _load(api, campaign["campaignId"], csv, "second")
+
+    assert (again["accepted"], again["duplicates"]) == (0, 1)
+    assert _commands() == []
+
+
+def test_gateway_events_move_recipients_and_counts_forward_once(api: ApiClient) -> None:
+    # Given a campaign with two queued recipients
+    token = api.sign_in(OPERATOR)
+    campaign = _campaign(api, token)
+    cid = campaign["campaignId"]
+    _load(api, cid, b"iccid,name\n89000000000000000001,Ada\n89000000000000000002,Bob\n")
+    one, two = "89000000000000000001", "89000000000000000002"
+
+    def event(detail_type: str, recipient: str, **detail: Any) -> dict[str, Any]:
+        base = {"commandId": f"cmp-{cid}-{recipient}", "metadata": {"campaignId": cid}}
+        return {"detail-type": detail_type, "source": "chatflow.sms", "detail": base | detail}
+
+    # When one is sent then delivered (the delivery twice), the other fails, and a late SmsSent arrives
+    progress = "CampaignProgressFunction"
+    api.stack.invoke(progress, event("SmsSent", one, iccid=one, providerMessageId="pm_1", attempts=1))
+    api.stack.invoke(progress, event("SmsDelivered", one, providerMessageId="pm_1", status="delivered"))
+    api.stack.invoke(progress, event("SmsDelivered", one, providerMessageId="pm_1", status="delivered"))
+    api.stack.invoke(
+        progress, event("SmsFailed", two, iccid=two, errorCode="invalid_destination", reason="no", attempts=1)
+    )
+    api.stack.invoke(progress, event("SmsSent", two, iccid=two, providerMessageId="pm_2", attempts=2))
+
+    # Then the counts add up, the campaign completed, and the failure is explained
+    got = api.call("GET", f"/v1/campaigns/{cid}", token=token).json()
+    assert got["counts"] == {"total": 2, "queued": 0, "sent": 0, "failed": 1, "delivered": 1}
+    assert got["status"] == "completed"
+    assert got["lastError"] == "invalid_destination: no"
+    failed = api.call(
+        "GET", f"/v1/campaigns/{cid}/recipients", token=token, query={"status": "failed"}
+    ).json()
+    assert [(r["iccid"], r["lastError"]) for r in failed["items"]] == [(two, "invalid_destination: no")]
+
+
+def test_an_unknown_recipient_status_filter_is_400(api: ApiClient) -> None:
+    token = api.sign_in(OPERATOR)
+    campaign = _campaign(api, token)
+    response = api.call(
+        "GET", f"/v1/campaigns/{campaign['campaignId']}/recipients", token=token, query={"status": "lost"}
+    )
+    assert_error(response, 400, "validation_error")
+
+
+def test_a_file_too_big_for_one_invocation_is_continued_from_its_checkpoint() -> None:
+    # Given a loader that hands over after 100 rows, and a file of 350 recipients
+    with mock_aws():
+        api = ApiClient(
+            InProcessStack.create(
+                parameters={
+                    "AuthMode": "phone",
+                    "OperatorPhoneNumbers": OPERATOR,
+                    "LoaderMaxRowsPerInvocation": "100",
+                }
+            )
+        )
+        campaign = _campaign(api, api.sign_in(OPERATOR))
+        rows = "".join(f"89{i:018d},N{i}\n" for i in range(350))
+
+        # When it is loaded (each load message runs one invocation)
+        upload = _load(api, campaign["campaignId"], ("iccid,name\n" + rows).encode())
+
+        # Then every row is queued exactly once across the invocations
+        assert (upload["status"], upload["accepted"], upload["duplicates"]) == ("accepted", 350, 0)
+        commands = _commands()
+        assert len(commands) == 350
+        assert len({c["commandId"] for c in commands}) == 350
