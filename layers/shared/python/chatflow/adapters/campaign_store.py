@@ -499,8 +499,8 @@ class DynamoCampaignRepository:
             if _cancelled(exc):
                 return False  # a concurrent event moved it first: that one counted
             raise translate(exc) from exc
-        if progress.to != "queued":
-            self._settle(progress.campaign_id)
+        if current == "queued":
+            self._settle(progress.campaign_id)  # only leaving "queued" can empty the queue
         return True
 
 
