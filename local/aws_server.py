@@ -13,6 +13,7 @@ fast and exact; it is restored into a fresh process before the server starts.
 from __future__ import annotations
 
 import io
+import json
 import os
 import pickle
 import threading
@@ -40,26 +41,68 @@ _STATE_VERSION = 1
 
 
 class ChangeSignal:
-    """A counter that pollers wait on; bumped by every request that may have created work."""
+    """Counters that pollers wait on, one per topic (``sqs:<queue>``, ``dynamodb:<table>``,
+    ``s3``, ``events``): a request bumps the topics it may have created work for, so a
+    write wakes only the pollers it concerns (waking all of them on every write would
+    multiply the load on the emulator). A request of unknown effect bumps every topic."""
+
+    ALL = "*"
 
     def __init__(self) -> None:
         self._condition = threading.Condition()
-        self._generation = 0
+        self._counts: dict[str, int] = {}
+        self._total = 0
 
     @property
     def generation(self) -> int:
-        return self._generation
+        """Changes of any topic so far (the state saver uses it to skip unchanged snapshots)."""
+        return self._total
 
-    def bump(self) -> None:
+    def of(self, topics: Iterable[str]) -> int:
         with self._condition:
-            self._generation += 1
+            return self._counts.get(self.ALL, 0) + sum(self._counts.get(t, 0) for t in topics)
+
+    def bump(self, topics: Iterable[str] | None = None) -> None:
+        with self._condition:
+            for topic in topics if topics is not None else (self.ALL,):
+                self._counts[topic] = self._counts.get(topic, 0) + 1
+            self._total += 1
             self._condition.notify_all()
 
-    def wait(self, seen: int, timeout: float) -> int:
-        """Block until the counter moves past ``seen`` or ``timeout`` passes; the new value."""
+    def wait(self, topics: Iterable[str], seen: int, timeout: float) -> int:
+        """Block until one of ``topics`` moves past ``seen`` or ``timeout`` passes; the new value."""
+        wanted = tuple(topics)
+
+        def moved() -> bool:
+            return self._counts.get(self.ALL, 0) + sum(self._counts.get(t, 0) for t in wanted) != seen
+
         with self._condition:
-            self._condition.wait_for(lambda: self._generation != seen, timeout)
-            return self._generation
+            self._condition.wait_for(moved, timeout)
+            return self._counts.get(self.ALL, 0) + sum(self._counts.get(t, 0) for t in wanted)
+
+
+def _topics(operation: str, environ: dict[str, Any], body: bytes) -> set[str] | None:
+    """The topics a request may create work for; None when unknown (wake everyone)."""
+    target = str(environ.get("HTTP_X_AMZ_TARGET", ""))
+    if not target:
+        return {"s3"}  # REST: S3 (object created or deleted)
+    if target.startswith("AWSEvents."):
+        return {"events"}
+    try:
+        document = json.loads(body or b"{}")
+    except ValueError:
+        return None
+    if target.startswith("AmazonSQS."):
+        url = str(document.get("QueueUrl", ""))
+        return {f"sqs:{url.rsplit('/', 1)[-1]}"} if url else None
+    if target.startswith("DynamoDB_"):
+        tables = set(document.get("RequestItems") or {})
+        if document.get("TableName"):
+            tables.add(str(document["TableName"]))
+        for item in document.get("TransactItems") or []:
+            tables.update(str(op.get("TableName")) for op in item.values() if isinstance(op, dict))
+        return {f"dynamodb:{table}" for table in tables} or None
+    return None
 
 
 def _operation(environ: dict[str, Any]) -> str:
@@ -170,6 +213,9 @@ class EmulatedAws:
             # A PUT body (an S3 object) is never a form; werkzeug would parse it as one and
             # moto would store nothing. urllib sends this type by default.
             environ["CONTENT_TYPE"] = "application/octet-stream"
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        environ["wsgi.input"] = io.BytesIO(body)
         with self._lock:
             response = self._dispatcher(environ, start_response)
             try:
@@ -179,7 +225,7 @@ class EmulatedAws:
                 if close is not None:
                     close()
         if method not in ("GET", "HEAD") and not operation.startswith(_QUIET_PREFIXES):
-            self.changes.bump()
+            self.changes.bump(_topics(operation, environ, body))
         return [body]
 
     def start(self) -> None:

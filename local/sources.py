@@ -49,6 +49,8 @@ class StopDelivery(Exception):
 
 class Source:
     name = "source"
+    # What wakes this source (see local.aws_server.ChangeSignal).
+    topics: tuple[str, ...] = ()
 
     def poll_once(self) -> int:
         raise NotImplementedError
@@ -57,11 +59,14 @@ class Source:
         return None
 
     def run(
-        self, stop: threading.Event, wait: Callable[[int, float], int], generation: Callable[[], int]
+        self,
+        stop: threading.Event,
+        wait: Callable[[tuple[str, ...], int, float], int],
+        generation: Callable[[tuple[str, ...]], int],
     ) -> None:
         failures = 0
         while not stop.is_set():
-            seen = generation()
+            seen = generation(self.topics)
             try:
                 worked = self.poll_once()
                 failures = 0
@@ -73,7 +78,7 @@ class Source:
                 stop.wait(min(_MAX_BACKOFF_SECONDS, 0.1 * 2**failures))
                 continue
             if not worked:
-                wait(seen, IDLE_POLL_SECONDS)
+                wait(self.topics, seen, IDLE_POLL_SECONDS)
 
     def _log_error(self, exc: Exception) -> None:
         print(f"{self.name}: polling failed: {type(exc).__name__}: {exc}", flush=True)
@@ -142,6 +147,7 @@ class SqsSource(Source):
         self.mapping = mapping
         self.queue_url = queue_url
         self.name = f"sqs {queue_url.rsplit('/', 1)[-1]}"
+        self.topics = (f"sqs:{queue_url.rsplit('/', 1)[-1]}",)
         self._sqs = client("sqs")
         self._invoke = invoke
         self._slots = threading.BoundedSemaphore(mapping.maximum_concurrency or concurrency)
@@ -239,6 +245,7 @@ class StreamSource(Source):
     ) -> None:
         self.mapping = mapping
         self.name = f"dynamodb {mapping.source_arn.split('/')[1]}"
+        self.topics = (f"dynamodb:{mapping.source_arn.split('/')[1]}",)
         self._streams = client("dynamodbstreams")
         self._sqs = client("sqs")
         self._invoke = invoke
@@ -398,6 +405,8 @@ class AsyncSource(Source):
     ) -> None:
         self.delivery = delivery
         self.name = delivery.source
+        # New work arrives by S3 or EventBridge; retries by the delivery queue's own timeout.
+        self.topics = (delivery.source.split(" ")[0], f"sqs:{delivery.queue_url.rsplit('/', 1)[-1]}")
         self._sqs = client("sqs")
         self._invoke = invoke
         self._dead_letter_arn = dead_letter_arn

@@ -240,7 +240,7 @@ class StackServer:
         assert self.aws is not None
         changes = self.aws.changes
         for source in self._sources:
-            self._start_thread(source.name, source.run, self._stop, changes.wait, lambda: changes.generation)
+            self._start_thread(source.name, source.run, self._stop, changes.wait, changes.of)
 
     def _start_thread(self, name: str, target: Callable[..., None], *args: Any) -> None:
         thread = threading.Thread(target=target, args=args, name=name, daemon=True)
