@@ -1,4 +1,9 @@
-"""A campaign end to end through the local stack: 5,000 recipients, the provider failing 10%.
+"""A campaign end to end through the local stack, the provider failing 10%.
+
+CHATFLOW_E2E_ROWS sets the number of recipients: 1,000 by default, so that `make test`
+stays within its budget on a 2-core machine (every AWS call of the whole pipeline goes
+through one emulator, serialized); the issue's 5,000 take over ten minutes here:
+`CHATFLOW_E2E_ROWS=5000 .venv/bin/pytest tests/e2e/test_campaign_e2e.py`.
 
 The operator creates a campaign over HTTP, PUTs a CSV to the presigned URL (the local
 AWS endpoint), and the stack does the rest: the S3 notification, the loader, the SMS
@@ -9,6 +14,7 @@ nothing new.
 
 from __future__ import annotations
 
+import os
 import time
 import urllib.request
 from collections import Counter
@@ -19,7 +25,7 @@ from local.stack_server import StackServer
 from tests.local.conftest import Lines, free_config, http
 
 OPERATOR = "+14155550100"
-ROWS = 5000
+ROWS = int(os.environ.get("CHATFLOW_E2E_ROWS", "1000"))
 BAD_ROWS = 3
 REPEATED = 2
 
@@ -56,7 +62,7 @@ def _upload(url: str, auth: dict[str, str], campaign_id: str, data: bytes) -> di
     raise AssertionError(f"the upload did not finish: {upload}")
 
 
-def test_a_5000_row_campaign_goes_out_and_its_counts_add_up(tmp_path: Path) -> None:
+def test_a_campaign_goes_out_and_its_counts_add_up(tmp_path: Path) -> None:
     config = free_config(
         tmp_path,
         persist=False,
@@ -74,7 +80,7 @@ def test_a_5000_row_campaign_goes_out_and_its_counts_add_up(tmp_path: Path) -> N
             "SmsRetryBaseSeconds": "1",
             "SmsMaxAttempts": "3",
             "SmsMaxConcurrency": "10",
-            "LoaderMaxRowsPerInvocation": "2000",
+            "LoaderMaxRowsPerInvocation": str(max(100, ROWS // 2)),
         },
     )
     with StackServer(config, log=Lines()) as stack:
