@@ -19,24 +19,16 @@ from chatflow.api.campaign_models import (
     UploadTicketOut,
 )
 from chatflow.api.http import caller_of
-from chatflow.api.models import ErrorResponse
+from chatflow.api.params import Cursor, Limit, error_doc, ok_doc
 from chatflow.api.responses import json_response
 from chatflow.domain.campaigns import CampaignService
-from chatflow.domain.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from chatflow.domain.pagination import DEFAULT_LIMIT
 
-Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description=f"Page size, 1-{MAX_LIMIT}")]
-Cursor = Annotated[str | None, Query(max_length=2048, description="nextCursor of the previous page")]
 Status = Annotated[
     str | None, Query(description="Only recipients with this status: queued, sent, failed or delivered")
 ]
-
-
-def _error(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"model": ErrorResponse}}}
-
-
-def _ok(model: type[Any], status: int = 200) -> dict[int, Any]:
-    return {status: {"description": "OK", "content": {"application/json": {"model": model}}}}
+_error = error_doc
+_ok = ok_doc
 
 
 _ERRORS: dict[int, Any] = {

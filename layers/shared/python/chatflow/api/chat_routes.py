@@ -17,28 +17,19 @@ from chatflow.api.models import (
     ChatPage,
     CreateChatRequest,
     DirectMessageRequest,
-    ErrorResponse,
     MessageOut,
     MessagePage,
     ReceiptRequest,
     SendMessageRequest,
 )
+from chatflow.api.params import Cursor, Limit, error_doc, ok_doc
 from chatflow.api.responses import json_response, no_content
 from chatflow.domain.messaging import MessagingService, Sent
-from chatflow.domain.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from chatflow.domain.pagination import DEFAULT_LIMIT
 from chatflow.errors import FieldProblem, ValidationFailed
 
-Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description=f"Page size, 1-{MAX_LIMIT}")]
-Cursor = Annotated[str | None, Query(max_length=2048, description="nextCursor of the previous page")]
-
-
-def _error(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"model": ErrorResponse}}}
-
-
-def _ok(model: type[Any]) -> dict[int, Any]:
-    # Powertools documents the return type only when no responses are given: keep the 200.
-    return {200: {"description": "OK", "content": {"application/json": {"model": model}}}}
+_error = error_doc
+_ok = ok_doc
 
 
 _ERRORS: dict[int, Any] = {
