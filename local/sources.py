@@ -21,6 +21,7 @@ import json
 import threading
 import time
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -47,13 +48,14 @@ class StopDelivery(Exception):
     """The stack is stopping: the batch in hand is left for the next start."""
 
 
-class Source:
+class Source(ABC):
     name = "source"
     # What wakes this source (see local.aws_server.ChangeSignal).
     topics: tuple[str, ...] = ()
 
+    @abstractmethod
     def poll_once(self) -> int:
-        raise NotImplementedError
+        """Deliver what is pending; how many messages or records were handled."""
 
     def close(self) -> None:
         return None
