@@ -11,7 +11,7 @@
   a queue of the local stack; three tries one second apart, then the function's
   dead-letter queue if it has one.
 
-Each source has ``poll_once()`` (deliver what is pending; the tests call it directly)
+Each source has ``poll_once()`` (deliver what is pending; the in-process test stack calls it)
 and ``run(stop)``, which polls whenever emulated AWS reports a change.
 """
 
@@ -173,13 +173,6 @@ class SqsSource(Source):
             self._slots.release()
             return 0
         self._pool.submit(self._deliver_and_release, messages)
-        return len(messages)
-
-    def deliver_now(self) -> int:
-        """Receive one batch and deliver it on this thread (tests); messages received."""
-        messages = self._receive()
-        if messages:
-            self._deliver(messages)
         return len(messages)
 
     def _receive(self) -> list[dict[str, Any]]:
@@ -429,19 +422,6 @@ class AsyncSource(Source):
         for message in messages:
             self._slots.acquire()
             self._pool.submit(self._handle_and_release, message)
-        return len(messages)
-
-    def deliver_now(self) -> int:
-        """Deliver what is pending on this thread (tests); messages handled."""
-        response = self._sqs.receive_message(
-            QueueUrl=self.delivery.queue_url,
-            MaxNumberOfMessages=10,
-            AttributeNames=["All"],
-            WaitTimeSeconds=0,
-        )
-        messages = response.get("Messages") or []
-        for message in messages:
-            self._handle(message)
         return len(messages)
 
     def _handle_and_release(self, message: dict[str, Any]) -> None:

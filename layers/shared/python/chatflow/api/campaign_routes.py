@@ -27,15 +27,13 @@ from chatflow.domain.pagination import DEFAULT_LIMIT
 Status = Annotated[
     str | None, Query(description="Only recipients with this status: queued, sent, failed or delivered")
 ]
-_error = error_doc
-_ok = ok_doc
 
 
 _ERRORS: dict[int, Any] = {
-    400: _error("Invalid input (invalid_template says where the template is malformed)"),
-    401: _error("Not signed in"),
-    403: _error("Not an operator"),
-    404: _error("No such campaign or upload"),
+    400: error_doc("Invalid input (invalid_template says where the template is malformed)"),
+    401: error_doc("Not signed in"),
+    403: error_doc("Not an operator"),
+    404: error_doc("No such campaign or upload"),
 }
 
 
@@ -49,7 +47,7 @@ def campaign_router(service: Callable[[], CampaignService]) -> Router:
         "/v1/campaigns",
         tags=["campaigns"],
         summary="Create a campaign from a {{variable}} template",
-        responses=_ok(CampaignOut, 201) | _ERRORS,
+        responses=ok_doc(CampaignOut, 201) | _ERRORS,
     )
     def create(body: CreateCampaignRequest) -> Response[CampaignOut]:
         campaign = service().create(me(), name=body.name, template=body.template, sender_id=body.senderId)
@@ -59,7 +57,7 @@ def campaign_router(service: Callable[[], CampaignService]) -> Router:
         "/v1/campaigns",
         tags=["campaigns"],
         summary="Campaigns, newest first",
-        responses=_ok(CampaignPage) | _ERRORS,
+        responses=ok_doc(CampaignPage) | _ERRORS,
     )
     def list_campaigns(limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None) -> CampaignPage:
         page, next_cursor = service().list(me(), limit=limit, cursor=cursor)
@@ -69,7 +67,7 @@ def campaign_router(service: Callable[[], CampaignService]) -> Router:
         "/v1/campaigns/<campaignId>",
         tags=["campaigns"],
         summary="A campaign with its live counts",
-        responses=_ok(CampaignOut) | _ERRORS,
+        responses=ok_doc(CampaignOut) | _ERRORS,
     )
     def get_campaign(campaignId: str) -> CampaignOut:
         return CampaignOut.of(service().get(me(), campaignId))
@@ -78,7 +76,7 @@ def campaign_router(service: Callable[[], CampaignService]) -> Router:
         "/v1/campaigns/<campaignId>/uploads",
         tags=["campaigns"],
         summary="A presigned URL to PUT a CSV of recipients to",
-        responses=_ok(UploadTicketOut, 201) | _ERRORS,
+        responses=ok_doc(UploadTicketOut, 201) | _ERRORS,
     )
     def create_upload(campaignId: str) -> Response[UploadTicketOut]:
         upload, url, expires = service().create_upload(me(), campaignId)
@@ -91,7 +89,7 @@ def campaign_router(service: Callable[[], CampaignService]) -> Router:
         "/v1/campaigns/<campaignId>/uploads/<uploadId>",
         tags=["campaigns"],
         summary="An upload: accepted, duplicate and invalid rows",
-        responses=_ok(UploadOut) | _ERRORS,
+        responses=ok_doc(UploadOut) | _ERRORS,
     )
     def get_upload(campaignId: str, uploadId: str) -> UploadOut:
         return UploadOut.of(service().get_upload(me(), campaignId, uploadId))
@@ -100,7 +98,7 @@ def campaign_router(service: Callable[[], CampaignService]) -> Router:
         "/v1/campaigns/<campaignId>/recipients",
         tags=["campaigns"],
         summary="Recipients and their status",
-        responses=_ok(RecipientPage) | _ERRORS,
+        responses=ok_doc(RecipientPage) | _ERRORS,
     )
     def recipients(
         campaignId: str, status: Status = None, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None

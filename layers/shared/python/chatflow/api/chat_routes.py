@@ -28,14 +28,10 @@ from chatflow.domain.messaging import MessagingService, Sent
 from chatflow.domain.pagination import DEFAULT_LIMIT
 from chatflow.errors import FieldProblem, ValidationFailed
 
-_error = error_doc
-_ok = ok_doc
-
-
 _ERRORS: dict[int, Any] = {
-    400: _error("Invalid input"),
-    401: _error("Not signed in"),
-    404: _error("No such chat"),
+    400: error_doc("Invalid input"),
+    401: error_doc("Not signed in"),
+    404: error_doc("No such chat"),
 }
 
 
@@ -54,7 +50,7 @@ def chat_router(service: Callable[[], MessagingService]) -> Router:
         tags=["chats"],
         summary="Create a group chat, or open the one direct chat with a number",
         responses={201: {"description": "Created", "content": {"application/json": {"model": ChatOut}}}}
-        | _ok(ChatOut)
+        | ok_doc(ChatOut)
         | _ERRORS,
     )
     def create_chat(body: CreateChatRequest) -> Response[ChatOut]:
@@ -79,14 +75,14 @@ def chat_router(service: Callable[[], MessagingService]) -> Router:
         "/v1/chats",
         tags=["chats"],
         summary="The caller's chats, most recent activity first",
-        responses=_ok(ChatPage) | _ERRORS,
+        responses=ok_doc(ChatPage) | _ERRORS,
     )
     def list_chats(limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None) -> ChatPage:
         caller = me()
         page, next_cursor = service().list_chats(caller, limit=limit, cursor=cursor)
         return ChatPage(items=[ChatOut.of(c, caller) for c in page.items], nextCursor=next_cursor)
 
-    @router.get("/v1/chats/<chatId>", tags=["chats"], summary="One chat", responses=_ok(ChatOut) | _ERRORS)
+    @router.get("/v1/chats/<chatId>", tags=["chats"], summary="One chat", responses=ok_doc(ChatOut) | _ERRORS)
     def get_chat(chatId: str) -> ChatOut:
         caller = me()
         return ChatOut.of(service().get_chat(caller, chatId), caller)
@@ -95,7 +91,7 @@ def chat_router(service: Callable[[], MessagingService]) -> Router:
         "/v1/chats/<chatId>/members",
         tags=["chats"],
         summary="Add members to a group",
-        responses=_ok(ChatOut) | _ERRORS,
+        responses=ok_doc(ChatOut) | _ERRORS,
     )
     def add_members(chatId: str, body: AddMembersRequest) -> ChatOut:
         caller = me()
@@ -105,7 +101,7 @@ def chat_router(service: Callable[[], MessagingService]) -> Router:
         "/v1/chats/<chatId>/members/<phoneNumber>",
         tags=["chats"],
         summary="Remove a member (yourself, or anyone if you created the group)",
-        responses={204: {"description": "Removed"}, 403: _error("Not the group's creator")} | _ERRORS,
+        responses={204: {"description": "Removed"}, 403: error_doc("Not the group's creator")} | _ERRORS,
     )
     def remove_member(chatId: str, phoneNumber: str) -> Response[None]:
         service().remove_member(me(), chatId, unquote(phoneNumber))
@@ -141,7 +137,7 @@ def chat_router(service: Callable[[], MessagingService]) -> Router:
         "/v1/chats/<chatId>/messages",
         tags=["messages"],
         summary="History, newest first; with afterSeq, the messages after it, oldest first",
-        responses=_ok(MessagePage) | _ERRORS,
+        responses=ok_doc(MessagePage) | _ERRORS,
     )
     def list_messages(
         chatId: str,
