@@ -22,19 +22,12 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from moto import backends as moto_backends
 from moto.backends import get_backend
 from moto.core.base_backend import BackendDict
-from moto.dynamodb.comparisons import get_filter_expression
-from moto.dynamodb.exceptions import (
-    MultipleTransactionsException,
-    TooManyTransactionsException,
-    TransactionCanceledException,
-    TransactWriteSingleOpException,
-)
-from moto.dynamodb.models import DynamoDBBackend
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import BaseWSGIServer, make_server
+
+from local import moto_speedups
 
 # Operations that never create work for a poller (the pollers' own calls among them).
 _QUIET_PREFIXES = ("Get", "Describe", "List", "Query", "Scan", "BatchGet", "ReceiveMessage", "DeleteMessage")
@@ -124,80 +117,9 @@ class _QuietRequestHandler(MotoRequestHandler):
         return None
 
 
-def _transact_without_copies(self: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> None:
-    """moto's TransactWriteItems, without its deep copy of every table it touches.
-
-    moto copies each table to roll back a cancelled transaction, which makes one
-    transaction cost as much as the table is big (seconds, with thousands of campaign
-    recipients). Requests are served one at a time here, so checking every condition
-    first and then applying every write is just as atomic, and a cancelled transaction
-    writes nothing. Errors and cancellation reasons are moto's own.
-    """
-    if len(transact_items) > 100:
-        raise TooManyTransactionsException()
-    reasons: list[tuple[str | None, str | None, dict[str, Any] | None]] = []
-    targets: set[tuple[str, str]] = set()
-    for item in transact_items:
-        if len(item) > 1:
-            raise TransactWriteSingleOpException()
-        op_type, op = next(iter(item.items()))
-        table = self.get_table(op["TableName"])
-        if op_type == "Put":
-            attrs = op["Item"]
-            key = {table.hash_key_attr: attrs[table.hash_key_attr]}
-            if table.range_key_attr is not None:
-                key[table.range_key_attr] = attrs[table.range_key_attr]
-        else:
-            key = op["Key"]
-        target = (str(op["TableName"]), str(dict(sorted(key.items()))))
-        if target in targets:
-            raise MultipleTransactionsException()
-        targets.add(target)
-        current = self.get_item(op["TableName"], key)
-        condition = op.get("ConditionExpression")
-        if condition is not None:
-            check = get_filter_expression(
-                condition, op.get("ExpressionAttributeNames"), op.get("ExpressionAttributeValues")
-            )
-            if not check.expr(current):
-                old = (
-                    current.to_json()["Attributes"]
-                    if current and op.get("ReturnValuesOnConditionCheckFailure") == "ALL_OLD"
-                    else None
-                )
-                reasons.append(("ConditionalCheckFailed", "The conditional request failed", old))
-                continue
-        reasons.append((None, None, None))
-    if any(code is not None for code, _, _ in reasons):
-        raise TransactionCanceledException(reasons)
-    for item in transact_items:
-        op_type, op = next(iter(item.items()))
-        common = {
-            "condition_expression": op.get("ConditionExpression"),
-            "expression_attribute_names": op.get("ExpressionAttributeNames"),
-            "expression_attribute_values": op.get("ExpressionAttributeValues"),
-        }
-        if op_type == "Put":
-            self.put_item(op["TableName"], op["Item"], **common)
-        elif op_type == "Delete":
-            self.delete_item(op["TableName"], op["Key"], **common)
-        elif op_type == "Update":
-            self.update_item(op["TableName"], op["Key"], update_expression=op["UpdateExpression"], **common)
-
-
-_MOTO_MODULES = tuple(moto_backends.list_of_moto_modules())
-
-
-def _moto_modules() -> Iterable[str]:
-    """moto's server lists its package directory on every request to route it (about 200
-    directories: a millisecond per request); the list never changes while we run."""
-    return _MOTO_MODULES
-
-
 class EmulatedAws:
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        DynamoDBBackend.transact_write_items = _transact_without_copies  # type: ignore[method-assign]
-        moto_backends.list_of_moto_modules = _moto_modules
+        moto_speedups.install()
         self.changes = ChangeSignal()
         self._lock = threading.RLock()
         self._host = host
