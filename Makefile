@@ -7,11 +7,14 @@ SAM_VENV := .venv-sam
 BIN := $(VENV)/bin
 SAM := $(SAM_VENV)/bin/sam
 REGION ?= us-east-1
+# The browser tests (tests/browser) drive Debian's Chromium with Playwright; Playwright's
+# own browser download is never used.
+CHROMIUM := /usr/bin/chromium
 # sam build needs the Lambda runtime's Python (3.12) on PATH; pyenv exposes it this way.
 SAM_PYENV ?= 3.11.7:3.12.1
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test check lint format typecheck unit validate build bench lock clean run invoke
+.PHONY: help venv test check lint format typecheck unit validate build bench lock clean run invoke browser
 
 help:
 	@echo "make run     start the whole stack locally (no AWS account, no Docker); ARGS=--fresh starts clean"
@@ -20,6 +23,7 @@ help:
 	@echo "make build   sam build, then precompile the output to .pyc"
 	@echo "make bench   benchmarks (AWS calls per operation, cold start); writes docs/benchmarks.md"
 	@echo "make lock    re-freeze requirements/dev.txt from requirements/dev.in"
+	@echo "make browser install Debian's Chromium for the browser tests (done by make test when missing)"
 
 $(BIN)/.stamp: requirements/dev.txt layers/shared/python/requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +41,14 @@ $(SAM_VENV)/.stamp: requirements/sam.txt
 	touch $@
 
 venv: $(BIN)/.stamp $(SAM_VENV)/.stamp
+
+# Debian's Chromium for the browser tests, installed when missing (needs root, as on CI).
+$(CHROMIUM):
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
+	test -x $@
+
+browser: $(CHROMIUM)
 
 lock:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -59,8 +71,9 @@ typecheck: $(BIN)/.stamp
 	for fn in functions/*/app.py; do $(BIN)/mypy "$$fn" || exit 1; done
 	$(BIN)/mypy tests bench
 
-unit: $(BIN)/.stamp
-	$(BIN)/pytest -q -n auto
+# loadgroup: tests marked xdist_group (the browser tests) share one worker, so one stack and one browser.
+unit: $(BIN)/.stamp $(CHROMIUM)
+	$(BIN)/pytest -q -n auto --dist loadgroup
 
 validate: $(SAM_VENV)/.stamp
 	$(SAM) validate --region $(REGION)

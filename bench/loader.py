@@ -28,6 +28,7 @@ from moto import mock_aws
 from chatflow.adapters.campaign_store import DynamoCampaignRepository, S3RecipientFiles, SqsCommandQueue
 from chatflow.domain.campaigns import Campaign, CampaignLoader, CampaignRecipient, Counts, Progress, Upload
 from chatflow.domain.pagination import Page
+from local import moto_speedups
 from local.stack import InProcessStack
 
 ROWS = 100_000
@@ -266,6 +267,7 @@ def _peak_mb(rows: int) -> float:
 
 
 def measure(rows: int = ROWS) -> LoaderReport:
+    moto_speedups.install()
     with mock_aws():
         stack = InProcessStack.create(parameters={"AuthMode": "phone"})
         ours = _ours(stack, rows)

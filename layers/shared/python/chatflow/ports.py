@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
 
 from chatflow.domain.chats import Chat, Member, Message
 from chatflow.domain.pagination import Page, Position
+from chatflow.domain.realtime import Presence
 from chatflow.domain.sessions import Session
 from chatflow.domain.users import ProfileChanges, User
 
@@ -219,4 +220,37 @@ class OptOutRepository(Protocol):
 class RateLimiter(Protocol):
     def acquire(self, now: datetime) -> float:
         """Take one send from the provider-wide budget; 0 if granted, else seconds to wait."""
+        ...
+
+
+# ---- real time ---------------------------------------------------------------------
+
+
+class ConnectionRepository(Protocol):
+    def add(self, phone_number: str, connection_id: str, *, now: datetime, expires_at: datetime) -> None:
+        """Record an open WebSocket connection of ``phone_number``."""
+        ...
+
+    def remove(self, connection_id: str, *, now: datetime) -> str | None:
+        """Forget a connection (closed or gone); its owner's number, or None if unknown."""
+        ...
+
+    def presence(self, phone_numbers: Sequence[str], *, now: datetime) -> dict[str, Presence]:
+        """Each number's open connections and last-seen time (batched reads, never a scan)."""
+        ...
+
+
+class Notifier(Protocol):
+    def post(self, frames: Sequence[tuple[str, Mapping[str, Any]]]) -> set[str]:
+        """Send each ``(connection id, frame)``; the ids of connections that are gone."""
+        ...
+
+
+class ForwardLimiter(Protocol):
+    def acquire(self, chat_id: str, phone_number: str, *, now: datetime, window: timedelta) -> bool:
+        """True at most once per ``window`` for a chat and member (the SMS forward's budget)."""
+        ...
+
+    def release(self, chat_id: str, phone_number: str) -> None:
+        """Give back a budget taken for a forward that could not be sent."""
         ...

@@ -89,6 +89,19 @@ class CampaignLoaderSettings(CampaignSettings):
     )
 
 
+class RealtimeSettings(_EnvModel):
+    connections_table: str = Field(validation_alias="CONNECTIONS_TABLE", min_length=1)
+    # The stage's WebSocket URL (wss://…/stage); its @connections API is the same URL over https.
+    websocket_endpoint: str = Field(validation_alias="WEBSOCKET_ENDPOINT", pattern=r"^(wss?|https?)://")
+
+
+class ForwardingSettings(_EnvModel):
+    """SMS forwarding to offline members: the gateway's queue, and its table for opt-outs."""
+
+    send_sms_queue_url: str = Field(validation_alias="SEND_SMS_QUEUE_URL", min_length=1)
+    sms_table: str = Field(validation_alias="SMS_TABLE", min_length=1)
+
+
 def load(model: type[S]) -> S:
     """Validate ``model`` from the environment; a missing or bad variable fails loudly."""
     return model.model_validate(dict(os.environ))

@@ -1,0 +1,170 @@
+"""WebSocket connections, presence and the SMS-forward budget in the connections table.
+
+Items (PK / SK):
+- ``USER#<phone>`` / ``PRESENCE``: ``connections``, a map of connection id → expiry
+  (epoch ms), and ``lastSeenAt``. One item per user, so the fan-out reads the open
+  connections of 100 members with one BatchGetItem, and presence changes show up on the
+  table's stream as one item's old and new image.
+- ``CONN#<id>`` / ``CONN``: the connection's owner, for ``$disconnect`` and for
+  ``GoneException``, which only know the id; expires with the table's TTL.
+- ``FWD#<chatId>#<phone>`` / ``FWD``: until when that member gets no other SMS forward
+  of that chat; expires with the table's TTL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from chatflow.adapters.dynamo import batch_get, error_code, from_raw, translate
+from chatflow.domain.clock import from_iso, to_iso
+from chatflow.domain.realtime import Presence, open_connections
+from chatflow.errors import ConcurrentUpdate
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+
+PRESENCE_SK = "PRESENCE"
+_MAX_ATTEMPTS = 3
+
+
+def presence_key(phone_number: str) -> dict[str, Any]:
+    return {"PK": {"S": f"USER#{phone_number}"}, "SK": {"S": PRESENCE_SK}}
+
+
+def _connection_key(connection_id: str) -> dict[str, Any]:
+    return {"PK": {"S": f"CONN#{connection_id}"}, "SK": {"S": "CONN"}}
+
+
+def _forward_key(chat_id: str, phone_number: str) -> dict[str, Any]:
+    return {"PK": {"S": f"FWD#{chat_id}#{phone_number}"}, "SK": {"S": "FWD"}}
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def presence_from_item(item: dict[str, Any], now: datetime) -> Presence:
+    """A presence item (as stored, or an image from the stream) at ``now``."""
+    expiries = {
+        str(cid): datetime.fromtimestamp(int(ms) / 1000, tz=UTC)
+        for cid, ms in (item.get("connections") or {}).items()
+    }
+    last_seen = item.get("lastSeenAt")
+    phone = str(item.get("PK", "USER#"))[len("USER#") :]
+    return Presence(phone, open_connections(expiries, now), from_iso(last_seen) if last_seen else None)
+
+
+def _conditional(exc: ClientError) -> bool:
+    return error_code(exc) in ("ConditionalCheckFailedException", "TransactionCanceledException")
+
+
+class DynamoConnectionRepository:
+    def __init__(self, table: str, client: DynamoDBClient) -> None:
+        self._table = table
+        self._client = client
+
+    def add(self, phone_number: str, connection_id: str, *, now: datetime, expires_at: datetime) -> None:
+        ttl = {"N": str(int(expires_at.timestamp()))}
+        self._client.put_item(
+            TableName=self._table,
+            Item={**_connection_key(connection_id), "phoneNumber": {"S": phone_number}, "ttl": ttl},
+        )
+        expiry = {"N": str(_ms(expires_at))}
+        for _ in range(_MAX_ATTEMPTS):
+            try:  # the usual case: the user's presence item has its map already
+                self._client.update_item(
+                    TableName=self._table,
+                    Key=presence_key(phone_number),
+                    UpdateExpression="SET connections.#c = :exp, updatedAt = :now",
+                    ConditionExpression="attribute_exists(connections)",
+                    ExpressionAttributeNames={"#c": connection_id},
+                    ExpressionAttributeValues={":exp": expiry, ":now": {"S": to_iso(now)}},
+                )
+                return
+            except ClientError as exc:
+                if not _conditional(exc):
+                    raise translate(exc) from exc
+            try:  # first connection ever: create the map (a concurrent first one may win)
+                self._client.update_item(
+                    TableName=self._table,
+                    Key=presence_key(phone_number),
+                    UpdateExpression="SET connections = :map, updatedAt = :now",
+                    ConditionExpression="attribute_not_exists(connections)",
+                    ExpressionAttributeValues={
+                        ":map": {"M": {connection_id: expiry}},
+                        ":now": {"S": to_iso(now)},
+                    },
+                )
+                return
+            except ClientError as exc:
+                if not _conditional(exc):
+                    raise translate(exc) from exc
+        raise ConcurrentUpdate(f"Could not record connection {connection_id}: retry the connection.")
+
+    def remove(self, connection_id: str, *, now: datetime) -> str | None:
+        try:
+            response = self._client.delete_item(
+                TableName=self._table, Key=_connection_key(connection_id), ReturnValues="ALL_OLD"
+            )
+        except ClientError as exc:
+            raise translate(exc) from exc
+        phone = from_raw(response.get("Attributes") or {}).get("phoneNumber")
+        if phone is None:
+            return None
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=presence_key(str(phone)),
+                UpdateExpression="REMOVE connections.#c SET lastSeenAt = :now, updatedAt = :now",
+                ConditionExpression="attribute_exists(connections.#c)",
+                ExpressionAttributeNames={"#c": connection_id},
+                ExpressionAttributeValues={":now": {"S": to_iso(now)}},
+            )
+        except ClientError as exc:
+            if not _conditional(exc):  # already removed (a retried $disconnect): nothing to do
+                raise translate(exc) from exc
+        return str(phone)
+
+    def presence(self, phone_numbers: Sequence[str], *, now: datetime) -> dict[str, Presence]:
+        unique = sorted(set(phone_numbers))
+        items = batch_get(self._client, self._table, [presence_key(p) for p in unique])
+        found = {p.phone_number: p for p in (presence_from_item(item, now) for item in items)}
+        return {phone: found.get(phone, Presence(phone, (), None)) for phone in unique}
+
+
+class DynamoForwardLimiter:
+    """One SMS forward per chat and member per window: a conditional write of the window's end."""
+
+    def __init__(self, table: str, client: DynamoDBClient) -> None:
+        self._table = table
+        self._client = client
+
+    def acquire(self, chat_id: str, phone_number: str, *, now: datetime, window: timedelta) -> bool:
+        until = now + window
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item={
+                    **_forward_key(chat_id, phone_number),
+                    "until": {"N": str(_ms(until))},
+                    "ttl": {"N": str(int(until.timestamp()) + 3600)},
+                },
+                ConditionExpression="attribute_not_exists(PK) OR #u <= :now",
+                ExpressionAttributeNames={"#u": "until"},
+                ExpressionAttributeValues={":now": {"N": str(_ms(now))}},
+            )
+        except ClientError as exc:
+            if _conditional(exc):
+                return False
+            raise translate(exc) from exc
+        return True
+
+    def release(self, chat_id: str, phone_number: str) -> None:
+        try:
+            self._client.delete_item(TableName=self._table, Key=_forward_key(chat_id, phone_number))
+        except ClientError as exc:
+            raise translate(exc) from exc
