@@ -4,7 +4,9 @@ moto is written for correctness in small tests; the local stack keeps thousands 
 messages in a queue and thousands of items in a table, where some of moto's
 implementations cost time proportional to everything stored, on every call. Each patch
 here keeps moto's observable behaviour (results, errors) and drops that cost. They are
-installed once, by the emulated AWS server, never in the tests' in-process moto.
+installed by the emulated AWS server, by the in-process stack of the integration tests
+(so both behave alike), and by the campaign-loader benchmark (`bench/loader.py`, for
+both loaders it compares).
 """
 
 from __future__ import annotations
@@ -18,13 +20,21 @@ from moto import backends as moto_backends
 from moto.core.utils import camelcase_to_underscores
 from moto.dynamodb.comparisons import get_filter_expression
 from moto.dynamodb.exceptions import (
+    ItemSizeTooLarge,
     MultipleTransactionsException,
     TooManyTransactionsException,
     TransactionCanceledException,
     TransactWriteSingleOpException,
 )
 from moto.dynamodb.models import DynamoDBBackend
-from moto.dynamodb.parsing.ast_nodes import DepthFirstTraverser, Node, UpdateExpression
+from moto.dynamodb.models.dynamo_type import DynamoType, Item, LimitedSizeDict
+from moto.dynamodb.models.utilities import bytesize
+from moto.dynamodb.parsing.ast_nodes import (  # type: ignore[attr-defined]
+    # moto's ast_nodes starts with "# type: ignore": mypy sees none of its names (Any here).
+    DepthFirstTraverser,
+    Node,
+    UpdateExpression,
+)
 from moto.dynamodb.parsing.validators import ActionCountValidator
 from moto.sqs.models import Message, Queue, SQSBackend
 
@@ -36,7 +46,8 @@ def _transact_without_copies(self: DynamoDBBackend, transact_items: list[dict[st
     transaction cost as much as the table is big (seconds, with thousands of campaign
     recipients). Requests are served one at a time here, so checking every condition
     first and then applying every write is just as atomic, and a cancelled transaction
-    writes nothing. Errors and cancellation reasons are moto's own.
+    writes nothing (moto's own streams the writes it rolls back, which real DynamoDB never
+    does). Errors and cancellation reasons are moto's own.
     """
     if len(transact_items) > 100:
         raise TooManyTransactionsException()
@@ -88,6 +99,33 @@ def _transact_without_copies(self: DynamoDBBackend, transact_items: list[dict[st
             self.delete_item(op["TableName"], op["Key"], **common)
         elif op_type == "Update":
             self.update_item(op["TableName"], op["Key"], update_expression=op["UpdateExpression"], **common)
+
+
+# moto's item size limit (LimitedSizeDict: between DynamoDB's 400 KB and the 409-410 KB it accepts).
+_MAX_ITEM_BYTES = 405000
+
+
+def _item_init(self: Item, hash_key: DynamoType, range_key: DynamoType | None, attrs: dict[str, Any]) -> None:
+    """moto's Item(), sizing each attribute once instead of the whole item once per attribute.
+
+    moto stores the attributes in a LimitedSizeDict, whose every assignment re-sizes all
+    the attributes already set: building an item of k attributes sizes k * (k + 1) / 2
+    values (66 for a campaign recipient's 11), on every PutItem and every item of a
+    BatchWriteItem. Here the running total grows by the new attribute alone; sizes are
+    never negative, so it passes the limit at the same attribute as moto's sums do, and
+    ItemSizeTooLarge (or an error of DynamoType itself) is raised at the same point. The
+    stored item is the same LimitedSizeDict, so later updates check sizes as moto does.
+    """
+    self.hash_key = hash_key
+    self.range_key = range_key
+    self.attrs = LimitedSizeDict()
+    total = 0
+    for key, value in attrs.items():
+        attribute = DynamoType(value)
+        total += bytesize(key) + attribute.size()
+        if total > _MAX_ITEM_BYTES:
+            raise ItemSizeTooLarge
+        dict.__setitem__(self.attrs, key, attribute)
 
 
 _MOTO_MODULES = tuple(moto_backends.list_of_moto_modules())
@@ -197,12 +235,13 @@ def _count_actions_once(self: ActionCountValidator, node: Node) -> Node:
 def install() -> None:
     """Apply every speed-up (idempotent)."""
     DynamoDBBackend.transact_write_items = _transact_without_copies  # type: ignore[method-assign]
+    Item.__init__ = _item_init  # type: ignore[method-assign]
     moto_backends.list_of_moto_modules = _moto_modules
     Message.visible = property(_visible)  # type: ignore[method-assign,assignment]
     Message.delayed = property(_delayed)  # type: ignore[method-assign,assignment]
     Queue.messages = property(_queue_messages)  # type: ignore[method-assign,assignment]
     Queue.attributes = property(_queue_attributes)  # type: ignore[method-assign,assignment]
-    DepthFirstTraverser.nodes_to_be_processed = _nodes_to_be_processed  # type: ignore[method-assign]
-    DepthFirstTraverser.process = _process  # type: ignore[method-assign]
-    ActionCountValidator.traverse = _count_actions_once  # type: ignore[method-assign]
+    DepthFirstTraverser.nodes_to_be_processed = _nodes_to_be_processed
+    DepthFirstTraverser.process = _process
+    ActionCountValidator.traverse = _count_actions_once
     SQSBackend.is_message_valid_based_on_retention_period = _retained  # type: ignore[method-assign]

@@ -14,6 +14,7 @@ import boto3
 from botocore.config import Config
 
 from chatflow.adapters.aws import reset_clients
+from local import moto_speedups
 from local.apigw import HttpApi
 from local.provision import Provisioned, provision
 from local.runtime import LocalFunction
@@ -45,6 +46,9 @@ class InProcessStack:
     def create(cls, parameters: dict[str, str] | None = None) -> InProcessStack:
         """Create every resource of the template in the current AWS (moto) endpoint."""
         reset_clients()
+        # The same moto as the local stack's: among other things, a cancelled transaction
+        # there streams nothing (moto's own streams the writes it then rolls back).
+        moto_speedups.install()
         template = Template.load(parameters=parameters)
         endpoints = {
             api: f"https://{api.lower()}.execute-api.{REGION}.amazonaws.com"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -104,6 +105,9 @@ class InMemoryOptOuts:
 
     def is_opted_out(self, phone_number: str) -> bool:
         return phone_number in self.numbers
+
+    def opted_out(self, phone_numbers: Sequence[str]) -> set[str]:
+        return self.numbers & set(phone_numbers)
 
     def opt_out(self, phone_number: str, *, at: datetime) -> None:
         self.numbers.add(phone_number)

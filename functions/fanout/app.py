@@ -76,7 +76,8 @@ def record_handler(record: DynamoDBRecord) -> None:
             realtime().message_stored(message_from_item(new))
     elif sort_key == "META":
         realtime().chat_changed(chat_from_item(old) if old else None, chat_from_item(new) if new else None)
-    elif sort_key == PRESENCE_SK and new is not None:
+    elif sort_key == PRESENCE_SK and new is not None and set(new) - {"PK", "SK"}:
+        # (moto, not DynamoDB, streams a keys-only image first when an update creates an item)
         now = utc_now()
         realtime().presence_changed(
             presence_from_item(old, now) if old else None, presence_from_item(new, now)

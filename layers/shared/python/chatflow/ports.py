@@ -14,6 +14,7 @@ from typing import Any, Literal, Protocol
 from chatflow.domain.chats import Chat, Member, Message
 from chatflow.domain.pagination import Page, Position
 from chatflow.domain.realtime import Presence
+from chatflow.domain.search import IndexHits, MessageRef
 from chatflow.domain.sessions import Session
 from chatflow.domain.users import ProfileChanges, User
 
@@ -86,6 +87,27 @@ class ChatRepository(Protocol):
 
     def rename_member(self, phone_number: str, display_name: str | None) -> None:
         """Refresh the display name shown for this number in every chat it belongs to."""
+        ...
+
+    def get_messages(self, keys: Sequence[tuple[str, int]]) -> list[Message]:
+        """The messages at these ``(chat_id, seq)``, in any order; absent ones are left out."""
+        ...
+
+    def inbox_chat_ids(self, phone_number: str) -> list[str]:
+        """Ids of every chat in the number's inbox (its chats), in no particular order."""
+        ...
+
+
+class SearchIndex(Protocol):
+    """Per chat, one entry per distinct word of each message (chatflow.domain.search)."""
+
+    def index(self, ref: MessageRef, words: Sequence[str]) -> None:
+        """Store the message's entries; storing the same ones again changes nothing."""
+        ...
+
+    def find(self, chat_ids: Sequence[str], prefix: str, *, max_entries: int) -> IndexHits:
+        """The messages of these chats with an entry starting with ``prefix``; reading stops
+        (``complete`` False) once more than ``max_entries`` entries were read."""
         ...
 
 
@@ -211,6 +233,10 @@ class SmsCommandRepository(Protocol):
 
 class OptOutRepository(Protocol):
     def is_opted_out(self, phone_number: str) -> bool: ...
+
+    def opted_out(self, phone_numbers: Sequence[str]) -> set[str]:
+        """Those of ``phone_numbers`` that opted out (batched reads)."""
+        ...
 
     def opt_out(self, phone_number: str, *, at: datetime) -> None: ...
 

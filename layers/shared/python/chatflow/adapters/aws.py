@@ -10,6 +10,7 @@ import boto3
 from botocore.config import Config
 
 if TYPE_CHECKING:
+    from mypy_boto3_apigatewaymanagementapi.client import ApiGatewayManagementApiClient
     from mypy_boto3_dynamodb.client import DynamoDBClient
     from mypy_boto3_s3.client import S3Client
     from mypy_boto3_secretsmanager.client import SecretsManagerClient
@@ -45,6 +46,17 @@ def s3(region: str) -> S3Client:
     return boto3.client("s3", region_name=region, config=_CONFIG.merge(Config(signature_version="s3v4")))
 
 
+@cache
+def connections_api(region: str, endpoint_url: str) -> ApiGatewayManagementApiClient:
+    """A WebSocket stage's ``@connections`` API (``endpoint_url`` is https://…/stage)."""
+    return boto3.client(
+        "apigatewaymanagementapi",
+        region_name=region,
+        endpoint_url=endpoint_url,
+        config=_CONFIG.merge(Config(retries={"max_attempts": 3, "mode": "standard"}, read_timeout=5)),
+    )
+
+
 def read_secret(region: str, secret_id: str) -> bytes:
     value = secretsmanager(region).get_secret_value(SecretId=secret_id)
     return value["SecretString"].encode("utf-8")
@@ -64,3 +76,4 @@ def reset_clients() -> None:
     secretsmanager.cache_clear()
     sqs.cache_clear()
     s3.cache_clear()
+    connections_api.cache_clear()

@@ -14,21 +14,14 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from chatflow.adapters import aws
 from chatflow.adapters.dynamo import error_code
 
 if TYPE_CHECKING:
     from mypy_boto3_apigatewaymanagementapi.client import ApiGatewayManagementApiClient
 
-_CONFIG = Config(
-    retries={"max_attempts": 3, "mode": "standard"},
-    connect_timeout=2,
-    read_timeout=5,
-    max_pool_connections=32,
-)
 POST_CONCURRENCY = 16
 
 
@@ -41,11 +34,8 @@ def management_url(websocket_endpoint: str) -> str:
     return websocket_endpoint
 
 
-@cache
-def management_client(region: str, endpoint: str) -> ApiGatewayManagementApiClient:
-    return boto3.client(
-        "apigatewaymanagementapi", region_name=region, endpoint_url=management_url(endpoint), config=_CONFIG
-    )
+def management_client(region: str, websocket_endpoint: str) -> ApiGatewayManagementApiClient:
+    return aws.connections_api(region, management_url(websocket_endpoint))
 
 
 @cache

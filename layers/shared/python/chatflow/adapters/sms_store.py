@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from chatflow.adapters.dynamo import RawItem, error_code, from_raw, to_raw, to_value, translate
+from chatflow.adapters.dynamo import RawItem, batch_get, error_code, from_raw, to_raw, to_value, translate
 from chatflow.domain.clock import to_iso
 from chatflow.domain.sms_events import CommandSnapshot, Rejection
 from chatflow.ports import Claim, OutgoingSms
@@ -209,6 +209,10 @@ class DynamoOptOutRepository:
         except ClientError as exc:
             raise translate(exc) from exc
         return "Item" in response
+
+    def opted_out(self, phone_numbers: Sequence[str]) -> set[str]:
+        items = batch_get(self._client, self._table, [self._key(p) for p in sorted(set(phone_numbers))])
+        return {str(item["phoneNumber"]) for item in items}
 
     def opt_out(self, phone_number: str, *, at: datetime) -> None:
         item = {"PK": f"OPTOUT#{phone_number}", "SK": "OPTOUT", "phoneNumber": phone_number, "at": to_iso(at)}

@@ -269,8 +269,9 @@ class RealtimeService:
             return
         text = forward_text(sender_label(chat, message.sender), message.text)
         now = self._clock()
+        opted_out = via.opt_outs.opted_out([m.phone_number for m in members])
         for member in members:
-            if via.opt_outs.is_opted_out(member.phone_number):
+            if member.phone_number in opted_out:
                 continue
             if not via.limiter.acquire(chat.chat_id, member.phone_number, now=now, window=FORWARD_WINDOW):
                 continue
