@@ -1,0 +1,200 @@
+"""Real time end to end: the local stack, real WebSocket clients, the fake SMS provider.
+
+Alice and Bob are connected; Carol, in their group, is not. Messages and receipts go
+over the sockets, presence and typing frames arrive, Carol gets one SMS, and a client
+that lost its connection catches up over HTTP with ``afterSeq``: no gap, no duplicate.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+
+from local.stack_server import StackServer
+from local.websocket import WebSocketClient, WebSocketError
+from tests.local.conftest import Lines, eventually, free_config, http
+
+ALICE = "+14155550101"
+BOB = "+14155550102"
+CAROL = "+14155550103"
+
+
+class Client:
+    """A signed-in user with an open socket, as an app would be."""
+
+    def __init__(self, stack: StackServer, phone: str) -> None:
+        self.url = stack.outputs["HttpApiUrl"]
+        self.ws_url = stack.outputs["WebSocketUrl"]
+        status, session = http("POST", f"{self.url}/v1/sessions", {"phoneNumber": phone})
+        assert status == 201, session
+        self.token = str(session["token"])
+        self.auth = {"authorization": f"Bearer {self.token}"}
+        self.socket: WebSocketClient | None = None
+        self.connect()
+
+    def connect(self) -> None:
+        self.socket = WebSocketClient.connect(f"{self.ws_url}?token={quote(self.token)}")
+
+    def drop(self) -> None:
+        assert self.socket is not None
+        self.socket.close()
+        self.socket = None
+
+    def send(self, frame: dict[str, Any]) -> None:
+        assert self.socket is not None
+        self.socket.send_json(frame)
+
+    def wait_for(self, accept: Callable[[dict[str, Any]], bool], timeout: float = 10.0) -> dict[str, Any]:
+        """The first frame ``accept`` takes; frames before it are skipped."""
+        assert self.socket is not None
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                pytest.fail("the expected frame did not arrive")
+            try:
+                frame = self.socket.receive_json(timeout=remaining)
+            except WebSocketError:
+                continue
+            if accept(frame):
+                return dict(frame)
+
+    def post(self, path: str, body: Any) -> tuple[int, Any]:
+        return http("POST", f"{self.url}{path}", body, self.auth)
+
+    def get(self, path: str) -> Any:
+        status, body = http("GET", f"{self.url}{path}", headers=self.auth)
+        assert status == 200, body
+        return body
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackServer]:
+    config = free_config(tmp_path_factory.mktemp("realtime"), persist=False)
+    with StackServer(config, log=Lines()) as server:
+        yield server
+
+
+def _new(frame: dict[str, Any], text: str) -> bool:
+    return frame["type"] == "message.new" and frame["message"]["text"] == text
+
+
+def test_two_users_chat_in_real_time_and_an_offline_member_gets_an_sms(stack: StackServer) -> None:
+    # Given Alice and Bob online, and a group with Carol, who has no app
+    alice, bob = Client(stack, ALICE), Client(stack, BOB)
+    status, group = alice.post("/v1/chats", {"type": "group", "name": "trip", "members": [BOB, CAROL]})
+    assert status == 201, group
+    chat_id = group["chatId"]
+    bob.wait_for(lambda f: f["type"] == "chat.updated" and f["chat"]["chatId"] == chat_id)
+
+    # When Alice sends a message over her socket
+    alice.send({"action": "sendMessage", "chatId": chat_id, "text": "Train at 9?", "clientMessageId": "a1"})
+
+    # Then both get message.new, sent by Alice with seq 1
+    seen_by_bob = bob.wait_for(lambda f: _new(f, "Train at 9?"))["message"]
+    assert (seen_by_bob["seq"], seen_by_bob["sender"]) == (1, ALICE)
+    alice.wait_for(lambda f: _new(f, "Train at 9?"))
+
+    # And Carol gets it by SMS, once, from Alice's number
+    provider = stack.outputs["SmsProviderUrl"]
+    texts = eventually(lambda: http("GET", f"{provider}/messages?to={quote(CAROL)}")[1]["items"])
+    assert [t["text"] for t in texts] == [f"{ALICE}: Train at 9?"]
+
+    # When Bob types and then reads it
+    bob.send({"action": "typing", "chatId": chat_id})
+    typing = alice.wait_for(lambda f: f["type"] == "typing")
+    assert typing == {"type": "typing", "chatId": chat_id, "phoneNumber": BOB}
+    bob.send({"action": "receipt", "chatId": chat_id, "type": "read", "upToSeq": 1})
+
+    # Then Alice sees Bob's read marker
+    status_frame = alice.wait_for(lambda f: f["type"] == "message.status")
+    assert status_frame == {
+        "type": "message.status",
+        "chatId": chat_id,
+        "upToSeq": 1,
+        "status": "read",
+        "by": BOB,
+    }
+
+    # And a burst of messages sends Carol no further SMS (one per chat per 10 minutes)
+    for i in range(3):
+        alice.send(
+            {"action": "sendMessage", "chatId": chat_id, "text": f"more {i}", "clientMessageId": f"b{i}"}
+        )
+    bob.wait_for(lambda f: _new(f, "more 2"))
+    time.sleep(0.5)
+    assert len(http("GET", f"{provider}/messages?to={quote(CAROL)}")[1]["items"]) == 1
+
+
+def test_presence_comes_and_goes_with_connections(stack: StackServer) -> None:
+    # Given Dave and Erin share a chat, and Dave is connected
+    dave, erin_number = Client(stack, "+14155550104"), "+14155550105"
+    status, _ = dave.post("/v1/chats", {"type": "direct", "members": [erin_number]})
+    assert status == 201
+
+    # When Erin connects, then disconnects
+    erin = Client(stack, erin_number)
+    online = dave.wait_for(lambda f: f["type"] == "presence" and f["phoneNumber"] == erin_number)
+    erin.drop()
+    offline = dave.wait_for(lambda f: f["type"] == "presence" and f["phoneNumber"] == erin_number)
+
+    # Then Dave hears both, with a last-seen time at the end
+    assert (online["online"], offline["online"]) == (True, False)
+    assert offline["lastSeenAt"].endswith("Z")
+
+
+def test_a_bad_frame_gets_an_error_and_the_socket_stays_open(stack: StackServer) -> None:
+    frank = Client(stack, "+14155550106")
+
+    assert frank.socket is not None
+    frank.socket.send_text("{not json")
+    error = frank.wait_for(lambda f: f["type"] == "error")
+    frank.send({"action": "ping"})
+
+    assert error["code"] == "invalid_frame"
+    assert frank.wait_for(lambda f: f["type"] == "pong") == {"type": "pong"}
+
+
+def test_a_bad_token_is_refused_at_the_handshake(stack: StackServer) -> None:
+    with pytest.raises(WebSocketError):
+        WebSocketClient.connect(f"{stack.outputs['WebSocketUrl']}?token=not-a-token")
+
+
+def test_a_reconnect_catches_up_with_no_gap_and_no_duplicate(stack: StackServer) -> None:
+    # Given Grace and Heidi chatting; Heidi has seen seq 1 over her socket
+    grace, heidi = Client(stack, "+14155550107"), Client(stack, "+14155550108")
+    status, chat = grace.post("/v1/chats", {"type": "direct", "members": ["+14155550108"]})
+    assert status in (200, 201)
+    chat_id = chat["chatId"]
+    grace.send({"action": "sendMessage", "chatId": chat_id, "text": "one", "clientMessageId": "g0"})
+    last_seen = heidi.wait_for(lambda f: _new(f, "one"))["message"]["seq"]
+
+    # When Heidi's connection drops while Grace sends five more, then Heidi reconnects
+    heidi.drop()
+    for i in range(5):
+        status, _ = grace.post(
+            f"/v1/chats/{chat_id}/messages", {"text": f"while away {i}", "clientMessageId": uuid.uuid4().hex}
+        )
+        assert status == 201
+    heidi.connect()
+    missed = heidi.get(f"/v1/chats/{chat_id}/messages?afterSeq={last_seen}&limit=100")["items"]
+    grace.send({"action": "sendMessage", "chatId": chat_id, "text": "back?", "clientMessageId": "g6"})
+    live = [heidi.wait_for(lambda f: f["type"] == "message.new")["message"]]
+    while live[-1]["seq"] < 7:  # frames of messages sent while away may still be on their way
+        live.append(heidi.wait_for(lambda f: f["type"] == "message.new")["message"])
+
+    # Then the catch-up holds exactly the missed messages, in order
+    assert [m["seq"] for m in missed] == [2, 3, 4, 5, 6]
+    assert [m["text"] for m in missed] == [f"while away {i}" for i in range(5)]
+    # And merging it with what arrives live (the client keeps one message per seq) leaves
+    # no gap and no duplicate: live frames are the same messages, then the new one
+    timeline: dict[int, dict[str, Any]] = {m["seq"]: m for m in missed}
+    for message in live:
+        assert timeline.setdefault(message["seq"], message)["messageId"] == message["messageId"]
+    assert sorted(timeline) == [2, 3, 4, 5, 6, 7]
+    assert timeline[7]["text"] == "back?"
