@@ -81,7 +81,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackServer]:
 
 
 def _new(frame: dict[str, Any], text: str) -> bool:
-    return frame["type"] == "message.new" and frame["message"]["text"] == text
+    return bool(frame["type"] == "message.new" and frame["message"]["text"] == text)
 
 
 def test_two_users_chat_in_real_time_and_an_offline_member_gets_an_sms(stack: StackServer) -> None:
