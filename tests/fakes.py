@@ -17,6 +17,7 @@ from chatflow.domain.chats import MAX_GROUP_MEMBERS, Chat, Member, Message
 from chatflow.domain.clock import to_iso
 from chatflow.domain.otp import seconds_until_allowed, sends_in_window
 from chatflow.domain.pagination import Page, Position
+from chatflow.domain.search import IndexHits, MessageRef
 from chatflow.domain.sessions import Session
 from chatflow.domain.users import ProfileChanges, User
 from chatflow.errors import AlreadyExists, ConcurrentUpdate, InvalidCursor, RateLimited, UsernameTaken
@@ -175,6 +176,10 @@ class FakeSmsCommandSender:
         with self._lock:
             self.commands.append(dict(command))
 
+    def send_all(self, commands: Sequence[Mapping[str, Any]]) -> None:
+        with self._lock:
+            self.commands.extend(dict(c) for c in commands)
+
 
 def _sorted_members(members: Sequence[Member]) -> tuple[Member, ...]:
     """Members in the order the adapter reads them back: by join time, then number."""
@@ -200,6 +205,8 @@ class FakeChatRepository:
         self.client_ids: dict[tuple[str, str], Message] = {}
         self.inbox: dict[str, dict[str, datetime]] = {}
         self.renames: list[tuple[str, str | None]] = []
+        # Calls of get_messages (one BatchGetItem each in the adapter).
+        self.message_reads = 0
 
     # ---- chats -------------------------------------------------------------------
 
@@ -355,6 +362,19 @@ class FakeChatRepository:
                 )
                 self.chats[chat_id] = stored.with_members(members)
 
+    def get_messages(self, keys: Sequence[tuple[str, int]]) -> list[Message]:
+        with self._lock:
+            self.message_reads += 1
+            return [
+                self.messages[cid][seq]
+                for cid, seq in dict.fromkeys(keys)
+                if seq in self.messages.get(cid, {})
+            ]
+
+    def inbox_chat_ids(self, phone_number: str) -> list[str]:
+        with self._lock:
+            return list(self.inbox.get(phone_number, {}))
+
     # ---- helpers -----------------------------------------------------------------
 
     def _touch(self, phone: str, chat_id: str, activity: datetime, *, force: bool = False) -> None:
@@ -363,3 +383,31 @@ class FakeChatRepository:
         current = entries.get(chat_id)
         if force or current is None or current < activity:
             entries[chat_id] = activity
+
+
+class FakeSearchIndex:
+    """The search table in memory: per chat, the set of ``(word, message)`` entries.
+
+    ``find`` has the adapter's semantics: every entry whose word starts with the prefix,
+    a message once per such word, and ``complete`` False past ``max_entries``.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.entries: dict[str, set[tuple[str, MessageRef]]] = {}
+
+    def index(self, ref: MessageRef, words: Sequence[str]) -> None:
+        with self._lock:
+            self.entries.setdefault(ref.chat_id, set()).update((w, ref) for w in words)
+
+    def find(self, chat_ids: Sequence[str], prefix: str, *, max_entries: int) -> IndexHits:
+        with self._lock:
+            refs = [
+                ref
+                for cid in dict.fromkeys(chat_ids)
+                for word, ref in self.entries.get(cid, set())
+                if word.startswith(prefix)
+            ]
+        if len(refs) > max_entries:
+            return IndexHits(tuple(refs[:max_entries]), complete=False)
+        return IndexHits(tuple(refs), complete=True)

@@ -176,6 +176,10 @@ class SmsCommandSender(Protocol):
         """Drop a SendSms command (CONTRACT §4 body) on the gateway's queue."""
         ...
 
+    def send_all(self, commands: Sequence[Mapping[str, Any]]) -> None:
+        """Put every command on the queue (in batches); raise if some could not be queued."""
+        ...
+
 
 @dataclass(frozen=True)
 class OutgoingSms:

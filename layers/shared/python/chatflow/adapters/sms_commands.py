@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs.client import SQSClient
 
 _THROTTLING_CODES = frozenset({"ThrottlingException", "RequestThrottled", "KmsThrottled"})
+_BATCH_ROUNDS = 3
 
 
 class SqsSmsCommandSender:
@@ -36,3 +37,25 @@ class SqsSmsCommandSender:
             if error_code(exc) in _THROTTLING_CODES:
                 raise Throttled("The SMS queue is busy: retry in a moment.") from exc
             raise
+
+    def send_all(self, commands: Sequence[Mapping[str, Any]]) -> None:
+        """SendMessageBatch by 10; entries SQS fails are sent again, up to 3 rounds."""
+        client = self._client or aws.sqs(self._region)
+        for start in range(0, len(commands), 10):
+            pending = {
+                str(i): json.dumps(command, separators=(",", ":"))
+                for i, command in enumerate(commands[start : start + 10])
+            }
+            for _ in range(_BATCH_ROUNDS):
+                entries = [{"Id": key, "MessageBody": body} for key, body in pending.items()]
+                try:
+                    response = client.send_message_batch(QueueUrl=self._queue_url, Entries=entries)  # type: ignore[arg-type]
+                except ClientError as exc:
+                    if error_code(exc) in _THROTTLING_CODES:
+                        raise Throttled("The SMS queue is busy: retry in a moment.") from exc
+                    raise
+                pending = {f["Id"]: pending[f["Id"]] for f in response.get("Failed", [])}
+                if not pending:
+                    break
+            else:
+                raise Throttled(f"{len(pending)} SMS commands could not be queued: retry in a moment.")

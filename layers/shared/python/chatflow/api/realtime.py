@@ -270,18 +270,25 @@ class RealtimeService:
         text = forward_text(sender_label(chat, message.sender), message.text)
         now = self._clock()
         opted_out = via.opt_outs.opted_out([m.phone_number for m in members])
-        for member in members:
-            if member.phone_number in opted_out:
-                continue
-            if not via.limiter.acquire(chat.chat_id, member.phone_number, now=now, window=FORWARD_WINDOW):
-                continue
-            try:
-                via.sender.send(self._forward_command(chat, message, member.phone_number, text))
-            except Exception:
-                # Give the budget back: the stream record is retried and must send it then.
-                via.limiter.release(chat.chat_id, member.phone_number)
-                raise
-            logger.info("message forwarded by SMS", extra={"chat_id": chat.chat_id, "seq": message.seq})
+        granted = [
+            m.phone_number
+            for m in members
+            if m.phone_number not in opted_out
+            and via.limiter.acquire(chat.chat_id, m.phone_number, now=now, window=FORWARD_WINDOW)
+        ]
+        if not granted:
+            return
+        try:
+            via.sender.send_all([self._forward_command(chat, message, phone, text) for phone in granted])
+        except Exception:
+            # Give the budgets back: the stream record is retried and must send them then.
+            for phone in granted:
+                via.limiter.release(chat.chat_id, phone)
+            raise
+        logger.info(
+            "message forwarded by SMS",
+            extra={"chat_id": chat.chat_id, "seq": message.seq, "members": len(granted)},
+        )
 
     @staticmethod
     def _forward_command(chat: Chat, message: Message, phone_number: str, text: str) -> dict[str, Any]:

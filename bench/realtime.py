@@ -1,0 +1,239 @@
+"""Real time: how long a message takes to reach the other side, and what the fan-out costs.
+
+Latency: the local stack (``make run``'s, with the fake provider) and 50 users, each
+signed in with an open WebSocket, chatting in 20 direct chats and 2 groups of 5. For each
+message: ``POST /v1/chats/{id}/messages``, note when it returns, and wait for the
+``message.new`` frame at another member; the difference is the latency (negative when
+the frame beats the HTTP response). A few senders at once, so that deliveries overlap.
+Targets on this machine: p50 ≤ 30 ms, p99 ≤ 100 ms.
+
+Fan-out cost: a group of 200 members, 50 of them connected, in the in-process stack
+(moto): the AWS calls the fan-out makes for one message (reads, posts, SMS forwards).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import tempfile
+import threading
+import time
+import urllib.request
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.endpoint import Endpoint
+from moto import mock_aws
+
+from local.config import LocalConfig
+from local.specs import REGION
+from local.stack import InProcessStack
+from local.stack_server import StackServer
+from local.websocket import WebSocketClient, WebSocketError
+
+USERS = 50
+MESSAGES = 400
+SENDERS = 4
+TARGET_P50_MS = 30.0
+TARGET_P99_MS = 100.0
+GROUP_SIZE = 200
+GROUP_CONNECTED = 50
+
+
+@dataclass(frozen=True)
+class LatencyReport:
+    samples_ms: list[float]
+
+    def percentile(self, fraction: float) -> float:
+        ordered = sorted(self.samples_ms)
+        return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+    @property
+    def p50(self) -> float:
+        return statistics.median(self.samples_ms)
+
+    @property
+    def p99(self) -> float:
+        return self.percentile(0.99)
+
+    @property
+    def met(self) -> bool:
+        return self.p50 <= TARGET_P50_MS and self.p99 <= TARGET_P99_MS
+
+
+@dataclass(frozen=True)
+class FanoutCost:
+    members: int
+    connected: int
+    calls: Counter[str]
+
+    @property
+    def reads(self) -> int:
+        return sum(n for op, n in self.calls.items() if op in ("GetItem", "BatchGetItem", "Query"))
+
+
+class _Listener:
+    """Reads one socket on a thread; hands ``message.new`` frames to whoever waits for them."""
+
+    def __init__(self, socket: WebSocketClient) -> None:
+        self.socket = socket
+        self.arrivals: dict[str, float] = {}
+        self._condition = threading.Condition()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                frame = self.socket.receive_json(timeout=3600)
+            except WebSocketError:
+                return
+            if frame.get("type") == "message.new":
+                arrived = time.perf_counter()
+                with self._condition:
+                    self.arrivals[frame["message"]["messageId"]] = arrived
+                    self._condition.notify_all()
+
+    def wait(self, message_id: str, timeout: float = 10.0) -> float:
+        with self._condition:
+            if not self._condition.wait_for(lambda: message_id in self.arrivals, timeout):
+                raise TimeoutError(f"message {message_id} never arrived")
+            return self.arrivals.pop(message_id)
+
+
+def _post(url: str, body: Any, token: str | None = None) -> Any:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST")  # noqa: S310
+    request.add_header("content-type", "application/json")
+    if token:
+        request.add_header("authorization", f"Bearer {token}")
+    with urllib.request.urlopen(request, timeout=15) as response:  # noqa: S310 - the local stack
+        return json.loads(response.read())
+
+
+def _config(state: Path) -> LocalConfig:
+    return LocalConfig(
+        http_port=0,
+        ws_port=0,
+        provider_port=0,
+        aws_port=0,
+        auth_mode="phone",
+        state_dir=state,
+        static_dir=None,
+        persist=False,
+        provider_environ={"CHATFLOW_FAKE_FAILURE_RATE": "0", "CHATFLOW_FAKE_DELAY_MS": "0-2"},
+    )
+
+
+def measure_latency(messages: int = MESSAGES) -> LatencyReport:
+    with (
+        tempfile.TemporaryDirectory() as state,
+        StackServer(_config(Path(state)), log=lambda _: None) as stack,
+    ):
+        url, ws_url = stack.outputs["HttpApiUrl"], stack.outputs["WebSocketUrl"]
+        phones = [f"+1415555{2000 + i:04d}" for i in range(USERS)]
+        tokens = {p: _post(f"{url}/v1/sessions", {"phoneNumber": p})["token"] for p in phones}
+        listeners = {p: _Listener(WebSocketClient.connect(f"{ws_url}?token={tokens[p]}")) for p in phones}
+        chats: list[tuple[str, list[str]]] = []
+        for i in range(0, 40, 2):
+            a, b = phones[i], phones[i + 1]
+            chats.append(
+                (_post(f"{url}/v1/chats", {"type": "direct", "members": [b]}, tokens[a])["chatId"], [a, b])
+            )
+        for start in (40, 45):
+            members = phones[start : start + 5]
+            body = {"type": "group", "name": f"group {start}", "members": members[1:]}
+            chats.append((_post(f"{url}/v1/chats", body, tokens[members[0]])["chatId"], members))
+        for n in range(len(chats) * 2):  # warm every function and worker before measuring
+            _send(url, tokens, listeners, chats[n % len(chats)], n)
+
+        def one(n: int) -> float:
+            return _send(url, tokens, listeners, chats[n % len(chats)], n)
+
+        with ThreadPoolExecutor(SENDERS) as pool:
+            samples = list(pool.map(one, range(messages)))
+        for listener in listeners.values():
+            listener.socket.close()
+        return LatencyReport(samples)
+
+
+def _send(
+    url: str, tokens: dict[str, str], listeners: dict[str, _Listener], chat: tuple[str, list[str]], n: int
+) -> float:
+    chat_id, members = chat
+    sender, receiver = members[n % len(members)], members[(n + 1) % len(members)]
+    body = {"text": f"message {n}", "clientMessageId": uuid.uuid4().hex}
+    message = _post(f"{url}/v1/chats/{chat_id}/messages", body, tokens[sender])
+    returned = time.perf_counter()
+    arrived = listeners[receiver].wait(message["messageId"])
+    for member in members:  # everyone else got it too; forget it
+        if member != receiver:
+            listeners[member].wait(message["messageId"])
+    return (arrived - returned) * 1000
+
+
+@contextmanager
+def _counting(calls: Counter[str]) -> Iterator[None]:
+    make_request = Endpoint.make_request
+
+    def counted(self: Endpoint, operation_model: Any, request_dict: Any) -> Any:
+        calls[operation_model.name] += 1
+        return make_request(self, operation_model, request_dict)
+
+    Endpoint.make_request = counted  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        Endpoint.make_request = make_request  # type: ignore[method-assign]
+
+
+def measure_fanout_cost() -> FanoutCost:
+    """Calls of the fan-out alone for one message to a group of 200, 50 of them connected."""
+    with mock_aws():
+        stack = InProcessStack.create(parameters={"AuthMode": "phone"})
+        http = stack.http
+
+        def call(method: str, path: str, body: Any, token: str | None = None) -> Any:
+            headers = {"content-type": "application/json"} | (
+                {"authorization": f"Bearer {token}"} if token else {}
+            )
+            return http.request(method, path, headers=headers, body=json.dumps(body)).json()
+
+        others = [f"+1415556{i:04d}" for i in range(GROUP_SIZE - 1)]
+        owner = call("POST", "/v1/sessions", {"phoneNumber": "+14155550199"})["token"]
+        chat_id = call("POST", "/v1/chats", {"type": "group", "name": "big", "members": others[:150]}, owner)[
+            "chatId"
+        ]
+        call("POST", f"/v1/chats/{chat_id}/members", {"members": others[150:]}, owner)
+        for i, phone in enumerate(others[:GROUP_CONNECTED]):
+            context = {"routeKey": "$connect", "connectionId": f"c{i}=", "authorizer": {"phoneNumber": phone}}
+            stack.invoke("RealtimeConnectionsFunction", {"requestContext": context})
+        stack.drain_streams()
+        call("POST", f"/v1/chats/{chat_id}/messages", {"text": "hello all", "clientMessageId": "m1"}, owner)
+        record = _message_record(chat_id, 1)  # the stream is not drained: the fan-out runs once, here
+        calls: Counter[str] = Counter()
+        with _counting(calls):
+            stack.invoke("FanoutFunction", {"Records": [record]})
+        return FanoutCost(GROUP_SIZE, GROUP_CONNECTED, calls)
+
+
+def _message_record(chat_id: str, seq: int) -> dict[str, Any]:
+    """The stream record DynamoDB sends for a stored message (its INSERT, new image)."""
+    key = {"PK": {"S": f"CHAT#{chat_id}"}, "SK": {"S": f"MSG#{seq:012d}"}}
+    item = boto3.client("dynamodb", region_name=REGION).get_item(TableName="ChatsTable", Key=key)["Item"]
+    return {"eventName": "INSERT", "eventSource": "aws:dynamodb", "dynamodb": {"Keys": key, "NewImage": item}}
+
+
+if __name__ == "__main__":
+    cost = measure_fanout_cost()
+    print(
+        f"fan-out of one message to {cost.members} members ({cost.connected} connected): {dict(cost.calls)}"
+    )
+    report = measure_latency()
+    print(f"latency p50 {report.p50:.1f} ms, p99 {report.p99:.1f} ms, max {max(report.samples_ms):.1f} ms")
