@@ -1,4 +1,4 @@
-"""Emulated AWS: transactions stay atomic without moto's table copies."""
+"""Emulated AWS: transactions stay atomic without moto's table copies; items are sized as moto does."""
 
 from __future__ import annotations
 
@@ -76,3 +76,35 @@ def test_a_transaction_whose_conditions_hold_applies_every_write(dynamodb: Any) 
     )
     assert dynamodb.get_item(TableName="t", Key={"PK": {"S": "a"}})["Item"]["n"] == {"N": "1"}
     assert dynamodb.get_item(TableName="t", Key={"PK": {"S": "c"}})["Item"]["n"] == {"N": "1"}
+
+
+def test_an_item_with_many_attributes_is_stored_whole(dynamodb: Any) -> None:
+    # Given an item of 50 attributes of every kind (sized once each by the speed-up)
+    item: dict[str, Any] = {"PK": {"S": "wide"}}
+    for i in range(49):
+        item[f"a{i}"] = [{"S": f"v{i}"}, {"N": str(i)}, {"L": [{"S": "x"}]}, {"M": {"k": {"BOOL": True}}}][
+            i % 4
+        ]
+
+    # When it is written
+    dynamodb.put_item(TableName="t", Item=item)
+
+    # Then it reads back unchanged
+    assert dynamodb.get_item(TableName="t", Key={"PK": {"S": "wide"}})["Item"] == item
+
+
+def test_an_item_over_the_size_limit_is_refused_as_moto_refuses_it(dynamodb: Any) -> None:
+    # Given an item whose attributes are each small but add up to more than 400 KB
+    item = {"PK": {"S": "big"}, **{f"a{i}": {"S": "x" * 100_000} for i in range(5)}}
+
+    # When it is written, alone or in a batch
+    with pytest.raises(ClientError) as alone:
+        dynamodb.put_item(TableName="t", Item=item)
+    with pytest.raises(ClientError) as batched:
+        dynamodb.batch_write_item(RequestItems={"t": [{"PutRequest": {"Item": item}}]})
+
+    # Then both are moto's size error, and nothing is stored
+    for refused in (alone, batched):
+        assert refused.value.response["Error"]["Code"] == "ValidationException"
+        assert "Item size has exceeded the maximum allowed size" in refused.value.response["Error"]["Message"]
+    assert "Item" not in dynamodb.get_item(TableName="t", Key={"PK": {"S": "big"}})
