@@ -92,7 +92,9 @@ class _Listener:
     def _run(self) -> None:
         while True:
             try:
-                frame = self.socket.receive_json(timeout=3600)
+                frame = self.socket.receive_json(timeout=60)
+            except TimeoutError:
+                continue
             except WebSocketError:
                 return
             if frame.get("type") == "message.new":
@@ -215,19 +217,27 @@ def measure_fanout_cost() -> FanoutCost:
             context = {"routeKey": "$connect", "connectionId": f"c{i}=", "authorizer": {"phoneNumber": phone}}
             stack.invoke("RealtimeConnectionsFunction", {"requestContext": context})
         stack.drain_streams()
+        before = _meta(chat_id)
         call("POST", f"/v1/chats/{chat_id}/messages", {"text": "hello all", "clientMessageId": "m1"}, owner)
-        record = _message_record(chat_id, 1)  # the stream is not drained: the fan-out runs once, here
+        # The stream is not drained: the fan-out runs once, here, on the record DynamoDB sends
+        record = {
+            "eventName": "MODIFY",
+            "eventSource": "aws:dynamodb",
+            "dynamodb": {"Keys": _meta_key(chat_id), "OldImage": before, "NewImage": _meta(chat_id)},
+        }
         calls: Counter[str] = Counter()
         with _counting(calls):
             stack.invoke("FanoutFunction", {"Records": [record]})
         return FanoutCost(GROUP_SIZE, GROUP_CONNECTED, calls)
 
 
-def _message_record(chat_id: str, seq: int) -> dict[str, Any]:
-    """The stream record DynamoDB sends for a stored message (its INSERT, new image)."""
-    key = {"PK": {"S": f"CHAT#{chat_id}"}, "SK": {"S": f"MSG#{seq:012d}"}}
-    item = boto3.client("dynamodb", region_name=REGION).get_item(TableName="ChatsTable", Key=key)["Item"]
-    return {"eventName": "INSERT", "eventSource": "aws:dynamodb", "dynamodb": {"Keys": key, "NewImage": item}}
+def _meta_key(chat_id: str) -> dict[str, Any]:
+    return {"PK": {"S": f"CHAT#{chat_id}"}, "SK": {"S": "META"}}
+
+
+def _meta(chat_id: str) -> dict[str, Any]:
+    client = boto3.client("dynamodb", region_name=REGION)
+    return dict(client.get_item(TableName="ChatsTable", Key=_meta_key(chat_id))["Item"])
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Chats API: chats, members, messages and receipts (``/v1/chats``, ``/v1/messages``)."""
+"""Chats API: chats, members, messages, receipts (``/v1/chats``, ``/v1/messages``) and ``/v1/search``."""
 
 from __future__ import annotations
 
@@ -8,16 +8,24 @@ from functools import cache
 from chatflow.adapters import aws
 from chatflow.adapters.chat_store import DynamoChatRepository
 from chatflow.adapters.identity_store import DynamoUserRepository
-from chatflow.api.chat_routes import chat_router
+from chatflow.adapters.search_store import DynamoSearchIndex
+from chatflow.api.chat_routes import chat_router, search_router
 from chatflow.api.http import build_resolver, http_handler
 from chatflow.domain.clock import utc_now
 from chatflow.domain.messaging import MessagingService
 from chatflow.domain.pagination import CursorCodec
-from chatflow.settings import AwsSettings, CursorSettings, TableSettings, load
+from chatflow.domain.search import SearchService
+from chatflow.settings import AwsSettings, CursorSettings, SearchSettings, TableSettings, load
 
 AWS = load(AwsSettings)
 TABLES = load(TableSettings)
 CURSORS = load(CursorSettings)
+SEARCH = load(SearchSettings)
+
+
+@cache
+def cursors() -> CursorCodec:
+    return CursorCodec(aws.read_secret(AWS.region, CURSORS.cursor_secret_arn))
 
 
 @cache
@@ -26,11 +34,21 @@ def messaging() -> MessagingService:
     return MessagingService(
         chats=DynamoChatRepository(TABLES.chats_table, client),
         users=DynamoUserRepository(TABLES.users_table, client),
-        cursors=CursorCodec(aws.read_secret(AWS.region, CURSORS.cursor_secret_arn)),
+        cursors=cursors(),
         clock=utc_now,
         sleep=time.sleep,
     )
 
 
-app = build_resolver([chat_router(messaging)])
+@cache
+def searching() -> SearchService:
+    client = aws.dynamodb(AWS.region)
+    return SearchService(
+        chats=DynamoChatRepository(TABLES.chats_table, client),
+        index=DynamoSearchIndex(SEARCH.search_table, client),
+        cursors=cursors(),
+    )
+
+
+app = build_resolver([chat_router(messaging), search_router(searching)])
 lambda_handler = http_handler(app)

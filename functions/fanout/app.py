@@ -1,15 +1,16 @@
 """Fan-out: turns stored changes into WebSocket frames (and SMS for offline members).
 
 Two streams feed it:
-- the chats table: a new ``MSG#`` item → ``message.new`` to every open connection of
-  every member, and an SMS forward to members with none; a changed ``META`` item →
-  ``message.status`` for moved delivered/read markers and ``chat.updated`` for a new
-  chat or a membership change;
+- the chats table's ``META`` items: a new message (the item holds it, with the members
+  and their markers) → ``message.new`` to every open connection of every member, and an
+  SMS forward to members with none; moved delivered/read markers → ``message.status``;
+  a new chat or a membership change → ``chat.updated``;
 - the connections table: a user's ``PRESENCE`` item going from no open connection to
   one, or back → ``presence`` to everyone who shares a chat with them.
 
-Reads are bounded: the chat's one ``META`` item, then one BatchGetItem per 100 members
-for their connections. A ``GoneException`` removes exactly that connection. Records are
+Reads are bounded: the record carries the chat, so one BatchGetItem per 100 members
+for their connections (plus, when members are offline, one per 100 for opt-outs). A
+``GoneException`` removes exactly that connection. Records are
 handled one by one with partial batch failures; a retried record may post a frame twice
 (clients drop duplicates by ``messageId``/``seq``) but never sends a second SMS (the
 forward budget and the command id are both per message).
@@ -26,7 +27,7 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from chatflow.adapters import aws
-from chatflow.adapters.chat_store import DynamoChatRepository, chat_from_item, message_from_item
+from chatflow.adapters.chat_store import DynamoChatRepository, chat_from_item
 from chatflow.adapters.connection_store import (
     PRESENCE_SK,
     DynamoConnectionRepository,
@@ -71,10 +72,7 @@ def record_handler(record: DynamoDBRecord) -> None:
     sort_key = raw.get("Keys", {}).get("SK", {}).get("S", "")
     old = from_raw(raw["OldImage"]) if raw.get("OldImage") else None
     new = from_raw(raw["NewImage"]) if raw.get("NewImage") else None
-    if sort_key.startswith("MSG#"):
-        if old is None and new is not None:  # messages are written once
-            realtime().message_stored(message_from_item(new))
-    elif sort_key == "META":
+    if sort_key == "META":
         realtime().chat_changed(chat_from_item(old) if old else None, chat_from_item(new) if new else None)
     elif sort_key == PRESENCE_SK and new is not None and set(new) - {"PK", "SK"}:
         # (moto, not DynamoDB, streams a keys-only image first when an update creates an item)

@@ -36,6 +36,8 @@ class Route:
     paginated: bool = False
     # Served in AuthMode=otp only; these tests run in phone mode, where it answers 409.
     otp_only: bool = False
+    # Query parameters a valid request always has (merged under each test's own).
+    query: tuple[tuple[str, str], ...] = ()
 
     @property
     def id(self) -> str:
@@ -67,6 +69,7 @@ ROUTES = [
     ),
     Route("GET", "/v1/chats/{chatId}/messages", paginated=True),
     Route("POST", "/v1/chats/{chatId}/receipts", {"type": "read", "upToSeq": 1}, ("type", "upToSeq")),
+    Route("GET", "/v1/search", paginated=True, query=(("q", "m"),)),
     Route("GET", "/v1/health", public=True),
     Route("GET", "/v1/openapi.json", public=True),
 ]
@@ -94,6 +97,7 @@ class World:
 
     def call(self, route: Route, body: Any = None, **kwargs: Any) -> Any:
         kwargs.setdefault("token", self.alice)
+        kwargs["query"] = dict(route.query) | (kwargs.get("query") or {})
         return self.api.call(route.method, self.path(route), body, **kwargs)
 
     def first_page_cursor(self, path: str, token: str, **query: Any) -> str:
@@ -499,10 +503,10 @@ class TestRefusedRequests:
     @pytest.mark.parametrize("route", LIST_ROUTES, ids=_ids(LIST_ROUTES))
     def test_a_tampered_cursor_is_400_invalid_cursor(self, world: World, route: Route) -> None:
         path = world.path(route)
-        for tampered in _tamperings(world.first_page_cursor(path, world.alice)):
+        for tampered in _tamperings(world.first_page_cursor(path, world.alice, **dict(route.query))):
             # Given a genuine cursor of this list, altered
             # When it is used
-            response = world.api.call("GET", path, token=world.alice, query={"limit": 1, "cursor": tampered})
+            response = world.call(route, token=world.alice, query={"limit": 1, "cursor": tampered})
 
             # Then the answer is 400 invalid_cursor
             assert_error(response, 400, "invalid_cursor")
@@ -511,10 +515,10 @@ class TestRefusedRequests:
     def test_a_cursor_of_another_user_is_400_invalid_cursor(self, world: World, route: Route) -> None:
         # Given Alice's cursor of a list Bob can read too
         path = world.path(route)
-        cursor = world.first_page_cursor(path, world.alice)
+        cursor = world.first_page_cursor(path, world.alice, **dict(route.query))
 
         # When Bob uses it
-        response = world.api.call("GET", path, token=world.bob, query={"limit": 1, "cursor": cursor})
+        response = world.call(route, token=world.bob, query={"limit": 1, "cursor": cursor})
 
         # Then the answer is 400 invalid_cursor
         assert_error(response, 400, "invalid_cursor")

@@ -52,6 +52,12 @@ class CursorSettings(_EnvModel):
     cursor_secret_arn: str = Field(validation_alias="CURSOR_SECRET_ARN", min_length=1)
 
 
+class SearchSettings(_EnvModel):
+    """The message search index (written by ChatActivityFunction, read by ChatsFunction)."""
+
+    search_table: str = Field(validation_alias="SEARCH_TABLE", min_length=1)
+
+
 class SmsGatewaySettings(_EnvModel):
     sms_table: str = Field(validation_alias="SMS_TABLE", min_length=1)
     send_sms_queue_url: str = Field(validation_alias="SEND_SMS_QUEUE_URL", min_length=1)

@@ -325,6 +325,10 @@ class DynamoChatRepository:
         raw = response.get("Item")
         return message_from_item(from_raw(raw)["message"]) if raw else None
 
+    def get_messages(self, keys: Sequence[tuple[str, int]]) -> list[Message]:
+        raw_keys = [to_raw({"PK": f"CHAT#{cid}", "SK": msg_sk(seq)}) for cid, seq in dict.fromkeys(keys)]
+        return [message_from_item(item) for item in batch_get(self._client, self._table, raw_keys)]
+
     def list_messages(
         self, chat_id: str, *, limit: int, position: Position | None, after_seq: int | None
     ) -> Page[Message]:
@@ -383,6 +387,10 @@ class DynamoChatRepository:
             at, _, chat_id = str(key["GSI1SK"]).rpartition("#")
             next_position = {"at": at, "chat": chat_id}
         return Page([item["chatId"] for item in items], next_position)
+
+    def inbox_chat_ids(self, phone_number: str) -> list[str]:
+        # The table, not the ByActivity index: its keys do not move while it is read.
+        return self._all_inbox_chat_ids(phone_number)
 
     def update_markers(self, chat: Chat, phone_number: str, delivered_seq: int, read_seq: int) -> None:
         member = chat.member(phone_number)

@@ -1,4 +1,4 @@
-"""Routes of chats and messages (contract §2)."""
+"""Routes of chats, messages and message search (contract §2)."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from chatflow.api.params import Cursor, Limit, error_doc, ok_doc
 from chatflow.api.responses import json_response, no_content
 from chatflow.domain.messaging import MessagingService, Sent
 from chatflow.domain.pagination import DEFAULT_LIMIT
+from chatflow.domain.search import SearchService
 from chatflow.errors import FieldProblem, ValidationFailed
 
 _ERRORS: dict[int, Any] = {
@@ -161,5 +162,42 @@ def chat_router(service: Callable[[], MessagingService]) -> Router:
     def post_receipt(chatId: str, body: ReceiptRequest) -> Response[None]:
         service().mark(me(), chatId, body.type, body.upToSeq)
         return no_content()
+
+    return router
+
+
+SearchText = Annotated[
+    str,
+    Query(
+        max_length=256,
+        description="Words to find, e.g. 'hel wor': every word must begin a word of the message "
+        "(any case, accents ignored)",
+    ),
+]
+SearchChat = Annotated[
+    str | None, Query(max_length=128, description="Search only this chat (one of the caller's)")
+]
+
+
+def search_router(service: Callable[[], SearchService]) -> Router:
+    """``GET /v1/search``: its own service (and index), so the chat routes do not build them."""
+    router = Router()
+
+    @router.get(
+        "/v1/search",
+        tags=["messages"],
+        summary="Messages of the caller's chats that contain every word of q, newest first",
+        responses=ok_doc(MessagePage) | _ERRORS,
+    )
+    def search_messages(
+        q: SearchText, chatId: SearchChat = None, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
+    ) -> MessagePage:
+        found = service().search(
+            caller_of(router).phone_number, q, chat_id=chatId, limit=limit, cursor=cursor
+        )
+        return MessagePage(
+            items=[MessageOut.of(m, found.chats[m.chat_id]) for m in found.messages],
+            nextCursor=found.next_cursor,
+        )
 
     return router

@@ -195,35 +195,37 @@ class RealtimeService:
 
     # ---- fan-out -----------------------------------------------------------------------
 
-    def message_stored(self, message: Message) -> None:
-        """``message.new`` to every open connection of every member; SMS to the offline ones."""
-        chat = self._chats.get_chat(message.chat_id)
-        if chat is None:
-            logger.warning("message of an unknown chat", extra={"chat_id": message.chat_id})
-            return
-        frame = message_new(message, chat)
-        presence = self._connections.presence([m.phone_number for m in chat.members], now=self._clock())
-        self._send([(cid, frame) for state in presence.values() for cid in state.connections])
-        if self._forwarding is not None:
-            self._forward(chat, message, presence, self._forwarding)
-
     def chat_changed(self, old: Chat | None, new: Chat | None) -> None:
-        """``message.status`` for moved markers, ``chat.updated`` for membership changes."""
+        """What a change of a chat's ``META`` item tells whom, with one read of connections.
+
+        - a new message (``lastSeq`` moved; the item holds it as ``lastMessage`` and the
+          members with their markers, so nothing else is read): ``message.new`` to every
+          open connection of every member, the sender's included; an SMS to members with
+          none;
+        - moved delivered/read markers: ``message.status`` to the other members;
+        - a new chat, or changed members or name: ``chat.updated`` to everyone in or out.
+        """
         if new is None:
             return
-        frames: list[tuple[str, Frame]] = []
+        message = new.last_message if new.last_seq > (old.last_seq if old else 0) else None
         changes = status_changes(old, new) if old is not None else []
         audience = membership_audience(old, new)
-        phones = {m.phone_number for m in new.members} if changes else set()
-        presence = self._connections.presence(sorted(phones | set(audience)), now=self._clock())
+        members = [m.phone_number for m in new.members] if message or changes else []
+        presence = self._connections.presence(sorted(set(members) | set(audience)), now=self._clock())
+        frames: list[tuple[str, Frame]] = []
+        if message is not None:
+            frame = message_new(message, new)
+            frames.extend((cid, frame) for phone in members for cid in presence[phone].connections)
         for change in changes:
             frame = message_status(change.chat_id, change.up_to_seq, change.status, change.by)
-            for phone in phones - {change.by}:
+            for phone in set(members) - {change.by}:
                 frames.extend((cid, frame) for cid in presence[phone].connections)
         for phone in audience:
             frame = chat_updated(new, phone)
             frames.extend((cid, frame) for cid in presence[phone].connections)
         self._send(frames)
+        if message is not None and self._forwarding is not None:
+            self._forward(new, message, presence, self._forwarding)
 
     def presence_changed(self, old: Presence | None, new: Presence) -> None:
         """``presence`` to everyone who shares a chat with the user, when they come or go."""
@@ -264,7 +266,11 @@ class RealtimeService:
     def _forward(
         self, chat: Chat, message: Message, presence: Mapping[str, Presence], via: Forwarding
     ) -> None:
-        members = members_to_forward(chat, message, presence)
+        if not members_to_forward(chat, message, presence):
+            return
+        # The record's image is the chat when the message was stored; a member may have
+        # read it since (on another device, over HTTP): decide on the chat as it is now.
+        members = members_to_forward(self._chats.get_chat(chat.chat_id) or chat, message, presence)
         if not members:
             return
         text = forward_text(sender_label(chat, message.sender), message.text)

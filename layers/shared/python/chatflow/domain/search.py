@@ -3,8 +3,8 @@
 How text becomes words, the same way for messages and queries:
 
 1. **fold**: case folded (``str.casefold``: "Straße" → "strasse"), compatibility
-   decomposed (NFKD: "ﬁ" → "fi", "½" → "1⁄2") and combining marks dropped, so accents
-   do not matter ("Café" → "cafe");
+   decomposed (NFKD: the ligature "ﬁ" → "fi", full-width letters → ASCII) and combining
+   marks dropped, so accents do not matter ("Café" → "cafe");
 2. **split** into words: runs of word characters (``\\w``: letters, digits, ``_``, any
    script) and the spacing marks that are part of words in scripts such as Devanagari.
 
@@ -54,10 +54,16 @@ _FETCH_MAX = 100
 # ---- words ----------------------------------------------------------------------------
 
 
+# Letters whose upper case folds to another letter: dotless i (U+0131) upper-cases to "I",
+# which folds to "i". Turkish readers type either; both are searched as "i".
+_SAME_LETTERS = str.maketrans({"\u0131": "i"})
+
+
 def fold(text: str) -> str:
     """Text with case and accents folded away (the form both messages and queries are compared in)."""
-    decomposed = unicodedata.normalize("NFKD", text.casefold())
-    # NFKD may reveal capitals ("ℌ" → "H"), casefold may produce decomposable letters: twice settles it.
+    decomposed = unicodedata.normalize("NFKD", text.casefold().translate(_SAME_LETTERS))
+    # NFKD may reveal capitals (black-letter H becomes "H") and casefold may produce
+    # decomposable letters: a second round settles both.
     decomposed = unicodedata.normalize("NFKD", _drop_combining(decomposed).casefold())
     return _drop_combining(decomposed)
 
@@ -216,9 +222,9 @@ class SearchService:
             chat_ids = self._chats.inbox_chat_ids(caller)
         hits = self._index.find(chat_ids, query.driver, max_entries=self._max_index_entries)
         if not hits.complete:
+            narrower = "type more of the word" + ("" if chat_id else ", or search one chat with chatId")
             raise ValidationFailed(
-                f"Too many messages have a word starting with {query.driver!r}: "
-                "type more of the word, or search one chat with chatId.",
+                f"Too many messages have a word starting with {query.driver!r}: {narrower}.",
                 details=(FieldProblem("q", "is too broad"),),
             )
         candidates = sorted({r for r in hits.refs if after is None or r < after}, reverse=True)
@@ -265,4 +271,3 @@ class SearchService:
                         break
             size *= 2
         return found, last, taken >= len(candidates)
-
