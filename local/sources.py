@@ -226,6 +226,9 @@ class SqsSource(Source):
             self._sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=entries)
 
 
+_SHARDS_TTL_SECONDS = 5.0
+
+
 class StreamSource(Source):
     """One DynamoDB stream feeding one function, in order, with retries."""
 
@@ -250,16 +253,28 @@ class StreamSource(Source):
         self._backoff = retry_backoff_seconds
         # Set when the stack stops, so a batch that keeps failing does not hold it up.
         self.stopping = threading.Event()
+        self._shards: list[str] = []
+        self._shards_read_at = -_SHARDS_TTL_SECONDS
 
     def close(self) -> None:
         self.stopping.set()
 
     def poll_once(self) -> int:
-        description = self._streams.describe_stream(StreamArn=self.mapping.source_arn)["StreamDescription"]
         handled = 0
-        for shard in description.get("Shards") or []:
-            handled += self._poll_shard(shard["ShardId"])
+        for shard_id in self._shard_ids():
+            handled += self._poll_shard(shard_id)
         return handled
+
+    def _shard_ids(self) -> list[str]:
+        """The stream's shards, described again at most every few seconds once there are some
+        (moto makes a stream's shard on its first record): every write wakes the poller, and
+        describing the stream each time doubled the calls on the hot path."""
+        if not self._shards or time.monotonic() - self._shards_read_at >= _SHARDS_TTL_SECONDS:
+            arn = self.mapping.source_arn
+            description = self._streams.describe_stream(StreamArn=arn)["StreamDescription"]
+            self._shards = [shard["ShardId"] for shard in description.get("Shards") or []]
+            self._shards_read_at = time.monotonic()
+        return self._shards
 
     def _iterator(self, shard_id: str) -> str:
         if shard_id in self._iterators:

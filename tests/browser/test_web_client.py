@@ -1,0 +1,307 @@
+"""The web client (web/) in a real browser, against the local stack.
+
+Headless Chromium from Debian's package (``make browser`` installs it; ``make test`` does
+when it is missing), driven by Playwright, which never downloads a browser of its own. One
+stack (AuthMode otp: codes are read from the fake SMS provider's outbox) and one browser
+serve every test of this module; each test signs its own users in, each user in a browser
+context of its own (its own localStorage, as two people on two devices).
+
+The tests share one xdist worker (``xdist_group``, ``make unit`` runs ``--dist loadgroup``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+import urllib.parse
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, FilePayload, Locator, Page, WebSocketRoute, expect, sync_playwright
+
+from local.stack_server import StackServer
+from local.template import ROOT
+from tests.local.conftest import Lines, eventually, free_config, http
+
+pytestmark = pytest.mark.xdist_group("browser")
+
+CHROMIUM = Path("/usr/bin/chromium")
+OPERATOR = "+14155550190"
+TIMEOUT_MS = 15_000
+CODE = re.compile(r"\b(\d{6})\b")
+
+NewPage = Callable[..., Page]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackServer]:
+    config = free_config(
+        tmp_path_factory.mktemp("browser-state"),
+        persist=False,
+        auth_mode="otp",
+        operators=OPERATOR,
+        static_dir=ROOT / "web",
+    )
+    with StackServer(config, log=Lines()) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        message = f"{CHROMIUM} is missing: `make browser` installs Debian's chromium"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM))
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def new_page(browser: Browser) -> Iterator[NewPage]:
+    """Pages, each in a browser context of its own; a JavaScript error fails the test."""
+    contexts = []
+    errors: list[str] = []
+
+    def make(width: int = 1100, height: int = 750) -> Page:
+        context = browser.new_context(viewport={"width": width, "height": height})
+        context.set_default_timeout(TIMEOUT_MS)
+        contexts.append(context)
+        page = context.new_page()
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        return page
+
+    yield make
+    for context in contexts:
+        context.close()
+    assert not errors, f"JavaScript errors in the page: {errors}"
+
+
+def app_url(stack: StackServer) -> str:
+    """The page, told where the WebSocket API is (its port is not 3000 + 1 here)."""
+    ws = urllib.parse.quote(stack.outputs["WebSocketUrl"], safe="")
+    return f"{stack.outputs['HttpApiUrl']}/?ws={ws}"
+
+
+def outbox(stack: StackServer, phone: str) -> list[str]:
+    status, body = http("GET", f"{stack.outputs['SmsProviderUrl']}/messages?to={urllib.parse.quote(phone)}")
+    assert status == 200, body
+    return [str(item["text"]) for item in body["items"]]
+
+
+def sign_in(stack: StackServer, page: Page, phone: str) -> None:
+    page.goto(app_url(stack))
+    sent_before = len(outbox(stack, phone))
+    page.get_by_label("Your phone number").fill(phone)
+    page.get_by_role("button", name="Continue").click()
+    expect(page.get_by_label("Code")).to_be_visible()
+    texts = eventually(lambda: outbox(stack, phone)[sent_before:], timeout=15)
+    code = CODE.search(texts[-1])
+    assert code, texts
+    page.get_by_label("Code").fill(code.group(1))
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Chats")).to_be_visible()
+    expect(page.locator(".connection")).to_have_text("Live")
+
+
+def open_direct_chat(page: Page, phone: str) -> None:
+    page.get_by_role("button", name="New chat").click()
+    page.get_by_label("Their phone number").fill(phone)
+    page.get_by_role("button", name="Start chat").click()
+    expect(page.get_by_label("Message", exact=True)).to_be_focused()
+
+
+def send(page: Page, text: str) -> None:
+    composer = page.get_by_label("Message", exact=True)
+    composer.fill(text)
+    composer.press("Enter")
+
+
+def search(page: Page, words: str, expected: str) -> Locator:
+    """Search until ``expected`` is among the results: the index follows the chats table's
+    stream, so a message sent a moment ago may not be found yet (as for a person, who
+    would search again)."""
+    page.get_by_label("Search messages").fill(words)
+    result = page.locator(".result", has_text=expected)
+    deadline = time.monotonic() + TIMEOUT_MS / 1000
+    while True:
+        page.get_by_role("button", name="Search").click()
+        expect(page.locator(".search-results")).to_contain_text(re.compile("found"))
+        if result.count() or time.monotonic() > deadline:
+            return result
+        page.wait_for_timeout(250)
+
+
+def test_an_invalid_phone_number_is_refused_in_plain_words(stack: StackServer, new_page: NewPage) -> None:
+    # Given the sign-in page
+    page = new_page()
+    page.goto(app_url(stack))
+
+    # When a number that cannot be one is typed
+    page.get_by_label("Your phone number").fill("12")
+    page.get_by_role("button", name="Continue").click()
+
+    # Then the API's explanation is shown, and no code is asked for
+    expect(page.get_by_role("alert")).to_contain_text("not a valid phone number")
+    expect(page.get_by_label("Your phone number")).to_have_attribute("aria-invalid", "true")
+    expect(page.get_by_label("Code")).to_have_count(0)
+
+
+def test_a_message_typed_by_one_user_appears_on_the_others_page(
+    stack: StackServer, new_page: NewPage
+) -> None:
+    # Given two people signed in on two devices, B on a phone-sized screen
+    alice, bob = "+14155550191", "+14155550192"
+    a, b = new_page(), new_page(width=390, height=760)
+    sign_in(stack, a, alice)
+    sign_in(stack, b, bob)
+
+    # When A opens a chat with B and types a message
+    open_direct_chat(a, bob)
+    send(a, "Hello Bob, it's Alice")
+
+    # Then A sees it at once, then stored (a tick)
+    mine = a.locator(".message.mine", has_text="Hello Bob, it's Alice")
+    expect(mine).to_have_count(1)
+    expect(mine.locator(".ticks")).to_have_attribute("data-status", re.compile("sent|delivered|read"))
+
+    # And it reaches B's page through the WebSocket (B never reloads): the new chat, unread
+    item = b.locator(".chat-item", has_text=alice)
+    expect(item).to_contain_text("Hello Bob, it's Alice")
+    expect(item.locator(".badge")).to_have_text("1")
+    expect(mine.locator(".ticks")).to_have_attribute("data-status", re.compile("delivered|read"))
+
+    # And when B opens it, B reads it, and A's tick says so
+    item.click()
+    expect(b.locator(".message.theirs")).to_have_text(re.compile("Hello Bob, it's Alice"))
+    expect(mine.locator(".ticks")).to_have_attribute("data-status", "read")
+
+    # And while B types an answer, A sees it typing; the answer comes back to A once
+    b.get_by_label("Message", exact=True).fill("Hi Alice!")
+    expect(a.locator(".chat-subtitle")).to_have_text("typing…")
+    b.get_by_label("Message", exact=True).press("Enter")
+    expect(a.locator(".message.theirs", has_text="Hi Alice!")).to_have_count(1)
+    expect(b.locator(".message.mine", has_text="Hi Alice!")).to_have_count(1)
+    expect(a.locator(".chat-subtitle")).not_to_have_text("typing…")
+
+
+def test_messages_missed_while_disconnected_are_caught_up_after_reconnecting(
+    stack: StackServer, new_page: NewPage
+) -> None:
+    # Given B's WebSocket connections go through a switch the test controls
+    carol, dave = "+14155550193", "+14155550194"
+    network = {"down": False}
+
+    def route(ws: WebSocketRoute) -> None:
+        if network["down"]:
+            ws.close(code=1011, reason="network down")  # the connection attempt fails
+        else:
+            ws.connect_to_server()
+
+    assert stack.websocket is not None
+    gateway = stack.websocket
+    a, b = new_page(), new_page()
+    b.route_web_socket(re.compile(r"^wss?://"), route)
+    sign_in(stack, a, carol)
+    others = set(gateway.connection_ids())
+    sign_in(stack, b, dave)
+    daves = set(gateway.connection_ids()) - others
+    open_direct_chat(a, dave)
+    send(a, "before the cut")
+    b.locator(".chat-item", has_text=carol).click()
+    expect(b.locator(".message.theirs", has_text="before the cut")).to_be_visible()
+
+    # When B's connection drops (closed by the server), and messages are sent while B
+    # cannot reconnect
+    network["down"] = True
+    for connection_id in daves:
+        # The @connections API of the local gateway (any stage: the path's first part is not checked)
+        target = f"http://127.0.0.1:{gateway.port}/@connections/{urllib.parse.quote(connection_id, safe='')}"
+        assert http("DELETE", target)[0] == 204
+    expect(b.locator(".connection")).not_to_have_text("Live")
+    expect(a.locator(".chat-subtitle")).to_contain_text("last seen")  # a presence frame
+    for i in range(3):
+        send(a, f"while B was away {i}")
+    expect(a.locator(".message.mine .ticks[data-status=sent]")).to_have_count(3)
+    b.wait_for_timeout(500)
+    expect(b.locator(".message.theirs")).to_have_count(1)
+
+    # Then once it reconnects (the network is back: no waiting for the next backoff step),
+    # B has every message, in order, with no gap and no duplicate
+    network["down"] = False
+    b.evaluate("window.dispatchEvent(new Event('online'))")
+    expect(b.locator(".connection")).to_have_text("Live")
+    expect(b.locator(".message.theirs")).to_have_count(4)
+    seqs = b.locator(".message").evaluate_all("items => items.map(item => Number(item.dataset.seq))")
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+    texts = b.locator(".message .text").all_inner_texts()
+    assert texts == ["before the cut"] + [f"while B was away {i}" for i in range(3)]
+    expect(a.locator(".chat-subtitle")).to_have_text("online")
+
+
+def test_search_finds_a_message_and_opens_its_chat(stack: StackServer, new_page: NewPage) -> None:
+    # Given a user who wrote in two chats (to numbers that have no account yet)
+    page = new_page()
+    sign_in(stack, page, "+14155550196")
+    open_direct_chat(page, "+14155550197")
+    send(page, "the blue umbrella is in the hall")
+    open_direct_chat(page, "+14155550198")
+    send(page, "lunch at noon?")
+    expect(page.locator(".message.mine .ticks[data-status=sent]")).to_have_count(1)
+
+    # When they search for words of the first message (a word prefix too)
+    result = search(page, "umbrel hall", "the blue umbrella is in the hall")
+
+    # Then it is found, and the result opens its chat
+    expect(result).to_have_count(1)
+    result.click()
+    expect(page.locator(".chat-title")).to_have_text("+14155550197")
+    expect(page.locator(".message.highlight")).to_have_text(re.compile("the blue umbrella"))
+
+
+def test_an_operator_runs_a_campaign_from_the_campaigns_page(stack: StackServer, new_page: NewPage) -> None:
+    # Given an operator signed in
+    page = new_page()
+    sign_in(stack, page, OPERATOR)
+
+    # When they create a campaign and upload a CSV with two good rows and a bad one
+    page.get_by_role("link", name="Campaigns").click()
+    page.get_by_label("Name", exact=True).fill("Renewals")
+    page.get_by_label("Message template").fill("Hi {{first_name}}, your plan renews soon.")
+    page.get_by_role("button", name="Create campaign").click()
+    expect(page.get_by_role("heading", name="Renewals")).to_be_visible()
+    csv = "iccid,first_name\n89440000000000000001,Ann\n89440000000000000002,Bob\n123,Short\n"
+    upload: FilePayload = {"name": "recipients.csv", "mimeType": "text/csv", "buffer": csv.encode()}
+    page.get_by_label("CSV file").set_input_files(files=upload)
+    page.get_by_role("button", name="Upload").click()
+
+    # Then the upload's result is shown, the bad row with its reason
+    expect(page.get_by_role("heading", name="Upload of recipients.csv: accepted")).to_be_visible()
+    expect(page.locator("[data-upload=accepted]")).to_have_text("2")
+    expect(page.locator("[data-upload=invalidRows]")).to_have_text("1")
+    expect(page.locator(".row-errors")).to_contain_text("123")
+
+    # And the live counts reach the total: nothing left queued
+    expect(page.locator("[data-count=total]")).to_have_text("2")
+    expect(page.locator("[data-count=queued]")).to_have_text("0")
+    expect(page.locator(".campaign-status")).to_have_text("Status: completed")
+
+
+def test_a_user_who_is_not_an_operator_has_no_campaigns_page(stack: StackServer, new_page: NewPage) -> None:
+    # Given someone without the operator role signed in
+    page = new_page()
+    sign_in(stack, page, "+14155550195")
+
+    # Then the Campaigns link is not there
+    expect(page.get_by_role("link", name="Chats")).to_be_visible()
+    expect(page.get_by_role("link", name="Campaigns")).to_be_hidden()
+
+    # And going to its address says why and shows the chats instead
+    page.goto(f"{stack.outputs['HttpApiUrl']}/#/campaigns")
+    expect(page.get_by_role("alert")).to_contain_text("operators only")
+    expect(page.get_by_role("heading", name="Campaigns")).to_have_count(0)
+    expect(page.get_by_role("heading", name="Chats")).to_be_visible()
