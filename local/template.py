@@ -384,7 +384,7 @@ class Template:
                 continue
             stage = next(
                 (
-                    str(s["Properties"].get("StageName", "$default"))
+                    str(self.resolve(s["Properties"].get("StageName", "$default")))
                     for s in self.of_type("AWS::ApiGatewayV2::Stage").values()
                     if s["Properties"].get("ApiId") == {"Ref": logical_id}
                 ),
