@@ -53,6 +53,10 @@ class Source(ABC):
     # What wakes this source (see local.aws_server.ChangeSignal).
     topics: tuple[str, ...] = ()
 
+    # Polls without a wake-up this often: what becomes due with no write (a delayed or
+    # invisible SQS message) is picked up within this time.
+    idle_poll_seconds = IDLE_POLL_SECONDS
+
     @abstractmethod
     def poll_once(self) -> int:
         """Deliver what is pending; how many messages or records were handled."""
@@ -80,7 +84,7 @@ class Source(ABC):
                 stop.wait(min(_MAX_BACKOFF_SECONDS, 0.1 * 2**failures))
                 continue
             if not worked:
-                wait(self.topics, seen, IDLE_POLL_SECONDS)
+                wait(self.topics, seen, self.idle_poll_seconds)
 
     def _log_error(self, exc: Exception) -> None:
         print(f"{self.name}: polling failed: {type(exc).__name__}: {exc}", flush=True)
@@ -231,6 +235,10 @@ _SHARDS_TTL_SECONDS = 5.0
 
 class StreamSource(Source):
     """One DynamoDB stream feeding one function, in order, with retries."""
+
+    # A record only appears with a write, and every write wakes the poller: the idle poll
+    # is a safety net, and a frequent one would take the emulator from the hot path.
+    idle_poll_seconds = 2.0
 
     def __init__(
         self,
