@@ -198,3 +198,21 @@ def test_a_reconnect_catches_up_with_no_gap_and_no_duplicate(stack: StackServer)
         assert timeline.setdefault(message["seq"], message)["messageId"] == message["messageId"]
     assert sorted(timeline) == [2, 3, 4, 5, 6, 7]
     assert timeline[7]["text"] == "back?"
+
+
+def test_signing_out_ends_the_socket_at_its_next_frame(stack: StackServer) -> None:
+    # Given Ivan connected, who then signs out over HTTP
+    ivan = Client(stack, "+14155550109")
+    status, _ = http("DELETE", f"{ivan.url}/v1/sessions/current", headers=ivan.auth)
+    assert status == 204
+
+    # When his socket sends a frame
+    ivan.send({"action": "ping"})
+
+    # Then it is told why, and the server closes it
+    error = ivan.wait_for(lambda f: f["type"] == "error")
+    assert error["code"] == "unauthorized"
+    assert ivan.socket is not None
+    with pytest.raises(WebSocketError):
+        ivan.socket.receive_json(timeout=5)
+    assert ivan.socket.close_code is not None

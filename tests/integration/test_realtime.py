@@ -23,6 +23,7 @@ from moto.apigatewaymanagementapi.models import (
 from moto.core.exceptions import JsonRESTError
 
 from chatflow.adapters.sms_store import DynamoOptOutRepository
+from chatflow.domain.sessions import hash_token
 from local.specs import ACCOUNT_ID, REGION
 from local.stack import InProcessStack
 from tests.integration.conftest import ApiClient
@@ -40,10 +41,12 @@ class _Gone(JsonRESTError):
 
 
 class Frames:
-    """What each connection was sent; connections in ``gone`` answer 410."""
+    """What each connection was sent; connections in ``gone`` answer 410; ``closed`` holds
+    the connections the functions asked API Gateway to close."""
 
     def __init__(self) -> None:
         self.gone: set[str] = set()
+        self.closed: set[str] = set()
         self._seen: dict[str, int] = {}
 
     @property
@@ -85,16 +88,26 @@ def frames(monkeypatch: pytest.MonkeyPatch) -> Frames:
             raise _Gone()
         original(self, data, connection_id)
 
+    def delete(self: ApiGatewayManagementApiBackend, connection_id: str) -> None:
+        recorder.closed.add(unquote(connection_id))  # (moto would drop what was sent to it)
+
     monkeypatch.setattr(ApiGatewayManagementApiBackend, "post_to_connection", post)
+    monkeypatch.setattr(ApiGatewayManagementApiBackend, "delete_connection", delete)
     return recorder
 
 
 class Sockets:
-    """Opens, uses and closes WebSocket connections through the functions' handlers."""
+    """Opens, uses and closes WebSocket connections through the functions' handlers.
 
-    def __init__(self, stack: InProcessStack) -> None:
+    Each connection belongs to a session of its own (signed in over HTTP), whose token
+    hash the authorizer put in the connection's context, as API Gateway does.
+    """
+
+    def __init__(self, stack: InProcessStack, api: ApiClient) -> None:
         self.stack = stack
+        self.api = api
         self.owner: dict[str, str] = {}
+        self.token: dict[str, str] = {}
         self._count = 0
 
     def _event(
@@ -110,12 +123,19 @@ class Sockets:
             "domainName": "websocketapi.execute-api.us-east-1.amazonaws.com",
         }
         if phone is not None:
-            context["authorizer"] = {"phoneNumber": phone, "userId": f"u-{phone}", "principalId": phone}
+            token = self.token.get(connection_id, "")
+            context["authorizer"] = {
+                "phoneNumber": phone,
+                "userId": f"u-{phone}",
+                "principalId": phone,
+                "tokenHash": hash_token(token) if token else "",
+            }
         return {"requestContext": context, "body": body, "isBase64Encoded": False}
 
     def open(self, phone: str) -> str:
         self._count += 1
         connection_id = f"conn{self._count}="
+        self.token[connection_id] = self.api.sign_in(phone)
         result = self.stack.invoke(
             "RealtimeConnectionsFunction", self._event("$connect", connection_id, phone)
         )
@@ -135,8 +155,8 @@ class Sockets:
 
 
 @pytest.fixture
-def ws(stack: InProcessStack) -> Sockets:
-    return Sockets(stack)
+def ws(stack: InProcessStack, api: ApiClient) -> Sockets:
+    return Sockets(stack, api)
 
 
 def _sms_commands(stack: InProcessStack) -> list[dict[str, Any]]:
@@ -243,6 +263,47 @@ def test_the_same_client_message_id_over_the_socket_stores_one_message(
 
     assert len(api.call("GET", f"/v1/chats/{chat_id}/messages", token=alice).json()["items"]) == 1
     assert len(frames.of_type(bob, "message.new")) == 1
+
+
+def test_a_repeated_client_message_id_gets_the_original_message_back(
+    api: ApiClient, stack: InProcessStack, ws: Sockets, frames: Frames, direct: tuple[str, str, str]
+) -> None:
+    # Given a message sent over the socket, whose acknowledgement the client missed
+    _, _, chat_id = direct
+    connection = ws.open(ALICE)
+    frame = {
+        "action": "sendMessage",
+        "chatId": chat_id,
+        "text": "are you there?",
+        "clientMessageId": "retry-me",
+    }
+    ws.send(connection, frame)
+    stack.drain_streams()
+    [original] = frames.of_type(connection, "message.new")
+
+    # When the client sends it again
+    ws.send(connection, frame)
+    stack.drain_streams()
+
+    # Then that connection gets the original back, and nothing new is stored
+    assert frames.of_type(connection, "message.new") == [original]
+
+
+def test_a_frame_after_sign_out_is_refused_and_the_connection_closed(
+    api: ApiClient, ws: Sockets, frames: Frames
+) -> None:
+    # Given a connection whose session then signs out
+    connection = ws.open(ALICE)
+    assert api.call("DELETE", "/v1/sessions/current", token=ws.token[connection]).status == 204
+
+    # When it sends a frame
+    ws.send(connection, {"action": "ping"})
+
+    # Then it gets an unauthorized error and API Gateway is told to close it
+    [error] = frames.new(connection)
+    assert (error["type"], error["code"]) == ("error", "unauthorized")
+    assert "sign in again" in error["message"]
+    assert frames.closed == {connection}
 
 
 def test_send_message_to_a_chat_of_others_is_an_error_frame(

@@ -275,6 +275,10 @@ class Notifier(Protocol):
         """Send each ``(connection id, frame)``; the ids of connections that are gone."""
         ...
 
+    def disconnect(self, connection_id: str) -> None:
+        """Close a connection from the server side (its ``$disconnect`` follows)."""
+        ...
+
 
 class ForwardLimiter(Protocol):
     def acquire(self, chat_id: str, phone_number: str, *, now: datetime, window: timedelta) -> bool:

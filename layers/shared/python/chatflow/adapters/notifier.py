@@ -60,6 +60,13 @@ class ApiGatewayNotifier:
         results = _pool().map(lambda pair: (pair[0], self._post_one(pair[0], encode(pair[1]))), frames)
         return {connection_id for connection_id, gone in results if gone}
 
+    def disconnect(self, connection_id: str) -> None:
+        try:
+            self._client.delete_connection(ConnectionId=connection_id)
+        except ClientError as exc:
+            if error_code(exc) != "GoneException":
+                raise
+
     def _post_one(self, connection_id: str, data: bytes) -> bool:
         """True when the connection is gone."""
         try:

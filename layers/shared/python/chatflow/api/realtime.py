@@ -188,6 +188,11 @@ class RealtimeService:
     def reply(self, connection_id: str, frame: Frame) -> None:
         self._send([(connection_id, frame)])
 
+    def refuse(self, connection_id: str, frame: Frame) -> None:
+        """Send a last frame and close the connection (a signed-out or expired session)."""
+        self._send([(connection_id, frame)])
+        self._notifier.disconnect(connection_id)
+
     def typing(self, caller: str, chat_id: str) -> None:
         chat = self._member_chat(caller, chat_id)
         others = [m.phone_number for m in chat.members if m.phone_number != caller]
