@@ -580,3 +580,26 @@ def test_a_group_of_200_costs_one_post_per_open_connection_and_few_reads(
     assert calls.count("PostToConnection") == 50
     reads = [c for c in calls if c in ("GetItem", "BatchGetItem", "Query")]
     assert len(reads) <= 5 + 149 + 2, reads  # META, 2 presence batches, opt-out checks of the offline
+
+
+def test_a_connection_whose_disconnect_was_lost_is_forgotten_at_the_next_connect(
+    stack: InProcessStack, ws: Sockets
+) -> None:
+    # Given Bob's presence still listing a connection that expired without $disconnect
+    first = ws.open(BOB)
+    table = boto3.client("dynamodb", region_name=REGION)
+    key = {"PK": {"S": f"USER#{BOB}"}, "SK": {"S": "PRESENCE"}}
+    table.update_item(
+        TableName="ConnectionsTable",
+        Key=key,
+        UpdateExpression="SET connections.#c = :past",
+        ExpressionAttributeNames={"#c": first},
+        ExpressionAttributeValues={":past": {"N": "1000"}},
+    )
+
+    # When Bob connects again
+    second = ws.open(BOB)
+
+    # Then only the live connection is left
+    item = table.get_item(TableName="ConnectionsTable", Key=key)["Item"]
+    assert set(item["connections"]["M"]) == {second}

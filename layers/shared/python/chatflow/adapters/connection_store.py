@@ -13,7 +13,7 @@ Items (PK / SK):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 PRESENCE_SK = "PRESENCE"
 _MAX_ATTEMPTS = 3
+_PRUNE_AT_ONCE = 50
 
 
 def presence_key(phone_number: str) -> dict[str, Any]:
@@ -76,14 +77,17 @@ class DynamoConnectionRepository:
         expiry = {"N": str(_ms(expires_at))}
         for _ in range(_MAX_ATTEMPTS):
             try:  # the usual case: the user's presence item has its map already
-                self._client.update_item(
+                response = self._client.update_item(
                     TableName=self._table,
                     Key=presence_key(phone_number),
                     UpdateExpression="SET connections.#c = :exp, updatedAt = :now",
                     ConditionExpression="attribute_exists(connections)",
                     ExpressionAttributeNames={"#c": connection_id},
                     ExpressionAttributeValues={":exp": expiry, ":now": {"S": to_iso(now)}},
+                    ReturnValues="ALL_NEW",
                 )
+                entries = response.get("Attributes", {}).get("connections", {}).get("M", {})
+                self._prune(phone_number, entries, now)
                 return
             except ClientError as exc:
                 if not _conditional(exc):
@@ -104,6 +108,27 @@ class DynamoConnectionRepository:
                 if not _conditional(exc):
                     raise translate(exc) from exc
         raise ConcurrentUpdate(f"Could not record connection {connection_id}: retry the connection.")
+
+    def _prune(self, phone_number: str, entries: Mapping[str, Any], now: datetime) -> None:
+        """Drop entries past their expiry (connections whose ``$disconnect`` never came), so
+        the item does not grow; each only if it is still the expired one."""
+        expired = [(cid, raw) for cid, raw in entries.items() if int(raw["N"]) <= _ms(now)]
+        if not expired:
+            return
+        names = {f"#e{i}": cid for i, (cid, _) in enumerate(expired[:_PRUNE_AT_ONCE])}
+        values = {f":e{i}": raw for i, (_, raw) in enumerate(expired[:_PRUNE_AT_ONCE])}
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=presence_key(phone_number),
+                UpdateExpression="REMOVE " + ", ".join(f"connections.{name}" for name in names),
+                ConditionExpression=" AND ".join(f"connections.#e{i} = :e{i}" for i in range(len(names))),
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as exc:
+            if not _conditional(exc):
+                raise translate(exc) from exc
 
     def remove(self, connection_id: str, *, now: datetime) -> str | None:
         try:
