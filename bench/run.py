@@ -1,17 +1,21 @@
 """``make bench``: AWS calls per operation and cold start; prints tables, writes docs/benchmarks.md.
 
-``python -m bench.run loader`` measures the campaign loader alone and rewrites only its
-parts of docs/benchmarks.md (its summary rows and its section), as the full run writes them.
+``python -m bench.run loader`` measures the campaign loader alone, ``python -m bench.run
+realtime`` the real-time delivery alone; each rewrites only its parts of docs/benchmarks.md
+(its summary rows and its section), as the full run writes them.
 """
 
 from __future__ import annotations
 
+import math
 import platform
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from bench import calls, coldstart, latency, loader, sms
+from bench import calls, coldstart, latency, loader, realtime, sms
 from local.template import ROOT
 
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -117,6 +121,102 @@ count is what carries over to AWS, where every call is a network round trip.
 """
 
 
+REALTIME_HEADER = ["messages", "p50 ms", "p90 ms", "p99 ms", "max ms", "target"]
+FANOUT_HEADER = ["operation", "calls"]
+
+
+def realtime_rows(live: realtime.LatencyReport) -> list[list[str]]:
+    targets = f"p50 ≤ {realtime.TARGET_P50_MS:.0f}, p99 ≤ {realtime.TARGET_P99_MS:.0f}"
+    return [
+        [
+            str(len(live.samples_ms)),
+            f"{live.p50:.1f}",
+            f"{live.percentile(0.9):.1f}",
+            f"{live.p99:.1f}",
+            f"{max(live.samples_ms):.1f}",
+            f"{targets}: {'met' if live.met else 'MISSED'}",
+        ]
+    ]
+
+
+def fanout_rows(cost: realtime.FanoutCost) -> list[list[str]]:
+    return [[op, str(n)] for op, n in sorted(cost.calls.items())]
+
+
+def _per_hundred(n: int) -> int:
+    return math.ceil(n / 100)
+
+
+def _fanout_offline(cost: realtime.FanoutCost) -> int:
+    """Members an SMS goes to: neither connected nor the sender (the owner, not connected)."""
+    return cost.members - cost.connected - 1
+
+
+def _fanout_read_bound(cost: realtime.FanoutCost) -> int:
+    """Reads the fan-out may make: one BatchGetItem per 100 members for their connections,
+    one per 100 offline members for their opt-outs, one GetItem of the chat."""
+    return _per_hundred(cost.members) + _per_hundred(_fanout_offline(cost)) + 1
+
+
+def realtime_summary(cost: realtime.FanoutCost, live: realtime.LatencyReport) -> list[str]:
+    """The real-time rows of the summary table (each starts with ``| real time``)."""
+    p50 = live.p50 <= realtime.TARGET_P50_MS
+    p99 = live.p99 <= realtime.TARGET_P99_MS
+    posts = cost.calls["PostToConnection"]
+    bounded = posts == cost.connected and cost.reads <= _fanout_read_bound(cost)
+    by_operation = ", ".join(f"{op} {n}" for op, n in sorted(cost.calls.items()))
+    return [
+        f"| real time: POST → message.new at another member, {realtime.USERS} users, "
+        f"p50 ≤ {realtime.TARGET_P50_MS:.0f} ms | {live.p50:.1f} ms ({'met' if p50 else 'MISSED'}) |",
+        f"| real time: same run, p99 ≤ {realtime.TARGET_P99_MS:.0f} ms "
+        f"| {live.p99:.1f} ms ({'met' if p99 else 'MISSED'}) |",
+        f"| real time: fan-out of one message to a group of {cost.members} ({cost.connected} connected): "
+        f"one post per open connection, bounded reads "
+        f"| {posts} posts, {cost.reads} reads ({'met' if bounded else 'MISSED'}); {by_operation} |",
+    ]
+
+
+def realtime_section(cost: realtime.FanoutCost, live: realtime.LatencyReport, seconds: float) -> str:
+    """The ``## Real time`` section, up to the next section."""
+    users, rate, senders = realtime.USERS, realtime.RATE_PER_SECOND, realtime.SENDERS
+    p50, p99 = realtime.TARGET_P50_MS, realtime.TARGET_P99_MS
+    members, connected, offline = cost.members, cost.connected, _fanout_offline(cost)
+    return f"""## Real time
+
+`bench/realtime.py`, latency: the local stack as `make run` serves it (moto server, worker
+processes, the fake SMS provider with no failures) and {users} users, each signed in with an
+open WebSocket, chatting in 20 direct chats and 2 groups of 5. Every chat first carries two
+messages, to warm every function and worker; then {len(live.samples_ms)} messages are sent at a steady
+{rate:g} messages per second in all (each user about one every {users / rate:g} s) from {senders} threads,
+so that deliveries overlap as in a real conversation (a closed loop of back-to-back sends
+would measure how deep a queue grows on this 2-core machine, not delivery). A message's
+latency runs from its `POST /v1/chats/{{id}}/messages` returning to its `message.new` frame
+arriving at another member's socket, both timed in the benchmark's process; it is negative
+when the frame beats the HTTP response. Targets on this machine: p50 ≤ {p50:.0f} ms, p99 ≤ {p99:.0f} ms.
+Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC in {seconds:.0f} s (`python -m bench.run realtime`
+measures this section alone).
+
+{_markdown(REALTIME_HEADER, realtime_rows(live))}
+
+Fan-out cost: a group of {members} members, {connected} of them connected (one connection each), in
+the in-process stack (moto). One message is posted; the AWS calls counted are those of the
+fan-out function handling the chat's stream record for it, once.
+
+{_markdown(FANOUT_HEADER, fanout_rows(cost))}
+
+Reading: `BatchGetItem` is one call per 100 members for their connections ({_per_hundred(members)} for
+{members}) and, as members are offline, one per 100 offline members for their SMS opt-outs
+({_per_hundred(offline)} for the {offline} who are neither connected nor the sender); `GetItem` re-reads the
+chat, only when someone is offline, to skip members who read the message meanwhile (on
+another device, over HTTP); `PostToConnection` is one per open connection ({connected}); `PutItem`
+is one conditional write per offline member, taking that member's 10-minute SMS budget for
+the chat ({offline}); `SendMessageBatch` sends the forwarded SMS commands 10 at a time
+({math.ceil(offline / 10)} for {offline}). Nothing is read per member or per message of the history: the
+reads grow by one per 100 members, the posts with the open connections, the SMS work with
+the offline members.
+"""
+
+
 SMS_HEADER = ["batch", "wall ms", "slowest send ms", "ratio", "provider calls"]
 
 
@@ -146,14 +246,61 @@ def latency_rows(results: list[latency.Latency]) -> list[list[str]]:
 CALL_HEADER = ["operation", "DynamoDB small", "DynamoDB large", "authorizer", "other AWS", "target", "calls"]
 COLD_HEADER = ["function", "init ms (median)", "ratio", "init + client ms", "ratio"]
 LOADER_TITLE = "\nCampaign loader on {rows:,} rows, against a naive loader\n"
+# Where the parts that run alone sit, in the document's order: (summary-row prefix, heading).
+LOADER_PLACE = ("| loader", "## Campaign loader")
+REALTIME_PLACE = ("| real time", "## Real time")
+PLACES = [LOADER_PLACE, REALTIME_PLACE]
+SAMPLES_HEADING = "## Cold start samples"
+
+
+@dataclass(frozen=True)
+class Part:
+    """A benchmark that also runs alone (``python -m bench.run NAME``): what it prints, its
+    rows of the summary table (each starts with ``place[0]``) and its section (``place[1]``)."""
+
+    place: tuple[str, str]
+    printout: str
+    rows: list[str]
+    section: str
+    seconds: float
+
+
+def measure_loader() -> Part:
+    started = time.perf_counter()
+    loading = loader.measure()
+    seconds = time.perf_counter() - started
+    title = LOADER_TITLE.format(rows=loading.ours.rows)
+    printout = title + "\n" + _plain(LOADER_HEADER, loader_rows(loading))
+    return Part(LOADER_PLACE, printout, loader_summary(loading), loader_section(loading, seconds), seconds)
+
+
+def measure_realtime() -> Part:
+    started = time.perf_counter()
+    cost = realtime.measure_fanout_cost()
+    live = realtime.measure_latency()
+    seconds = time.perf_counter() - started
+    printout = "\n".join(
+        [
+            f"\nReal time: POST → message.new at another member ({realtime.USERS} users)\n",
+            _plain(REALTIME_HEADER, realtime_rows(live)),
+            f"\nFan-out of one message to {cost.members} members ({cost.connected} connected): AWS calls\n",
+            _plain(FANOUT_HEADER, fanout_rows(cost)),
+        ]
+    )
+    return Part(
+        REALTIME_PLACE, printout, realtime_summary(cost, live), realtime_section(cost, live, seconds), seconds
+    )
+
+
+PARTS: dict[str, Callable[[], Part]] = {"loader": measure_loader, "realtime": measure_realtime}
 
 
 def main(argv: list[str] | None = None) -> int:
     arguments = sys.argv[1:] if argv is None else argv
-    if arguments == ["loader"]:
-        return main_loader()
+    if len(arguments) == 1 and arguments[0] in PARTS:
+        return main_part(PARTS[arguments[0]])
     if arguments:
-        print("usage: python -m bench.run [loader]", file=sys.stderr)
+        print(f"usage: python -m bench.run [{'|'.join(PARTS)}]", file=sys.stderr)
         return 2
     started = time.perf_counter()
     results = calls.measure()
@@ -162,9 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     profile = coldstart.import_profile("ChatsFunction")
     delivery = latency.measure()
     gateway = sms.measure()
-    loader_started = time.perf_counter()
-    loading = loader.measure()
-    loader_seconds = time.perf_counter() - loader_started
+    parts = [measure() for measure in PARTS.values()]
     total = time.perf_counter() - started
 
     rows = call_rows(results)
@@ -178,45 +323,59 @@ def main(argv: list[str] | None = None) -> int:
     print(_plain(LATENCY_HEADER, latency_rows(delivery)))
     print("\nSMS gateway: a batch of 10 commands against the fake provider\n")
     print(_plain(SMS_HEADER, sms_rows(gateway)))
-    print(LOADER_TITLE.format(rows=loading.ours.rows))
-    print(_plain(LOADER_HEADER, loader_rows(loading)))
-    text = document(results, report, profile, delivery, gateway, loading, call_seconds, loader_seconds, total)
+    for part in parts:
+        print(part.printout)
+    text = document(results, report, profile, delivery, gateway, parts, call_seconds, total)
     DOC.write_text(text, encoding="utf-8")
     print(f"\nwrote {DOC.relative_to(ROOT)} in {total:.0f} s")
     return 0
 
 
-def main_loader() -> int:
-    """Measure the loader alone; rewrite its summary rows and its section of the document."""
-    started = time.perf_counter()
-    loading = loader.measure()
-    seconds = time.perf_counter() - started
-    print(LOADER_TITLE.format(rows=loading.ours.rows))
-    print(_plain(LOADER_HEADER, loader_rows(loading)))
-    print("\n" + "\n".join(loader_summary(loading)))
-    DOC.write_text(with_loader(DOC.read_text(encoding="utf-8"), loading, seconds), encoding="utf-8")
-    print(f"\nupdated the loader in {DOC.relative_to(ROOT)} ({seconds:.0f} s)")
+def main_part(measure: Callable[[], Part]) -> int:
+    """Measure one part alone; rewrite its summary rows and its section of the document."""
+    part = measure()
+    print(part.printout)
+    print("\n" + "\n".join(part.rows))
+    DOC.write_text(with_part(DOC.read_text(encoding="utf-8"), part), encoding="utf-8")
+    print(f"\nupdated {part.place[1].removeprefix('## ')} in {DOC.relative_to(ROOT)} ({part.seconds:.0f} s)")
     return 0
 
 
-def with_loader(text: str, loading: loader.LoaderReport, seconds: float) -> str:
-    """``text`` (a document ``document()`` wrote) with the loader's summary rows and section
+def with_part(text: str, part: Part) -> str:
+    """``text`` (a document ``document()`` wrote) with the part's summary rows and section
     replaced, or added where ``document()`` puts them if an older run left them out."""
+    later = PLACES[PLACES.index(part.place) + 1 :]
+    prefix, heading = part.place
+    text = _with_rows(text, prefix, part.rows, before=tuple(p for p, _ in later))
+    return _with_section(text, heading, part.section, before=[h for _, h in later] + [SAMPLES_HEADING])
+
+
+def _with_rows(text: str, prefix: str, rows: list[str], before: tuple[str, ...]) -> str:
+    """The summary table's rows starting with ``prefix`` replaced by ``rows``; if it has
+    none, ``rows`` go before the first row starting with one of ``before``, or last."""
     lines = text.split("\n")
     start = next(i for i in range(lines.index("## Summary"), len(lines)) if lines[i].startswith("|"))
     end = start
     while end < len(lines) and lines[end].startswith("|"):
         end += 1
-    kept = [line for line in lines[start:end] if not line.startswith("| loader")]
-    lines[start:end] = kept + loader_summary(loading)
-    text = "\n".join(lines)
-    section = loader_section(loading, seconds)
-    if "\n## Campaign loader\n" in text:
-        start = text.index("\n## Campaign loader\n") + 1
-        after = text.index("\n## ", start) + 1
-        return text[:start] + section + "\n" + text[after:]
-    samples = text.index("\n## Cold start samples\n") + 1
-    return text[:samples] + section + "\n" + text[samples:]
+    table = lines[start:end]
+    at = next((i for i, line in enumerate(table) if line.startswith(prefix)), None)
+    if at is None:
+        at = next((i for i, line in enumerate(table) if before and line.startswith(before)), len(table))
+    kept = [line for line in table if not line.startswith(prefix)]
+    lines[start:end] = kept[:at] + rows + kept[at:]
+    return "\n".join(lines)
+
+
+def _with_section(text: str, heading: str, section: str, before: list[str]) -> str:
+    """The section under ``heading`` (up to the next ``## ``) replaced by ``section``; if
+    there is none, ``section`` goes before the first of the ``before`` headings present."""
+    if f"\n{heading}\n" in text:
+        start = text.index(f"\n{heading}\n") + 1
+        after = text.find("\n## ", start) + 1 or len(text)
+    else:
+        start = after = min(text.index(f"\n{h}\n") + 1 for h in before if f"\n{h}\n" in text)
+    return text[:start] + section + "\n" + text[after:]
 
 
 def document(
@@ -225,9 +384,8 @@ def document(
     profile: list[tuple[str, float]],
     delivery: list[latency.Latency],
     gateway: sms.SmsReport,
-    loading: loader.LoaderReport,
+    parts: list[Part],
     call_seconds: float,
-    loader_seconds: float,
     total: float,
 ) -> str:
     targeted = [m for m in results if m.target is not None]
@@ -259,7 +417,8 @@ def document(
         "local stack: queue message / stream record to its function starting, "
         f"median < {latency.TARGET_MEDIAN_MS:.0f} ms"
     )
-    loader_summary_rows = "\n".join(loader_summary(loading))
+    part_rows = "\n".join(row for part in parts for row in part.rows)
+    part_sections = "".join(part.section + "\n" for part in parts)
     sms_met = "met" if gateway.median_ratio <= sms.TARGET_RATIO else "MISSED"
     sms_target = (
         f"SMS: a batch of {sms.BATCH} takes ≤ {sms.TARGET_RATIO} x its slowest send (median of {sms.ROUNDS})"
@@ -289,7 +448,7 @@ absolute numbers. Call counts do not depend on the machine.
 | {latency_target} | {latency_text} |
 | {sms_target} | {sms_text} |
 | SMS: provider calls per command when nothing fails = 1 | {calls_text_sms} |
-{loader_summary_rows}
+{part_rows}
 
 ## AWS calls per HTTP operation
 
@@ -380,8 +539,7 @@ DynamoDB call (it is not thread-safe), which real DynamoDB does not.
 
 {_markdown(SMS_HEADER, sms_rows(gateway))}
 
-{loader_section(loading, loader_seconds)}
-## Cold start samples
+{part_sections}## Cold start samples
 
 Samples (init ms), baseline: {", ".join(f"{s:.0f}" for s in base.samples)}
 
