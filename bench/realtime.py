@@ -1,6 +1,7 @@
 """Real time: how long a message takes to reach the other side, and what the fan-out costs.
 
-Latency: the local stack (``make run``'s, with the fake provider) and 50 users, each
+Latency: the local stack, as ``make run`` starts it (its own process: the clients here
+do not share its interpreter), with the fake provider, and 50 users, each
 signed in with an open WebSocket, chatting in 20 direct chats and 2 groups of 5. For each
 message: ``POST /v1/chats/{id}/messages``, note when it returns, and wait for the
 ``message.new`` frame at another member; the difference is the latency (negative when
@@ -18,7 +19,11 @@ Fan-out cost: a group of 200 members, 50 of them connected, in the in-process st
 from __future__ import annotations
 
 import json
+import os
+import signal
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -36,10 +41,8 @@ import boto3
 from botocore.endpoint import Endpoint
 from moto import mock_aws
 
-from local.config import LocalConfig
 from local.specs import REGION
 from local.stack import InProcessStack
-from local.stack_server import StackServer
 from local.websocket import WebSocketClient, WebSocketError
 
 USERS = 50
@@ -50,6 +53,7 @@ TARGET_P50_MS = 30.0
 TARGET_P99_MS = 100.0
 GROUP_SIZE = 200
 GROUP_CONNECTED = 50
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)
@@ -124,26 +128,43 @@ def _post(url: str, body: Any, token: str | None = None) -> Any:
         return json.loads(response.read())
 
 
-def _config(state: Path) -> LocalConfig:
-    return LocalConfig(
-        http_port=0,
-        ws_port=0,
-        provider_port=0,
-        aws_port=0,
-        auth_mode="phone",
-        state_dir=state,
-        static_dir=None,
-        persist=False,
-        provider_environ={"CHATFLOW_FAKE_FAILURE_RATE": "0", "CHATFLOW_FAKE_DELAY_MS": "0-2"},
+@contextmanager
+def _local_stack(state: Path) -> Iterator[dict[str, str]]:
+    """``python -m local.serve --fresh`` on free ports, in phone mode; its outputs."""
+    environ = os.environ | {
+        "CHATFLOW_HTTP_PORT": "0",
+        "CHATFLOW_WS_PORT": "0",
+        "CHATFLOW_PROVIDER_PORT": "0",
+        "CHATFLOW_AWS_PORT": "0",
+        "CHATFLOW_AUTH_MODE": "phone",
+        "CHATFLOW_STATE_DIR": str(state),
+        "CHATFLOW_FAKE_FAILURE_RATE": "0",
+        "CHATFLOW_FAKE_DELAY_MS": "0-2",
+        "PYTHONPATH": f"{ROOT / 'layers' / 'shared' / 'python'}{os.pathsep}{ROOT}",
+    }
+    command = [sys.executable, "-m", "local.serve", "--fresh"]
+    process = subprocess.Popen(
+        command, cwd=ROOT, env=environ, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
+    try:
+        outputs_file = state / "outputs.json"
+        deadline = time.monotonic() + 120
+        while not outputs_file.exists():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the local stack did not start (try: make run)")
+            time.sleep(0.2)
+        yield {str(k): str(v) for k, v in json.loads(outputs_file.read_text()).items()}
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
 
 
 def measure_latency(messages: int = MESSAGES) -> LatencyReport:
-    with (
-        tempfile.TemporaryDirectory() as state,
-        StackServer(_config(Path(state)), log=lambda _: None) as stack,
-    ):
-        url, ws_url = stack.outputs["HttpApiUrl"], stack.outputs["WebSocketUrl"]
+    with tempfile.TemporaryDirectory() as state, _local_stack(Path(state)) as outputs:
+        url, ws_url = outputs["HttpApiUrl"], outputs["WebSocketUrl"]
         phones = [f"+1415555{2000 + i:04d}" for i in range(USERS)]
         tokens = {p: _post(f"{url}/v1/sessions", {"phoneNumber": p})["token"] for p in phones}
         listeners = {p: _Listener(WebSocketClient.connect(f"{ws_url}?token={tokens[p]}")) for p in phones}
@@ -164,9 +185,9 @@ def measure_latency(messages: int = MESSAGES) -> LatencyReport:
             time.sleep(max(0.0, at - time.perf_counter()))
             return _send(url, tokens, listeners, chats[n % len(chats)], n)
 
-        start = time.perf_counter() + 0.5
+        begin = time.perf_counter() + 0.5
         with ThreadPoolExecutor(SENDERS) as pool:
-            futures = [pool.submit(one, n, start + n / RATE_PER_SECOND) for n in range(messages)]
+            futures = [pool.submit(one, n, begin + n / RATE_PER_SECOND) for n in range(messages)]
             samples = [f.result() for f in futures]
         for listener in listeners.values():
             listener.socket.close()
