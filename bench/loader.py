@@ -1,16 +1,16 @@
 """Campaign loader: rows per second and AWS calls on 100,000 rows, against a naive loader; memory.
 
-Both loaders read the same CSV from S3 (moto) and write recipients to the campaigns
-table (moto). SendSms commands go to a counting stand-in for SQS: moto's SQS slows
-down as a queue fills (each send recounts the queue), which would measure moto, not
-the loaders. The naive loader does what a first version would: one PutItem and one
-SendMessage per row. Targets: ≥ 10x fewer calls and ≥ 5x faster.
+Both loaders read the same CSV from S3 (moto), write recipients to the campaigns table
+(moto) and send their SendSms commands to an SQS queue of their own (moto). The naive
+loader does what a first version would: one PutItem and one SendMessage per row.
+Targets: ≥ 10x fewer calls and ≥ 5x faster.
 
 Same conditions for both: one process, one moto, and ``local.moto_speedups`` installed
 before either runs (the patches the local stack's emulated AWS uses; moto's results and
 errors are unchanged). Without them plain moto copies the whole table on every
-TransactWriteItems, and ours saves its checkpoint with one per 100 rows: its time grew
-with the square of the rows, and 100,000 rows did not finish in 8 minutes.
+TransactWriteItems (ours saves its checkpoint with one per 100 rows) and counts every
+message of a queue on every send: both loaders' time would grow with the square of the
+rows, and 100,000 rows did not finish in 8 minutes.
 
 Memory: the loader alone (fakes for the table and the queue, the file as a stream of
 chunks) on 10,000 and on 200,000 rows: the peaks must be within 20 MB of each other,
@@ -97,26 +97,19 @@ def csv_chunks(rows: int, size: int = 256 * 1024) -> Iterator[bytes]:
         yield bytes(buffer)
 
 
-class _CountingSqs:
-    """Stands in for the SQS client: counts calls, accepts every entry."""
-
-    def __init__(self, calls: Counter[str]) -> None:
-        self.calls = calls
-
-    def send_message_batch(self, QueueUrl: str, Entries: list[Any]) -> dict[str, Any]:
-        self.calls["sqs.SendMessageBatch"] += 1
-        return {"Successful": [{"Id": e["Id"]} for e in Entries], "Failed": []}
-
-    def send_message(self, QueueUrl: str, MessageBody: str) -> dict[str, Any]:
-        self.calls["sqs.SendMessage"] += 1
-        return {"MessageId": "m"}
-
-
 def _count_calls(calls: Counter[str]) -> Any:
     def on_call(model: Any, **kwargs: Any) -> None:
         calls[f"{model.service_model.service_name}.{model.name}"] += 1
 
     return on_call
+
+
+def _clients(calls: Counter[str]) -> tuple[Any, Any, Any]:
+    """DynamoDB, S3 and SQS clients whose every call is counted in ``calls``."""
+    dynamodb, s3, sqs = (boto3.client(name, region_name="us-east-1") for name in ("dynamodb", "s3", "sqs"))
+    for client in (dynamodb, s3, sqs):
+        client.meta.events.register("before-call", _count_calls(calls))
+    return dynamodb, s3, sqs
 
 
 def _campaign(campaign_id: str) -> Campaign:
@@ -136,12 +129,8 @@ def _campaign(campaign_id: str) -> Campaign:
 
 def _ours(stack: InProcessStack, rows: int) -> LoaderRun:
     calls: Counter[str] = Counter()
-    dynamodb, s3 = (
-        boto3.client("dynamodb", region_name="us-east-1"),
-        boto3.client("s3", region_name="us-east-1"),
-    )
-    for client in (dynamodb, s3):
-        client.meta.events.register("before-call", _count_calls(calls))
+    dynamodb, s3, sqs = _clients(calls)
+    queue_url = sqs.create_queue(QueueName="bench-ours")["QueueUrl"]
     table = stack.template.physical_ids["CampaignsTable"]
     bucket = stack.template.physical_ids["CampaignBucket"]
     repository = DynamoCampaignRepository(table, dynamodb)
@@ -152,7 +141,7 @@ def _ours(stack: InProcessStack, rows: int) -> LoaderRun:
     loader = CampaignLoader(
         campaigns=repository,
         files=S3RecipientFiles(bucket, s3),
-        commands=SqsCommandQueue("queue", _CountingSqs(calls)),  # type: ignore[arg-type]
+        commands=SqsCommandQueue(queue_url, sqs),
         clock=lambda: datetime.now(UTC),
     )
     started = time.perf_counter()
@@ -170,13 +159,8 @@ def _naive(stack: InProcessStack, rows: int) -> LoaderRun:
     import io
 
     calls: Counter[str] = Counter()
-    dynamodb, s3 = (
-        boto3.client("dynamodb", region_name="us-east-1"),
-        boto3.client("s3", region_name="us-east-1"),
-    )
-    for client in (dynamodb, s3):
-        client.meta.events.register("before-call", _count_calls(calls))
-    sqs = _CountingSqs(calls)
+    dynamodb, s3, sqs = _clients(calls)
+    queue_url = sqs.create_queue(QueueName="bench-naive")["QueueUrl"]
     table = stack.template.physical_ids["CampaignsTable"]
     bucket = stack.template.physical_ids["CampaignBucket"]
     key = "campaigns/naive/bench.csv"
@@ -184,14 +168,14 @@ def _naive(stack: InProcessStack, rows: int) -> LoaderRun:
     calls.clear()
     started = time.perf_counter()
     body = s3.get_object(Bucket=bucket, Key=key)["Body"]
-    reader = csv.DictReader(io.TextIOWrapper(body, encoding="utf-8"))  # type: ignore[type-var]
+    reader = csv.DictReader(io.TextIOWrapper(body, encoding="utf-8"))
     for row in reader:
         dynamodb.put_item(
             TableName=table,
             Item={"PK": {"S": "CAMPAIGN#naive"}, "SK": {"S": f"R#{row['iccid']}"}, "status": {"S": "queued"}},
         )
         text = TEMPLATE.replace("{{name}}", row["name"]).replace("{{code}}", row["code"])
-        sqs.send_message(QueueUrl="queue", MessageBody=json.dumps({"iccid": row["iccid"], "text": text}))
+        sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps({"iccid": row["iccid"], "text": text}))
     return LoaderRun("naive loader (1 put + 1 send per row)", rows, time.perf_counter() - started, calls)
 
 

@@ -97,12 +97,12 @@ def loader_section(loading: loader.LoaderReport, seconds: float) -> str:
     return f"""## Campaign loader
 
 `bench/loader.py`: {ours.rows:,} rows read from S3 (moto) into the campaigns table
-(moto); SendSms commands go to a counting stand-in for SQS (moto's SQS slows as a queue
-fills, which would measure moto). The naive loader does one PutItem and one SendMessage
-per row. Both run in the same process on the same moto, with `local.moto_speedups`
-installed (as the local stack's emulated AWS has it): plain moto copies the whole table on
-every `TransactWriteItems`, and ours saves its checkpoint with one per 100 rows, so its
-time grew with the square of the rows (100,000 did not finish in 8 minutes). Memory is the
+(moto), their SendSms commands sent to an SQS queue (moto, one per loader). The naive
+loader does one PutItem and one SendMessage per row. Both run in the same process on the
+same moto, with `local.moto_speedups` installed (as the local stack's emulated AWS has it):
+plain moto copies the whole table on every `TransactWriteItems` (ours saves its checkpoint
+with one per 100 rows) and counts the whole queue on every send, so both loaders' time grew
+with the square of the rows (100,000 did not finish in 8 minutes). Memory is the
 loader alone (the file as a stream of chunks, the table and queue as no-ops), peak by
 `tracemalloc`. Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC in {seconds:.0f} s
 (`python -m bench.run loader` measures this section alone).

@@ -11,6 +11,8 @@ both loaders it compares).
 
 from __future__ import annotations
 
+import contextvars
+import functools
 import json
 import time
 from collections.abc import Iterable
@@ -174,17 +176,35 @@ _COUNT_ATTRIBUTES = (
 )
 
 
+# Set while moto sends a message: it builds the queue's attributes then only to read its
+# content-based deduplication flag, so the counts (a pass over the queue) are left out.
+_sending: contextvars.ContextVar[bool] = contextvars.ContextVar("moto_sqs_sending", default=False)
+_original_send_message = SQSBackend.send_message
+
+
+def _send_message(self: SQSBackend, *args: Any, **kwargs: Any) -> Message:
+    token = _sending.set(True)
+    try:
+        return _original_send_message(self, *args, **kwargs)
+    finally:
+        _sending.reset(token)
+
+
+_underscored = functools.cache(camelcase_to_underscores)  # a dozen attribute names, every send
+
+
 def _queue_attributes(self: Queue) -> dict[str, Any]:
     """moto's Queue.attributes, with the three message counts from one pass instead of
-    three (moto builds this whole dict on every SendMessage, to read one flag)."""
-    counts = dict(zip(_COUNT_ATTRIBUTES, _queue_counts(self), strict=True))
+    three, and none at all while a message is being sent (see ``_sending``)."""
+    counted = (0, 0, 0) if _sending.get() else _queue_counts(self)
+    counts = dict(zip(_COUNT_ATTRIBUTES, counted, strict=True))
     names = list(self.BASE_ATTRIBUTES)
     if self.fifo_queue:
         names += self.FIFO_ATTRIBUTES
     if self.kms_master_key_id:  # type: ignore[attr-defined]
         names += self.KMS_ATTRIBUTES
     result: dict[str, Any] = {
-        name: counts[name] if name in counts else getattr(self, camelcase_to_underscores(name))
+        name: counts[name] if name in counts else getattr(self, _underscored(name))
         for name in names
     }
     if self.policy:
@@ -245,3 +265,4 @@ def install() -> None:
     DepthFirstTraverser.process = _process
     ActionCountValidator.traverse = _count_actions_once
     SQSBackend.is_message_valid_based_on_retention_period = _retained  # type: ignore[method-assign]
+    SQSBackend.send_message = _send_message  # type: ignore[method-assign]

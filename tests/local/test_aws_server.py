@@ -108,3 +108,41 @@ def test_an_item_over_the_size_limit_is_refused_as_moto_refuses_it(dynamodb: Any
         assert refused.value.response["Error"]["Code"] == "ValidationException"
         assert "Item size has exceeded the maximum allowed size" in refused.value.response["Error"]["Message"]
     assert "Item" not in dynamodb.get_item(TableName="t", Key={"PK": {"S": "big"}})
+
+
+def test_queue_counts_stay_exact_with_the_sqs_speed_ups() -> None:
+    # Given a queue of the emulated AWS (counted in one pass; not counted at all while sending)
+    EmulatedAws.reset()
+    aws = EmulatedAws()
+    aws.start()
+    try:
+        sqs = boto3.client(
+            "sqs",
+            endpoint_url=aws.url,
+            region_name="us-east-1",
+            aws_access_key_id="x",
+            aws_secret_access_key="x",
+        )
+        url = sqs.create_queue(QueueName="q")["QueueUrl"]
+
+        # When three messages are sent, one of them delayed, and one is received
+        sqs.send_message_batch(
+            QueueUrl=url,
+            Entries=[
+                {"Id": "a", "MessageBody": "a"},
+                {"Id": "b", "MessageBody": "b"},
+                {"Id": "c", "MessageBody": "c", "DelaySeconds": 60},
+            ],
+        )
+        received = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1, VisibilityTimeout=60)["Messages"]
+        counts = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    finally:
+        aws.stop()
+        EmulatedAws.reset()
+
+    # Then each count is exact
+    assert len(received) == 1
+    assert counts["ApproximateNumberOfMessages"] == "1"
+    assert counts["ApproximateNumberOfMessagesNotVisible"] == "1"
+    assert counts["ApproximateNumberOfMessagesDelayed"] == "1"
+    assert counts["MessageRetentionPeriod"] == "345600"
