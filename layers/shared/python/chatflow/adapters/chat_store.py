@@ -14,7 +14,9 @@ Items (PK / SK), and why (see docs/architecture.md for every access pattern):
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
@@ -124,6 +126,14 @@ def inbox_item(phone: str, chat_id: str, activity: datetime) -> Item:
         "chatId": chat_id,
         "activityAt": stamp,
     }
+
+
+INBOX_WRITE_CONCURRENCY = 16
+
+
+@cache
+def _inbox_pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=INBOX_WRITE_CONCURRENCY, thread_name_prefix="inbox")
 
 
 class DynamoChatRepository:
@@ -433,9 +443,14 @@ class DynamoChatRepository:
     def project_inbox(
         self, chat_id: str, activity: datetime, members: Sequence[str], removed: Sequence[str]
     ) -> None:
-        """Move each member's inbox entry forward to ``activity``; drop removed members'."""
+        """Move each member's inbox entry forward to ``activity``; drop removed members'.
+
+        One conditional write per member (it only moves forward, so retries are harmless);
+        a group's writes go out several at a time, a direct chat's two one after the other.
+        """
         stamp = to_iso(activity)
-        for phone in members:
+
+        def move(phone: str) -> None:
             item = inbox_item(phone, chat_id, activity)
             try:
                 self._client.update_item(
@@ -453,6 +468,12 @@ class DynamoChatRepository:
             except ClientError as exc:
                 if error_code(exc) != "ConditionalCheckFailedException":
                     raise translate(exc) from exc
+
+        if len(members) <= 2:
+            for phone in members:
+                move(phone)
+        else:
+            list(_inbox_pool().map(move, members))  # list(): re-raise the first failure
         if removed:
             batch_write(
                 self._client,
