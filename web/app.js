@@ -227,6 +227,8 @@ async function route() {
   app.conversation.open(itemId);
   if (opening) {
     app.conversation.focusComposer();
+    const chat = app.store.chats.get(itemId);
+    if (chat && chat.type === "group") app.messaging.loadPresence([chat]);
     if (!app.store.conversation(itemId).loaded) await loadOlder(itemId);
     else app.messaging.catchUp(itemId);
   }

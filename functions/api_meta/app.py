@@ -13,7 +13,7 @@ from typing import NoReturn
 from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 
 from chatflow.api.campaign_routes import campaign_router
-from chatflow.api.chat_routes import chat_router, search_router
+from chatflow.api.chat_routes import chat_router, presence_router, search_router
 from chatflow.api.http import PUBLIC_ROUTES, build_resolver, http_handler
 from chatflow.api.identity_routes import identity_router
 from chatflow.api.meta_routes import meta_router
@@ -31,6 +31,7 @@ def openapi_json() -> str:
             identity_router(_documentation_only),
             chat_router(_documentation_only),
             search_router(_documentation_only),
+            presence_router(_documentation_only, _documentation_only, _documentation_only),
             sms_router(_documentation_only),
             campaign_router(_documentation_only),
             meta_router(openapi_json),

@@ -1,4 +1,4 @@
-"""Chats API: chats, members, messages, receipts (``/v1/chats``, ``/v1/messages``) and ``/v1/search``."""
+"""Chats API: chats, members, messages, receipts, presence (`/v1/chats`, `/v1/messages`), `/v1/search`."""
 
 from __future__ import annotations
 
@@ -7,20 +7,29 @@ from functools import cache
 
 from chatflow.adapters import aws
 from chatflow.adapters.chat_store import DynamoChatRepository
+from chatflow.adapters.connection_store import DynamoConnectionRepository
 from chatflow.adapters.identity_store import DynamoUserRepository
 from chatflow.adapters.search_store import DynamoSearchIndex
-from chatflow.api.chat_routes import chat_router, search_router
+from chatflow.api.chat_routes import chat_router, presence_router, search_router
 from chatflow.api.http import build_resolver, http_handler
 from chatflow.domain.clock import utc_now
 from chatflow.domain.messaging import MessagingService
 from chatflow.domain.pagination import CursorCodec
 from chatflow.domain.search import SearchService
-from chatflow.settings import AwsSettings, CursorSettings, SearchSettings, TableSettings, load
+from chatflow.settings import (
+    AwsSettings,
+    ConnectionsSettings,
+    CursorSettings,
+    SearchSettings,
+    TableSettings,
+    load,
+)
 
 AWS = load(AwsSettings)
 TABLES = load(TableSettings)
 CURSORS = load(CursorSettings)
 SEARCH = load(SearchSettings)
+CONNECTIONS = load(ConnectionsSettings)
 
 
 @cache
@@ -50,5 +59,12 @@ def searching() -> SearchService:
     )
 
 
-app = build_resolver([chat_router(messaging), search_router(searching)])
+@cache
+def connections() -> DynamoConnectionRepository:
+    return DynamoConnectionRepository(CONNECTIONS.connections_table, aws.dynamodb(AWS.region))
+
+
+app = build_resolver(
+    [chat_router(messaging), search_router(searching), presence_router(messaging, connections, utc_now)]
+)
 lambda_handler = http_handler(app)

@@ -70,6 +70,7 @@ ROUTES = [
     Route("GET", "/v1/chats/{chatId}/messages", paginated=True),
     Route("POST", "/v1/chats/{chatId}/receipts", {"type": "read", "upToSeq": 1}, ("type", "upToSeq")),
     Route("GET", "/v1/search", paginated=True, query=(("q", "m"),)),
+    Route("GET", "/v1/chats/{chatId}/presence"),
     Route("GET", "/v1/health", public=True),
     Route("GET", "/v1/openapi.json", public=True),
 ]

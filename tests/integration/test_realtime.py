@@ -603,3 +603,39 @@ def test_a_connection_whose_disconnect_was_lost_is_forgotten_at_the_next_connect
     # Then only the live connection is left
     item = table.get_item(TableName="ConnectionsTable", Key=key)["Item"]
     assert set(item["connections"]["M"]) == {second}
+
+
+# ---- presence over HTTP ------------------------------------------------------------
+
+
+def test_chat_presence_says_who_is_online_now_and_when_others_were_last_seen(
+    api: ApiClient, stack: InProcessStack, ws: Sockets
+) -> None:
+    # Given a group where Bob is connected, Carol was and left, and Alice never connected
+    alice = api.sign_in(ALICE)
+    chat_id = api.create_group(alice, [BOB, CAROL])
+    ws.open(BOB)
+    carol = ws.open(CAROL)
+    ws.close(carol)
+
+    # When Alice asks who is there
+    response = api.call("GET", f"/v1/chats/{chat_id}/presence", token=alice)
+
+    # Then every member is listed with what a presence frame would say
+    assert response.status == 200, response.body
+    by_phone = {p["phoneNumber"]: p for p in response.json()["items"]}
+    assert set(by_phone) == {ALICE, BOB, CAROL}
+    assert (by_phone[BOB]["online"], by_phone[BOB]["lastSeenAt"]) == (True, None)
+    assert by_phone[CAROL]["online"] is False
+    assert by_phone[CAROL]["lastSeenAt"].endswith("Z")
+    assert (by_phone[ALICE]["online"], by_phone[ALICE]["lastSeenAt"]) == (False, None)
+
+
+def test_chat_presence_of_a_chat_of_others_is_not_found(api: ApiClient, direct: tuple[str, str, str]) -> None:
+    _, _, chat_id = direct
+    carol = api.sign_in(CAROL)
+
+    response = api.call("GET", f"/v1/chats/{chat_id}/presence", token=carol)
+
+    assert response.status == 404
+    assert response.json()["error"]["code"] == "not_found"

@@ -159,6 +159,10 @@ export class Api {
     return this.post("/v1/chats", { type: "group", name, members });
   }
   /** History, newest first (a cursor pages back in time). */
+  /** Each member of the chat: online now, or when last seen (frames only tell changes). */
+  chatPresence(chatId) {
+    return this.get(`/v1/chats/${encodeURIComponent(chatId)}/presence`);
+  }
   listMessages(chatId, { cursor, limit = 30 } = {}) {
     return this.get(`/v1/chats/${encodeURIComponent(chatId)}/messages`, { limit, cursor });
   }

@@ -46,6 +46,24 @@ export class Messaging {
     const page = await this.api.listChats(null);
     this.store.setChatPage(page, { append: false });
     this.markListDelivered(page.items);
+    this.loadPresence(page.items.filter((chat) => chat.type === "direct"));
+  }
+
+  /** Who is online now in these chats: presence frames only tell changes from here on. */
+  async loadPresence(chats) {
+    await Promise.all(
+      chats.map(async (chat) => {
+        try {
+          const asked = this.store.presenceFrames;
+          const { items } = await this.api.chatPresence(chat.chatId);
+          for (const state of items) {
+            if (state.phoneNumber !== this.store.me) this.store.setPresenceSnapshot(state, asked);
+          }
+        } catch {
+          // Presence is a nicety: the list works without it, and frames fill it in later.
+        }
+      }),
+    );
   }
 
   async loadMoreChats() {
@@ -65,6 +83,7 @@ export class Messaging {
       const page = await this.api.listChats(null);
       this.store.mergeChatPage(page);
       this.markListDelivered(page.items);
+      this.loadPresence(page.items.filter((chat) => chat.type === "direct"));
     } catch (error) {
       this.report(error);
     }

@@ -60,6 +60,8 @@ export class ChatStore extends EventTarget {
     this.chatsLoaded = false;
     this.conversations = new Map();
     this.presence = new Map();
+    this.presenceFrames = 0; // presence frames received so far
+    this.presenceFrameAt = new Map(); // phoneNumber -> presenceFrames when its last frame came
     this.typing = new Map(); // chatId -> Map(phoneNumber -> timer)
     this.lastMessageFrom = new Map(); // "<chatId>|<phoneNumber>" -> time of their last message here
   }
@@ -256,6 +258,15 @@ export class ChatStore extends EventTarget {
   // ---- presence and typing ---------------------------------------------------------------
 
   setPresence({ phoneNumber, online, lastSeenAt }) {
+    this.presenceFrames += 1;
+    this.presenceFrameAt.set(phoneNumber, this.presenceFrames);
+    this.presence.set(phoneNumber, { online: Boolean(online), lastSeenAt: lastSeenAt || null });
+    this.emit("presence", { phoneNumber });
+  }
+
+  /** A state read over HTTP when ``asked`` frames had come: a frame since then is newer. */
+  setPresenceSnapshot({ phoneNumber, online, lastSeenAt }, asked) {
+    if ((this.presenceFrameAt.get(phoneNumber) ?? 0) > asked) return;
     this.presence.set(phoneNumber, { online: Boolean(online), lastSeenAt: lastSeenAt || null });
     this.emit("presence", { phoneNumber });
   }

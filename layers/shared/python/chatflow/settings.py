@@ -95,8 +95,13 @@ class CampaignLoaderSettings(CampaignSettings):
     )
 
 
-class RealtimeSettings(_EnvModel):
+class ConnectionsSettings(_EnvModel):
+    """Open WebSocket connections and presence (ConnectionsTable)."""
+
     connections_table: str = Field(validation_alias="CONNECTIONS_TABLE", min_length=1)
+
+
+class RealtimeSettings(ConnectionsSettings):
     # The stage's WebSocket URL (wss://…/stage); its @connections API is the same URL over https.
     websocket_endpoint: str = Field(validation_alias="WEBSOCKET_ENDPOINT", pattern=r"^(wss?|https?)://")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import unquote
 
@@ -19,15 +20,19 @@ from chatflow.api.models import (
     DirectMessageRequest,
     MessageOut,
     MessagePage,
+    PresenceList,
+    PresenceOut,
     ReceiptRequest,
     SendMessageRequest,
 )
 from chatflow.api.params import Cursor, Limit, error_doc, ok_doc
 from chatflow.api.responses import json_response, no_content
+from chatflow.domain.clock import to_iso
 from chatflow.domain.messaging import MessagingService, Sent
 from chatflow.domain.pagination import DEFAULT_LIMIT
 from chatflow.domain.search import SearchService
 from chatflow.errors import FieldProblem, ValidationFailed
+from chatflow.ports import ConnectionRepository
 
 _ERRORS: dict[int, Any] = {
     400: error_doc("Invalid input"),
@@ -198,6 +203,38 @@ def search_router(service: Callable[[], SearchService]) -> Router:
         return MessagePage(
             items=[MessageOut.of(m, found.chats[m.chat_id]) for m in found.messages],
             nextCursor=found.next_cursor,
+        )
+
+    return router
+
+
+def presence_router(
+    service: Callable[[], MessagingService],
+    connections: Callable[[], ConnectionRepository],
+    clock: Callable[[], datetime],
+) -> Router:
+    """``GET /v1/chats/{chatId}/presence``: who of a chat is online now (the frames tell
+    only changes; a client opening a chat needs the current state)."""
+    router = Router()
+
+    @router.get(
+        "/v1/chats/<chatId>/presence",
+        tags=["chats"],
+        summary="Each member of the chat: online now, or when last seen",
+        responses=ok_doc(PresenceList) | _ERRORS,
+    )
+    def chat_presence(chatId: str) -> PresenceList:
+        chat = service().get_chat(caller_of(router).phone_number, chatId)
+        found = connections().presence([m.phone_number for m in chat.members], now=clock())
+        return PresenceList(
+            items=[
+                PresenceOut(
+                    phoneNumber=state.phone_number,
+                    online=state.online,
+                    lastSeenAt=to_iso(state.last_seen_at) if state.last_seen_at else None,
+                )
+                for state in (found[m.phone_number] for m in chat.members)
+            ]
         )
 
     return router

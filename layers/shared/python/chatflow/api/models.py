@@ -210,3 +210,13 @@ class ChatPage(_Response):
 class MessagePage(_Response):
     items: list[MessageOut]
     nextCursor: str | None
+
+
+class PresenceOut(_Response):
+    phoneNumber: str
+    online: bool
+    lastSeenAt: str | None
+
+
+class PresenceList(_Response):
+    items: list[PresenceOut]
