@@ -204,8 +204,7 @@ def _queue_attributes(self: Queue) -> dict[str, Any]:
     if self.kms_master_key_id:  # type: ignore[attr-defined]
         names += self.KMS_ATTRIBUTES
     result: dict[str, Any] = {
-        name: counts[name] if name in counts else getattr(self, _underscored(name))
-        for name in names
+        name: counts[name] if name in counts else getattr(self, _underscored(name)) for name in names
     }
     if self.policy:
         result["Policy"] = self.policy
