@@ -6,7 +6,9 @@ Two streams feed it:
   SMS forward to members with none; moved delivered/read markers → ``message.status``;
   a new chat or a membership change → ``chat.updated``;
 - the connections table: a user's ``PRESENCE`` item going from no open connection to
-  one, or back → ``presence`` to everyone who shares a chat with them.
+  one, or back → ``presence`` to everyone who shares a chat with them; a ``CONN#`` item
+  deleted by the table's TTL (its ``$disconnect`` never came) → taken out of its owner's
+  presence (which then goes offline if it was the last).
 
 Reads are bounded: the record carries the chat, so one BatchGetItem per 100 members
 for their connections (plus, when members are offline, one per 100 for opt-outs). A
@@ -29,6 +31,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from chatflow.adapters import aws
 from chatflow.adapters.chat_store import DynamoChatRepository, chat_from_item
 from chatflow.adapters.connection_store import (
+    CONNECTION_SK,
     PRESENCE_SK,
     DynamoConnectionRepository,
     DynamoForwardLimiter,
@@ -52,10 +55,15 @@ processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
 
 
 @cache
+def connections() -> DynamoConnectionRepository:
+    return DynamoConnectionRepository(REALTIME.connections_table, aws.dynamodb(AWS.region))
+
+
+@cache
 def realtime() -> RealtimeService:
     client = aws.dynamodb(AWS.region)
     return RealtimeService(
-        connections=DynamoConnectionRepository(REALTIME.connections_table, client),
+        connections=connections(),
         notifier=ApiGatewayNotifier(management_client(AWS.region, REALTIME.websocket_endpoint)),
         chats=DynamoChatRepository(TABLES.chats_table, client),
         clock=utc_now,
@@ -74,6 +82,11 @@ def record_handler(record: DynamoDBRecord) -> None:
     new = from_raw(raw["NewImage"]) if raw.get("NewImage") else None
     if sort_key == "META":
         realtime().chat_changed(chat_from_item(old) if old else None, chat_from_item(new) if new else None)
+    elif sort_key == CONNECTION_SK and old is not None and new is None:
+        # DynamoDB's TTL deleted a connection whose $disconnect never came: take it out of
+        # its owner's presence, whose change then tells their contacts (the filter passes
+        # only deletions by the TTL service, not those of $disconnect).
+        connections().forget(str(old["phoneNumber"]), str(old["PK"])[len("CONN#") :], now=utc_now())
     elif sort_key == PRESENCE_SK and new is not None and set(new) - {"PK", "SK"}:
         # (moto, not DynamoDB, streams a keys-only image first when an update creates an item)
         now = utc_now()

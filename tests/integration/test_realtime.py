@@ -24,8 +24,10 @@ from moto.core.exceptions import JsonRESTError
 
 from chatflow.adapters.sms_store import DynamoOptOutRepository
 from chatflow.domain.sessions import hash_token
+from local.patterns import matches
 from local.specs import ACCOUNT_ID, REGION
 from local.stack import InProcessStack
+from local.template import Template
 from tests.integration.conftest import ApiClient
 
 ALICE = "+14155550101"
@@ -639,3 +641,49 @@ def test_chat_presence_of_a_chat_of_others_is_not_found(api: ApiClient, direct: 
 
     assert response.status == 404
     assert response.json()["error"]["code"] == "not_found"
+
+
+def _ttl_deletion(connection_id: str, phone: str, *, by_ttl: bool = True) -> dict[str, Any]:
+    """The stream record of a connection item deleted by DynamoDB's TTL (or by a client)."""
+    key = {"PK": {"S": f"CONN#{connection_id}"}, "SK": {"S": "CONN"}}
+    record: dict[str, Any] = {
+        "eventID": "1",
+        "eventName": "REMOVE",
+        "eventSource": "aws:dynamodb",
+        "dynamodb": {"Keys": key, "OldImage": {**key, "phoneNumber": {"S": phone}}, "SequenceNumber": "1"},
+    }
+    if by_ttl:
+        record["userIdentity"] = {"type": "Service", "principalId": "dynamodb.amazonaws.com"}
+    return record
+
+
+def test_a_connection_expired_by_ttl_takes_its_user_offline_for_contacts(
+    stack: InProcessStack, ws: Sockets, frames: Frames, direct: tuple[str, str, str]
+) -> None:
+    # Given Alice listening, and Bob whose only connection lost its $disconnect
+    alice = ws.open(ALICE)
+    bob = ws.open(BOB)
+    stack.drain_streams()
+    frames.new(alice)
+
+    # When DynamoDB's TTL deletes Bob's connection item and the fan-out gets that record
+    result = stack.invoke("FanoutFunction", {"Records": [_ttl_deletion(bob, BOB)]})
+    stack.drain_streams()
+
+    # Then Bob is out of presence, and Alice hears he went offline
+    assert result == {"batchItemFailures": []}
+    [gone] = frames.of_type(alice, "presence")
+    assert (gone["phoneNumber"], gone["online"]) == (BOB, False)
+
+
+def test_the_fanout_hears_only_deletions_by_the_ttl_service() -> None:
+    # Given the fan-out's filters on the connections table's stream
+    [mapping] = [
+        m
+        for m in Template.load().event_source_mappings()
+        if m.function == "FanoutFunction" and "ConnectionsTable" in str(m.source_arn)
+    ]
+
+    # Then a TTL deletion of a connection passes, a $disconnect's deletion does not
+    assert any(matches(f, _ttl_deletion("c=", BOB)) for f in mapping.filters)
+    assert not any(matches(f, _ttl_deletion("c=", BOB, by_ttl=False)) for f in mapping.filters)

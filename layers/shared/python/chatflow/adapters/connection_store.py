@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
 
 PRESENCE_SK = "PRESENCE"
+CONNECTION_SK = "CONN"
 _MAX_ATTEMPTS = 3
 _PRUNE_AT_ONCE = 50
 
@@ -37,7 +38,7 @@ def presence_key(phone_number: str) -> dict[str, Any]:
 
 
 def _connection_key(connection_id: str) -> dict[str, Any]:
-    return {"PK": {"S": f"CONN#{connection_id}"}, "SK": {"S": "CONN"}}
+    return {"PK": {"S": f"CONN#{connection_id}"}, "SK": {"S": CONNECTION_SK}}
 
 
 def _forward_key(chat_id: str, phone_number: str) -> dict[str, Any]:
@@ -140,10 +141,15 @@ class DynamoConnectionRepository:
         phone = from_raw(response.get("Attributes") or {}).get("phoneNumber")
         if phone is None:
             return None
+        self.forget(str(phone), connection_id, now=now)
+        return str(phone)
+
+    def forget(self, phone_number: str, connection_id: str, *, now: datetime) -> None:
+        """Take the connection out of its owner's presence (``lastSeenAt`` = ``now``)."""
         try:
             self._client.update_item(
                 TableName=self._table,
-                Key=presence_key(str(phone)),
+                Key=presence_key(phone_number),
                 UpdateExpression="REMOVE connections.#c SET lastSeenAt = :now, updatedAt = :now",
                 ConditionExpression="attribute_exists(connections.#c)",
                 ExpressionAttributeNames={"#c": connection_id},
@@ -152,7 +158,6 @@ class DynamoConnectionRepository:
         except ClientError as exc:
             if not _conditional(exc):  # already removed (a retried $disconnect): nothing to do
                 raise translate(exc) from exc
-        return str(phone)
 
     def presence(self, phone_numbers: Sequence[str], *, now: datetime) -> dict[str, Presence]:
         unique = sorted(set(phone_numbers))
