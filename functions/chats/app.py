@@ -38,11 +38,15 @@ def cursors() -> CursorCodec:
 
 
 @cache
+def chats() -> DynamoChatRepository:
+    return DynamoChatRepository(TABLES.chats_table, aws.dynamodb(AWS.region))
+
+
+@cache
 def messaging() -> MessagingService:
-    client = aws.dynamodb(AWS.region)
     return MessagingService(
-        chats=DynamoChatRepository(TABLES.chats_table, client),
-        users=DynamoUserRepository(TABLES.users_table, client),
+        chats=chats(),
+        users=DynamoUserRepository(TABLES.users_table, aws.dynamodb(AWS.region)),
         cursors=cursors(),
         clock=utc_now,
         sleep=time.sleep,
@@ -51,10 +55,9 @@ def messaging() -> MessagingService:
 
 @cache
 def searching() -> SearchService:
-    client = aws.dynamodb(AWS.region)
     return SearchService(
-        chats=DynamoChatRepository(TABLES.chats_table, client),
-        index=DynamoSearchIndex(SEARCH.search_table, client),
+        chats=chats(),
+        index=DynamoSearchIndex(SEARCH.search_table, aws.dynamodb(AWS.region)),
         cursors=cursors(),
     )
 

@@ -53,11 +53,15 @@ SIGNED_OUT = "Your session ended (signed out or expired): sign in again and reco
 
 
 @cache
+def chats() -> DynamoChatRepository:
+    return DynamoChatRepository(TABLES.chats_table, aws.dynamodb(AWS.region))
+
+
+@cache
 def messaging() -> MessagingService:
-    client = aws.dynamodb(AWS.region)
     return MessagingService(
-        chats=DynamoChatRepository(TABLES.chats_table, client),
-        users=DynamoUserRepository(TABLES.users_table, client),
+        chats=chats(),
+        users=DynamoUserRepository(TABLES.users_table, aws.dynamodb(AWS.region)),
         cursors=CursorCodec(aws.read_secret(AWS.region, CURSORS.cursor_secret_arn)),
         clock=utc_now,
         sleep=time.sleep,
@@ -70,7 +74,7 @@ def realtime() -> RealtimeService:
     return RealtimeService(
         connections=DynamoConnectionRepository(REALTIME.connections_table, client),
         notifier=ApiGatewayNotifier(management_client(AWS.region, REALTIME.websocket_endpoint)),
-        chats=DynamoChatRepository(TABLES.chats_table, client),
+        chats=chats(),
         clock=utc_now,
     )
 
