@@ -1,0 +1,95 @@
+"""One ASGI application on one local port, served by uvicorn on a thread of its own.
+
+Every network endpoint of the local stack (the HTTP API, the WebSocket API with its
+``@connections`` API, the fake SMS provider) is an ASGI application (starlette) served
+this way, so HTTP/1.1 and RFC 6455 are uvicorn's and the ``websockets`` library's, not
+ours. The socket is bound here, before the server starts, so a port in use is an
+``OSError`` at once and port 0 gives a free port whose number is known straight away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from typing import Any
+
+import uvicorn
+
+_START_TIMEOUT_SECONDS = 10.0
+_STOP_TIMEOUT_SECONDS = 10.0
+
+
+class AsgiServer:
+    def __init__(self, app: Any, *, host: str = "127.0.0.1", port: int = 0, name: str = "asgi") -> None:
+        self.name = name
+        self._host = host
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            self._socket.bind((host, port))
+        except OSError:
+            self._socket.close()
+            raise
+        self._socket.listen(1024)
+        self._config = uvicorn.Config(
+            app,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            ws="websockets-sansio",
+            # API Gateway's own limits would refuse bigger frames long before this.
+            ws_max_size=1024 * 1024,
+            ws_ping_interval=None,
+            timeout_keep_alive=30,
+            timeout_graceful_shutdown=2,
+        )
+        self._server = uvicorn.Server(self._config)
+        self._thread: threading.Thread | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._failure: BaseException | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self._socket.getsockname()[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://{self._host}:{self.port}"
+
+    def start(self) -> None:
+        """Serve on a thread of its own; returns once the server accepts connections."""
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + _START_TIMEOUT_SECONDS
+        while not self._server.started:
+            if self._failure is not None or not self._thread.is_alive():
+                raise RuntimeError(f"{self.name} server did not start: {self._failure!r}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name} server did not start within {_START_TIMEOUT_SECONDS} s")
+            time.sleep(0.01)
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        self.loop = loop
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(self._server.serve(sockets=[self._socket]))
+        except BaseException as exc:  # reported by start()
+            self._failure = exc
+        finally:
+            loop.close()
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=_STOP_TIMEOUT_SECONDS)
+        self._socket.close()
+
+    def __enter__(self) -> AsgiServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
