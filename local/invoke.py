@@ -21,7 +21,7 @@ import boto3
 from botocore.config import Config
 
 from local.aws_server import EmulatedAws
-from local.config import LocalConfig
+from local.config import ConfigError, LocalConfig
 from local.functions import FunctionRunner
 from local.provision import provision
 from local.specs import REGION, FunctionError
@@ -56,19 +56,23 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as exc:
         _log(f"make invoke: cannot read the event {args.event}: {exc}")
         return 2
-    config = LocalConfig.from_env(os.environ)
+    try:
+        config = LocalConfig.from_env(os.environ)
+    except ConfigError as exc:
+        _log(f"make invoke: {exc}")
+        return 2
     running = _running_stack(config)
     aws: EmulatedAws | None = None
     if running is None:
         aws = EmulatedAws()
         aws.start()
-        endpoint, apis = aws.url, dict[str, str]()
+        endpoint, apis = aws.url, None
         _log(f"no running 'make run' found: using an empty emulated AWS at {endpoint}")
     else:
         endpoint, apis = running
         _log(f"using the running stack's AWS endpoint {endpoint}")
     try:
-        return _invoke(args.function, event, endpoint, apis)
+        return _invoke(args.function, event, endpoint, apis, config)
     except TemplateError as exc:
         _log(f"make invoke: {exc}")
         return 2
@@ -77,7 +81,18 @@ def main(argv: list[str] | None = None) -> int:
             aws.stop()
 
 
-def _invoke(function: str, event: dict[str, Any], endpoint: str, apis: dict[str, str]) -> int:
+def _served_at(template: Template, config: LocalConfig) -> dict[str, str]:
+    """Where ``make run`` serves each API of the template: a function that builds a URL from
+    its API (``WEBSOCKET_ENDPOINT``) gets that of a stack started later, as make run's own."""
+    apis = dict.fromkeys(template.http_apis(), f"http://{config.host}:{config.http_port}")
+    for api in template.websocket_apis():
+        apis[api.logical_id] = f"ws://{config.host}:{config.ws_port}"
+    return apis
+
+
+def _invoke(
+    function: str, event: dict[str, Any], endpoint: str, apis: dict[str, str] | None, config: LocalConfig
+) -> int:
     def client(service: str) -> Any:
         return boto3.client(  # type: ignore[call-overload]
             service,
@@ -88,13 +103,13 @@ def _invoke(function: str, event: dict[str, Any], endpoint: str, apis: dict[str,
             config=Config(account_id_endpoint_mode="disabled"),
         )
 
-    template = Template.load()
+    template = Template.load(config.template_path, parameters=dict(config.parameters))
     functions = template.functions()
     if function not in functions:
         known = ", ".join(sorted(functions))
         _log(f"make invoke: no function {function!r} in template.yaml; there are: {known}")
         return 2
-    provision(template, client, apis)
+    provision(template, client, _served_at(template, config) if apis is None else apis)
     functions = template.functions()  # environment resolved against the provisioned resources
     inherited = {k: os.environ[k] for k in ("PATH", "HOME", "LANG") if k in os.environ}
     base_env = (

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -35,6 +36,11 @@ def _banner(server: StackServer) -> str:
         f"  AWS endpoint    {outputs['AwsEndpointUrl']}   (AWS_ENDPOINT_URL for the AWS CLI / boto3)",
         f"  outputs         {config.outputs_file}",
         f"  state           {config.state_file}   (make run ARGS=--fresh starts clean)",
+    ]
+    if config.parameters:
+        overrides = " ".join(f"{name}={shlex.quote(value)}" for name, value in config.parameters.items())
+        lines.append(f"  parameters      {overrides}   (CHATFLOW_PARAMETER_OVERRIDES)")
+    lines += [
         "",
         f"  try: curl {outputs.get('HttpApiUrl', '')}/v1/health",
         "",

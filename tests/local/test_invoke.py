@@ -61,3 +61,45 @@ def test_an_unreadable_event_file_is_refused(tmp_path: Path, capsys: pytest.Capt
     code = invoke.main(["ChatsFunction", str(broken)])
     assert code == 2
     assert "cannot read the event" in capsys.readouterr().err
+
+
+def test_a_real_time_function_gets_the_websocket_apis_local_url_with_no_stack_running(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Given no running stack, so no served WebSocket API to read the URL from
+    # When the $connect sample event is invoked on the real-time connections function
+    event = ROOT / "events" / "realtime_connections_connect.json"
+    code = invoke.main(["RealtimeConnectionsFunction", str(event)])
+
+    # Then its settings validate (WEBSOCKET_ENDPOINT is where make run serves the API) and it connects
+    out = capsys.readouterr()
+    assert code == 0, out.out
+    assert json.loads(out.out) == {"statusCode": 200}
+
+
+def test_a_parameter_override_is_checked_before_anything_runs(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given an override of a parameter template.yaml does not have
+    monkeypatch.setenv("CHATFLOW_PARAMETER_OVERRIDES", "NoSuchParameter=1")
+
+    # When a function is invoked, Then it is refused with the reason
+    code = invoke.main(["ApiMetaFunction", str(ROOT / "events" / "api_meta_health.json")])
+    assert code == 2
+    assert "template.yaml has no parameter 'NoSuchParameter'" in capsys.readouterr().err
+
+
+def test_a_parameter_override_reaches_the_function(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given AuthMode=phone as an override (the template's default is otp)
+    monkeypatch.setenv("CHATFLOW_PARAMETER_OVERRIDES", "AuthMode=phone")
+
+    # When a verification is asked for
+    code = invoke.main(["IdentityFunction", str(ROOT / "events" / "identity_start_verification.json")])
+
+    # Then the function answers as in phone mode: no code is needed
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["statusCode"] == 409
+    assert json.loads(result["body"])["error"]["code"] == "code_not_required"
