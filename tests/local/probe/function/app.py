@@ -1,6 +1,7 @@
 """Probe function: records every event it receives, whatever the trigger, and answers as asked.
 
-Records go to RECORDS_TABLE as {PK: kind, SK: unique, data: JSON}; the tests read them.
+Records go to RECORDS_TABLE as {PK: kind, SK: unique, data: JSON}; the tests read them. An
+SQS record also says which worker process handled it and when.
 """
 
 from __future__ import annotations
@@ -58,12 +59,19 @@ def _http(event: dict[str, Any]) -> dict[str, Any]:
 
 def _sqs(records: list[dict[str, Any]]) -> dict[str, Any]:
     failures = []
+    hang = False
     for record in records:
+        receive_count = record["attributes"]["ApproximateReceiveCount"]
         _record(
-            "sqs", {"body": record["body"], "receiveCount": record["attributes"]["ApproximateReceiveCount"]}
+            "sqs",
+            {"body": record["body"], "receiveCount": receive_count, "pid": os.getpid(), "at": time.time()},
         )
         if "fail" in record["body"]:
             failures.append({"itemIdentifier": record["messageId"]})
+        # A batch with a "hang" message hangs on its first delivery: a test kills the worker.
+        hang = hang or (record["body"].startswith("hang") and receive_count == "1")
+    if hang:
+        time.sleep(3600)  # the function's timeout ends it if nobody does
     return {"batchItemFailures": failures}
 
 
