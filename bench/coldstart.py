@@ -9,6 +9,11 @@ functions or for the baseline.
 The baseline is what any Python Lambda that talks to DynamoDB pays at least:
 ``import boto3`` plus creating one DynamoDB client, in its own fresh subprocess.
 
+Each function gets the environment template.yaml gives it once deployed: its references
+(queue URLs, table names, the WebSocket API's endpoint that ``WEBSOCKET_ENDPOINT`` is built
+from) resolved against resources created in moto's in-process mock, exactly as the tests'
+``local.stack.InProcessStack`` does, with the APIs at their execute-api URLs.
+
 The handlers create their boto3 clients lazily, on the first request, so the import
 alone leaves out that client creation. A second figure, "init + client", adds the
 creation of the function's DynamoDB client (through ``chatflow.adapters.aws``, exactly
@@ -25,7 +30,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from local.template import ROOT, Template
+from local.emulated_aws import use_emulated_aws
+from local.specs import FunctionSpec
+from local.template import ROOT
 
 PYTHON = ROOT / ".venv" / "bin" / "python"
 LAYER = ROOT / "layers" / "shared" / "python"
@@ -117,10 +124,22 @@ def _series(name: str, args: list[str], env: dict[str, str], cwd: Path, repeats:
     )
 
 
+def deployed_functions() -> dict[str, FunctionSpec]:
+    """Every function of template.yaml, its environment resolved as once deployed."""
+    use_emulated_aws()  # before moto and boto3: nothing here may reach a real account
+    from moto import mock_aws
+
+    from local.stack import InProcessStack
+
+    with mock_aws():
+        stack = InProcessStack.create()
+    return {logical_id: function.spec for logical_id, function in stack.functions.items()}
+
+
 def measure(repeats: int = REPEATS) -> ColdStartReport:
     baseline = _series("baseline: import boto3 + 1 client", [_BASELINE_PROBE, REGION], {}, ROOT, repeats)
     results = []
-    for logical_id, spec in Template.load().functions().items():
+    for logical_id, spec in deployed_functions().items():
         env = dict(spec.environment)
         env["PYTHONPATH"] = os.pathsep.join([str(LAYER), str(spec.code_dir)])
         # Only functions that use DynamoDB create a client on their first request.
@@ -155,7 +174,7 @@ def import_profile(function: str = "ChatsFunction", top: int = 12) -> list[tuple
     Self times never overlap, so the rows add up to the whole import (plus the
     ``-X importtime`` overhead itself); costliest first.
     """
-    spec = Template.load().functions()[function]
+    spec = deployed_functions()[function]
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": os.environ.get("HOME", str(ROOT)),
