@@ -5,7 +5,9 @@
 with probability ``failure_rate``, 2/3 transient (503, 429 with ``Retry-After: 1``, or a
 timeout that hangs and drops the connection), 1/3 permanent (400). Each accepted
 message gets a signed delivery receipt POSTed to ChatFlow's receipts route.
-``GET /messages?to=`` lists what was accepted; ``GET /health`` answers ok.
+``GET /messages?to=`` lists what was accepted; ``GET /health`` answers ok. Anything else
+(an unknown route, another method, a WebSocket handshake) gets the provider's JSON error,
+``{"error": {"code", "message"}}``, as does a body that is not a valid message.
 
 Magic destinations (the end of ``to``) override the random failure rate:
 
@@ -14,10 +16,15 @@ Magic destinations (the end of ``to``) override the random failure rate:
 - ``...0429``: 429 ``rate_limited`` with ``Retry-After: 1`` (transient)
 - ``...0408``: hangs ``hang_seconds``, then closes the connection unanswered (timeout)
 - ``...0410``: accepted, but its receipt says ``undelivered``
+
+It is a starlette application served by uvicorn (``local.asgi_server.AsgiServer``), on an
+event loop of its own: delays and hangs are asynchronous waits that ``stop()`` cuts short,
+receipts are tasks on that loop whose POSTs run on a few threads of their own.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import http.client
 import json
@@ -28,25 +35,35 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from hashlib import sha256
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http import HTTPStatus
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import Message, Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 from chatflow.adapters.fake_sms import RATE_LIMITED_RETRY_AFTER, FailureModel, Fault, ReceiptStatus
+from local.asgi_server import AsgiServer
 
 MAX_TEXT_LENGTH = 1600
 MAX_BODY_BYTES = 64 * 1024
 # Pauses before the 2nd, 3rd and 4th attempt to deliver a receipt.
 RECEIPT_RETRY_DELAYS = (0.1, 0.5, 1.0)
 RECEIPT_TIMEOUT_SECONDS = 5.0
-# How quickly stop() is noticed by the serving thread.
-SHUTDOWN_POLL_SECONDS = 0.05
-
-_ROUTES: Mapping[str, tuple[str, ...]] = {"/messages": ("GET", "POST"), "/health": ("GET",)}
+# Threads that POST receipts (blocking urllib calls, kept off the event loop).
+RECEIPT_SENDERS = 8
+# How long stop() waits for the event loop to wind down hangs, delays and receipts.
+STOP_TIMEOUT_SECONDS = 5.0
 
 
 def _print_line(line: str) -> None:
@@ -222,6 +239,104 @@ def _invalid_field(payload: Any) -> str | None:
     return None
 
 
+def _loggable(text: str) -> str:
+    """``text`` kept on one log line: control characters and lone surrogates escaped."""
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
+
+
+def _json_response(reply: _Reply) -> Response:
+    # json.dumps escapes non-ASCII, so a lone surrogate that came in a JSON body goes back out.
+    body = json.dumps(reply.payload).encode()
+    status = reply.status if reply.status is not None else HTTPStatus.INTERNAL_SERVER_ERROR
+    return Response(body, status, headers=dict(reply.headers or {}), media_type="application/json")
+
+
+_EXCHANGE_SCOPE_KEY = "chatflow.fake_provider.exchange"
+
+
+@dataclass
+class _Exchange:
+    """One request as its log line tells it; the route that answers fills in ``to`` and ``text``."""
+
+    hang_up: Callable[[], Awaitable[None]]
+    to: str | None = None
+    text: str | None = None
+    status: int | None = None
+    outcome: str | None = None  # said instead of the status: nothing was answered
+
+
+def _exchange(scope: Scope) -> _Exchange:
+    exchange = scope[_EXCHANGE_SCOPE_KEY]
+    assert isinstance(exchange, _Exchange)
+    return exchange
+
+
+async def _hang_up(receive: Receive, send: Send) -> None:
+    """Closes the connection without answering, as a provider that timed out does.
+
+    ASGI has no message for that (an app that returns without answering gets the server's
+    own 500), so this closes the transport of uvicorn's request cycle, whose bound ``send``
+    this is, then waits until uvicorn has seen the connection go.
+    """
+    transport = getattr(getattr(send, "__self__", None), "transport", None)
+    if not isinstance(transport, asyncio.BaseTransport):
+        raise RuntimeError("the fake provider's simulated timeouts need uvicorn's HTTP/1.1 server")
+    transport.close()
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+class _Unanswered(Response):
+    """The 'response' of a simulated timeout: the connection closes, nothing is sent."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        exchange = _exchange(scope)
+        exchange.outcome = "no response, simulated timeout"
+        await exchange.hang_up()
+
+
+class _NoOneListening(Response):
+    """The 'response' to a client that left before its request was read."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        _exchange(scope).outcome = "client went away"
+
+
+async def _read_body(request: Request) -> bytes | None:
+    """The request body, or None when it is over ``MAX_BODY_BYTES`` (declared or streamed)."""
+    declared = request.headers.get("content-length", "")
+    if _is_whole(declared) and int(declared) > MAX_BODY_BYTES:
+        return None
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            return None
+    return bytes(body)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """starlette's 404 (no route) and 405 (a route, not this method) in the provider's shape."""
+    if not isinstance(exc, HTTPException):
+        raise exc
+    path = request.scope["path"]
+    if exc.status_code == HTTPStatus.NOT_FOUND:
+        return _json_response(_error(404, "not_found", f"no route for {path}"))
+    if exc.status_code == HTTPStatus.METHOD_NOT_ALLOWED:
+        # starlette lists the route's methods from a set: sorted, the header is always the same.
+        allowed = sorted((exc.headers or {}).get("Allow", "").split(", "))
+        error = {"code": "method_not_allowed", "message": f"{request.method} is not allowed on {path}"}
+        return _json_response(_Reply(405, {"error": error}, {"Allow": ", ".join(allowed)}))
+    phrase = HTTPStatus(exc.status_code).phrase
+    code = phrase.lower().replace(" ", "_").replace("-", "_")
+    return _json_response(_Reply(exc.status_code, {"error": {"code": code, "message": phrase}}, exc.headers))
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    """A bug of the fake provider's own: still the provider's error shape (uvicorn logs the trace)."""
+    return _json_response(_error(500, "internal_error", f"the fake provider failed: {type(exc).__name__}"))
+
+
 class FakeSmsProvider:
     """The fake provider's HTTP server, its outbox and its receipt sender."""
 
@@ -240,16 +355,20 @@ class FakeSmsProvider:
         self._rng = random.Random(settings.seed)  # noqa: S311
         # Its own stream, derived from the seed, so delays and faults are not correlated.
         self._failures = FailureModel(settings.failure_rate, seed=self._rng.getrandbits(64))
+        # Guards what other threads read or set: the outbox, replays, the receipts target.
         self._lock = threading.Lock()
         self._stopping = threading.Event()
+        # Set on the event loop by stop(): every delay, hang and receipt wait ends at once.
+        self._wake = asyncio.Event()
         self._messages: list[_Message] = []
         self._by_key: dict[str, _Message] = {}
         self._replays: dict[str, int] = {}
-        self._timers: dict[str, threading.Timer] = {}
+        self._receipts: set[asyncio.Task[None]] = set()  # touched on the event loop only
         self._receipts_url = settings.receipts_url
         self._receipts_secret = settings.receipts_secret
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._senders: ThreadPoolExecutor | None = None
+        self._server: AsgiServer | None = None
+        self._stopped = False
 
     def __enter__(self) -> FakeSmsProvider:
         self.start()
@@ -261,36 +380,45 @@ class FakeSmsProvider:
     def start(self) -> None:
         if self._server is not None:
             raise RuntimeError("the fake provider is already started")
-        server = ThreadingHTTPServer((self._host, self._requested_port), _handler_class(self))
-        server.daemon_threads = True
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": SHUTDOWN_POLL_SECONDS},
+        self._server = AsgiServer(
+            _ProviderApp(self, self._routes()),
+            host=self._host,
+            port=self._requested_port,
             name="fake-sms-provider",
-            daemon=True,
         )
-        self._thread.start()
+        self._senders = ThreadPoolExecutor(RECEIPT_SENDERS, thread_name_prefix="fake-sms-receipts")
+        self._server.start()
 
     def stop(self) -> None:
         """Stops serving, cuts hanging requests short and cancels receipts not yet sent."""
         self._stopping.set()
-        with self._lock:
-            timers = list(self._timers.values())
-            self._timers.clear()
-        for timer in timers:
-            timer.cancel()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join()
+        server = self._server
+        if server is None or self._stopped:
+            return
+        self._stopped = True
+        loop = server.loop
+        if loop is not None and loop.is_running():
+            winding_down = asyncio.run_coroutine_threadsafe(self._wind_down(), loop)
+            try:
+                winding_down.result(timeout=STOP_TIMEOUT_SECONDS)
+            except TimeoutError:
+                self._log("provider stop: receipts still running after the timeout")
+        server.stop()
+        if self._senders is not None:
+            self._senders.shutdown(wait=False, cancel_futures=True)
+
+    async def _wind_down(self) -> None:
+        self._wake.set()
+        receipts = list(self._receipts)
+        for task in receipts:
+            task.cancel()  # those waiting on a POST; the others have seen the wake-up
+        await asyncio.gather(*receipts, return_exceptions=True)
 
     @property
     def port(self) -> int:
         if self._server is None:
             raise RuntimeError("the fake provider is not started")
-        return int(self._server.server_address[1])
+        return self._server.port
 
     @property
     def url(self) -> str:
@@ -315,23 +443,49 @@ class FakeSmsProvider:
         with self._lock:
             return dict(self._replays)
 
-    def _dispatch(
-        self, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes
-    ) -> _Reply:
-        allowed = _ROUTES.get(path)
-        if allowed is None:
-            return _error(404, "not_found", f"no route for {path}")
-        if method not in allowed:
-            error = {"code": "method_not_allowed", "message": f"{method} is not allowed on {path}"}
-            return _Reply(405, {"error": error}, {"Allow": ", ".join(allowed)})
-        if path == "/health":
-            return _Reply(200, {"status": "ok"})
-        if method == "GET":
-            wanted = parse_qs(query).get("to")
-            return _Reply(200, {"items": self.outbox(wanted[-1] if wanted else None)})
-        return self._send(headers, body)
+    # ---- HTTP ---------------------------------------------------------------------------
 
-    def _send(self, headers: Mapping[str, str], body: bytes) -> _Reply:
+    def _routes(self) -> Starlette:
+        return Starlette(
+            routes=[
+                Route("/messages", self._messages_route, methods=["GET", "POST"]),
+                Route("/health", self._health_route, methods=["GET"]),
+            ],
+            exception_handlers={HTTPException: _http_error, Exception: _internal_error},
+        )
+
+    async def _health_route(self, request: Request) -> Response:
+        return _json_response(_Reply(200, {"status": "ok"}))
+
+    async def _messages_route(self, request: Request) -> Response:
+        if request.method != "POST":  # GET, or HEAD, which starlette answers as GET without the body
+            wanted = [to for to in request.query_params.getlist("to") if to]
+            return _json_response(_Reply(200, {"items": self.outbox(wanted[-1] if wanted else None)}))
+        try:
+            body = await _read_body(request)
+        except ClientDisconnect:
+            return _NoOneListening()
+        if body is None:
+            too_large = _error(413, "payload_too_large", f"the body is over {MAX_BODY_BYTES} bytes")
+            # The rest of the body is not read: the connection cannot carry another request.
+            return _json_response(_Reply(413, too_large.payload, {"Connection": "close"}))
+        reply = await self._send(request.headers, body)
+        exchange = _exchange(request.scope)
+        exchange.to, exchange.text = reply.to, reply.text
+        return _Unanswered() if reply.status is None else _json_response(reply)
+
+    # ---- sending ------------------------------------------------------------------------
+
+    async def _pause(self, seconds: float) -> bool:
+        """Waits ``seconds`` without holding up the event loop; True when stop() cut it short."""
+        try:
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    async def _send(self, headers: Mapping[str, str], body: bytes) -> _Reply:
         scheme, _, token = headers.get("authorization", "").partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
@@ -341,7 +495,7 @@ class FakeSmsProvider:
             return _error(401, "unauthorized", "the API key is not valid")
         try:
             payload = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: arrays nested thousands deep
             return _error(400, "invalid_request", "the body is not valid JSON")
         problem = _invalid_field(payload)
         if problem is not None:
@@ -352,7 +506,7 @@ class FakeSmsProvider:
             return _error(400, "invalid_request", "the Idempotency-Key header is required", to)
         with self._lock:
             delay = self._rng.uniform(self._settings.min_delay_ms, self._settings.max_delay_ms) / 1000
-        self._stopping.wait(delay)
+        await self._pause(delay)
         with self._lock:
             earlier = self._by_key.get(key)
             if earlier is not None:
@@ -361,7 +515,7 @@ class FakeSmsProvider:
             return _Reply(200, {"id": earlier.id}, to=to)
         fault = self._failures.decide(to)
         if fault is not None and fault.status is None:
-            self._stopping.wait(self._settings.hang_seconds)
+            await self._pause(self._settings.hang_seconds)
             return _Reply(None, to=to)
         if fault is not None:
             retry_after = (
@@ -375,6 +529,7 @@ class FakeSmsProvider:
         )
 
     def _accept(self, payload: dict[str, Any], key: str, receipt_status: ReceiptStatus) -> tuple[str, bool]:
+        """Records the message and schedules its receipt; called on the event loop."""
         with self._lock:
             # A concurrent request with the same key may have been accepted meanwhile.
             earlier = self._by_key.get(key)
@@ -395,16 +550,18 @@ class FakeSmsProvider:
             )
             self._messages.append(message)
             self._by_key[key] = message
-            if not self._stopping.is_set():
-                timer = threading.Timer(self._settings.receipt_delay_ms / 1000, self._deliver, (message,))
-                timer.daemon = True
-                self._timers[message.id] = timer
-                timer.start()
+        if not self._stopping.is_set():
+            task = asyncio.get_running_loop().create_task(self._deliver(message))
+            self._receipts.add(task)
+            task.add_done_callback(self._receipts.discard)
         return message.id, True
 
-    def _deliver(self, message: _Message) -> None:
+    # ---- receipts -----------------------------------------------------------------------
+
+    async def _deliver(self, message: _Message) -> None:
+        if await self._pause(self._settings.receipt_delay_ms / 1000):
+            return
         with self._lock:
-            self._timers.pop(message.id, None)
             message.status = message.receipt_status
             url, secret = self._receipts_url, self._receipts_secret
             receipt = {
@@ -417,89 +574,82 @@ class FakeSmsProvider:
             return
         body = json.dumps(receipt, separators=(",", ":")).encode()
         signature = hmac.new(secret.encode(), body, sha256).hexdigest()
-        self._post_receipt(url, body, signature, message.id)
+        await self._post_receipt(url, body, signature, message.id)
 
-    def _post_receipt(self, url: str, body: bytes, signature: str, message_id: str) -> None:
-        headers = {"Content-Type": "application/json", "X-Signature": signature}
+    async def _post_receipt(self, url: str, body: bytes, signature: str, message_id: str) -> None:
+        loop = asyncio.get_running_loop()
         attempts = len(RECEIPT_RETRY_DELAYS) + 1
         problem = ""
         for attempt in range(attempts):
-            if attempt and self._stopping.wait(RECEIPT_RETRY_DELAYS[attempt - 1]):
+            if attempt and await self._pause(RECEIPT_RETRY_DELAYS[attempt - 1]):
                 return
-            # The scheme is checked to be http(s) wherever the URL is set.
-            request = urllib.request.Request(url, data=body, headers=headers, method="POST")
-            try:
-                with urllib.request.urlopen(request, timeout=RECEIPT_TIMEOUT_SECONDS) as response:
-                    self._log(f"provider receipt {message_id} -> {response.status}")
-                    return
-            except urllib.error.HTTPError as exc:
-                exc.close()
-                if exc.code < 500:
-                    self._log(f"provider receipt {message_id} -> {exc.code}, not retried")
-                    return
-                problem = f"HTTP {exc.code}"
-            except urllib.error.URLError as exc:
-                problem = str(exc.reason)
-            except (OSError, http.client.HTTPException) as exc:
-                problem = str(exc) or type(exc).__name__
+            status, problem = await loop.run_in_executor(self._senders, _post_once, url, body, signature)
+            if status is not None and status < HTTPStatus.INTERNAL_SERVER_ERROR:
+                refused = ", not retried" if status >= HTTPStatus.BAD_REQUEST else ""
+                self._log(f"provider receipt {message_id} -> {status}{refused}")
+                return
         self._log(f"provider receipt {message_id} gave up after {attempts} attempts: {problem}")
 
 
-def _handler_class(provider: FakeSmsProvider) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        timeout = 60  # drops idle keep-alive connections
+def _post_once(url: str, body: bytes, signature: str) -> tuple[int | None, str]:
+    """One blocking POST of a receipt: the status answered (None if none), and what went wrong."""
+    headers = {"Content-Type": "application/json", "X-Signature": signature}
+    # The scheme is checked to be http(s) wherever the URL is set.
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=RECEIPT_TIMEOUT_SECONDS) as response:
+            return int(response.status), ""
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        return exc.code, f"HTTP {exc.code}"
+    except urllib.error.URLError as exc:
+        return None, str(exc.reason)
+    except (OSError, http.client.HTTPException) as exc:
+        return None, str(exc) or type(exc).__name__
 
-        def _serve(self) -> None:
-            started = time.perf_counter()
-            parts = urlsplit(self.path)
-            headers = {key.lower(): value for key, value in self.headers.items()}
-            try:
-                reply = self._read_and_dispatch(parts.path, parts.query, headers)
-                if reply.status is not None:
-                    self._write(reply)
-            except (ConnectionError, TimeoutError):
-                self.close_connection = True
-                provider._log(f"provider {self.command} {parts.path} -> client went away")
-                return
-            elapsed = (time.perf_counter() - started) * 1000
-            target = f" to={reply.to}" if reply.to else ""
-            result = "no response, simulated timeout" if reply.status is None else str(reply.status)
-            sms = f": {reply.text!r}" if reply.text else ""
-            provider._log(f"provider {self.command} {parts.path}{target} -> {result} ({elapsed:.0f} ms){sms}")
 
-        def _read_and_dispatch(self, path: str, query: str, headers: Mapping[str, str]) -> _Reply:
-            if "transfer-encoding" in headers:
-                self.close_connection = True
-                return _error(411, "length_required", "send the body with a Content-Length")
-            raw_length = headers.get("content-length", "0").strip()
-            if not _is_whole(raw_length):
-                self.close_connection = True
-                return _error(400, "invalid_request", "the Content-Length header is not a number")
-            if int(raw_length) > MAX_BODY_BYTES:
-                self.close_connection = True
-                return _error(413, "payload_too_large", f"the body is over {MAX_BODY_BYTES} bytes")
-            body = self.rfile.read(int(raw_length))
-            reply = provider._dispatch(self.command, path, query, headers, body)
-            if reply.status is None:
-                self.close_connection = True
-            return reply
+class _ProviderApp:
+    """The ASGI application served: the provider's routes, one log line per request, and a
+    JSON 404 for WebSocket handshakes (the provider has no WebSocket endpoint)."""
 
-        def _write(self, reply: _Reply) -> None:
-            data = json.dumps(reply.payload).encode()
-            self.send_response(reply.status or 500)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            for key, value in (reply.headers or {}).items():
-                self.send_header(key, value)
-            if self.close_connection:
-                self.send_header("Connection", "close")
-            self.end_headers()
-            self.wfile.write(data)
+    def __init__(self, provider: FakeSmsProvider, routes: Starlette) -> None:
+        self._provider = provider
+        self._routes = routes
 
-        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await self._refuse_websocket(scope, receive, send)
+        elif scope["type"] == "http":
+            await self._serve(scope, receive, send)
+        else:
+            await self._routes(scope, receive, send)
 
-        def log_message(self, format: str, *args: object) -> None:
-            return  # _serve logs one line per request
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        exchange = _Exchange(hang_up=lambda: _hang_up(receive, send))
+        scope[_EXCHANGE_SCOPE_KEY] = exchange
 
-    return Handler
+        async def answer(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                exchange.status = int(message["status"])
+            await send(message)
+
+        try:
+            await self._routes(scope, receive, answer)
+        finally:
+            self._log_exchange(scope, exchange, (time.perf_counter() - started) * 1000)
+
+    def _log_exchange(self, scope: Scope, exchange: _Exchange, elapsed_ms: float) -> None:
+        request = f"{_loggable(scope['method'])} {_loggable(scope['path'])}"
+        if exchange.outcome == "client went away":
+            self._provider._log(f"provider {request} -> client went away")
+            return
+        target = f" to={_loggable(exchange.to)}" if exchange.to else ""
+        result = exchange.outcome or str(exchange.status)
+        sms = f": {exchange.text!r}" if exchange.text else ""
+        self._provider._log(f"provider {request}{target} -> {result} ({elapsed_ms:.0f} ms){sms}")
+
+    async def _refuse_websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        refusal = _json_response(_error(404, "not_found", f"no WebSocket endpoint at {scope['path']}"))
+        await WebSocket(scope, receive, send).send_denial_response(refusal)
+        self._provider._log(f"provider WebSocket {_loggable(scope['path'])} -> 404")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email.message
 import hashlib
 import hmac
 import http.client
@@ -13,14 +14,21 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
 
 from local import fake_provider
+from local.asgi_server import AsgiServer
 from local.fake_provider import FakeProviderSettings, FakeSmsProvider
 
 FAST: dict[str, Any] = {
@@ -38,23 +46,41 @@ ISO_UTC_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 @dataclass
 class Reply:
     status: int | None  # None: the connection closed without an answer
-    headers: dict[str, str]
-    body: Any
+    headers: dict[str, str]  # names in lower case
+    body: Any  # the JSON answered, None for an empty body
+
+
+def _reply(status: int, headers: email.message.Message, raw: bytes) -> Reply:
+    return Reply(status, {k.lower(): v for k, v in headers.items()}, json.loads(raw) if raw else None)
 
 
 def request(
-    url: str, method: str = "GET", data: bytes | None = None, headers: dict[str, str] | None = None
+    url: str,
+    method: str = "GET",
+    data: bytes | Iterable[bytes] | None = None,  # an iterable goes out chunked
+    headers: dict[str, str] | None = None,
+    timeout: float = 3,
 ) -> Reply:
     # Only ever the local provider's http:// URL.
     prepared = urllib.request.Request(url, data=data, headers=headers or {}, method=method)
     try:
-        with urllib.request.urlopen(prepared, timeout=3) as response:
-            return Reply(response.status, dict(response.headers.items()), json.loads(response.read()))
+        with urllib.request.urlopen(prepared, timeout=timeout) as response:
+            return _reply(response.status, response.headers, response.read())
     except urllib.error.HTTPError as exc:
         with exc:
-            return Reply(exc.code, dict(exc.headers.items()), json.loads(exc.read()))
+            return _reply(exc.code, exc.headers, exc.read())
     except (OSError, http.client.HTTPException):
         return Reply(None, {}, None)
+
+
+def raw_exchange(provider: FakeSmsProvider, data: bytes) -> Reply:
+    """Sends ``data`` as it is (what a client library would refuse to send) and reads the answer."""
+    with socket.create_connection(("127.0.0.1", provider.port), timeout=3) as sock:
+        sock.sendall(data)
+        response = http.client.HTTPResponse(sock, method=data.split(b" ", 1)[0].decode())
+        response.begin()
+        with response:
+            return _reply(response.status, response.headers, response.read())
 
 
 _counter = iter(range(1_000_000))
@@ -87,25 +113,18 @@ class ReceiptReceiver:
         self.answers = list(answers)
         self.calls: list[tuple[dict[str, str], bytes]] = []
         self.arrived = threading.Condition()
-        receiver = self
+        app = Starlette(routes=[Route("/v1/sms/receipts", self._receive, methods=["POST"])])
+        self.server = AsgiServer(app, name="receipts-receiver")
+        self.server.start()
+        self.url = f"{self.server.url}/v1/sms/receipts"
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                with receiver.arrived:
-                    receiver.calls.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                    status = receiver.answers.pop(0) if receiver.answers else 200
-                    receiver.arrived.notify_all()
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: object) -> None:
-                return
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1/sms/receipts"
+    async def _receive(self, request: Request) -> Response:
+        body = await request.body()
+        with self.arrived:
+            self.calls.append((dict(request.headers.items()), body))
+            status = self.answers.pop(0) if self.answers else 200
+            self.arrived.notify_all()
+        return Response(status_code=status)
 
     def wait_for(self, count: int, timeout: float = 3.0) -> list[tuple[dict[str, str], bytes]]:
         with self.arrived:
@@ -113,8 +132,7 @@ class ReceiptReceiver:
             return list(self.calls)
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.stop()
 
 
 @pytest.fixture
@@ -395,7 +413,7 @@ def test_the_rate_limited_destination_says_when_to_retry(start: Callable[..., Fa
     # When a message goes to the 0429 destination
     reply = send(provider, "+15550000429")
     # Then the 429 carries Retry-After: 1
-    assert reply.headers.get("Retry-After") == "1"
+    assert reply.headers.get("retry-after") == "1"
 
 
 def test_the_timeout_destination_hangs_then_hangs_up(start: Callable[..., FakeSmsProvider]) -> None:
@@ -574,7 +592,242 @@ def test_a_wrong_method_is_405(start: Callable[..., FakeSmsProvider]) -> None:
     # Then it is a JSON 405 listing what is allowed
     assert reply.status == 405
     assert reply.body["error"]["code"] == "method_not_allowed"
-    assert reply.headers.get("Allow") == "GET, POST"
+    assert reply.body["error"]["message"] == "DELETE is not allowed on /messages"
+    assert reply.headers.get("allow") == "GET, HEAD, POST"
+
+
+@pytest.mark.parametrize("method", ["TRACE", "QUERY", "PUT", "PATCH", "OPTIONS", "PURGE", "X-ANYTHING"])
+def test_any_other_method_on_messages_is_a_json_405(
+    start: Callable[..., FakeSmsProvider], method: str
+) -> None:
+    # Given a provider
+    provider = start()
+    # When /messages is asked with a method it does not serve, standard or not
+    reply = request(f"{provider.url}/messages", method, b"{}", {"Content-Type": "application/json"})
+    # Then the provider answers its own JSON 405, naming the method and listing what is allowed
+    assert reply.status == 405
+    assert reply.headers["content-type"] == "application/json"
+    assert reply.body == {
+        "error": {"code": "method_not_allowed", "message": f"{method} is not allowed on /messages"}
+    }
+    assert reply.headers["allow"] == "GET, HEAD, POST"
+
+
+def test_a_post_to_health_is_a_json_405(start: Callable[..., FakeSmsProvider]) -> None:
+    # Given a provider
+    provider = start()
+    # When its health route is POSTed to
+    reply = request(f"{provider.url}/health", "POST", b"{}")
+    # Then it is a JSON 405 allowing only reads
+    assert (reply.status, reply.body["error"]["code"]) == (405, "method_not_allowed")
+    assert reply.headers["allow"] == "GET, HEAD"
+
+
+@pytest.mark.parametrize("method", ["GET", "POST", "DELETE", "TRACE", "QUERY", "X-ANYTHING"])
+@pytest.mark.parametrize("path", ["/", "/message", "/messages/pm_1", "/v1/sms/receipts", "/%0Aforged"])
+def test_any_method_on_an_unknown_route_is_a_json_404(
+    start: Callable[..., FakeSmsProvider], method: str, path: str
+) -> None:
+    # Given a provider
+    provider = start()
+    # When a route it does not have is asked, with any method
+    reply = request(f"{provider.url}{path}", method, b"{}" if method != "GET" else None)
+    # Then the provider answers its own JSON 404, not an HTML page of the server's
+    assert reply.status == 404
+    assert reply.headers["content-type"] == "application/json"
+    assert reply.body["error"]["code"] == "not_found"
+
+
+@pytest.mark.parametrize(
+    "request_line",
+    [b"OPTIONS * HTTP/1.1", b"CONNECT sms.example:443 HTTP/1.1", b"GET http://sms.example/v2 HTTP/1.1"],
+    ids=["asterisk form", "authority form", "absolute form"],
+)
+def test_unusual_request_targets_are_a_json_404(
+    start: Callable[..., FakeSmsProvider], request_line: bytes
+) -> None:
+    # Given a provider
+    provider = start()
+    # When a request names its target in a form other than a path
+    reply = raw_exchange(provider, request_line + b"\r\nHost: sms.example\r\nConnection: close\r\n\r\n")
+    # Then it is the provider's JSON 404
+    assert reply.status == 404
+    assert reply.body["error"]["code"] == "not_found"
+
+
+def test_head_on_messages_answers_the_headers_of_the_listing(start: Callable[..., FakeSmsProvider]) -> None:
+    # Given a provider with one message sent
+    provider = start()
+    send(provider)
+    # When the outbox is asked with HEAD
+    reply = raw_exchange(provider, b"HEAD /messages HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    # Then it is 200 with the listing's length and no body
+    listing = json.dumps({"items": provider.outbox()}).encode()
+    assert (reply.status, reply.body) == (200, None)
+    assert reply.headers["content-length"] == str(len(listing))
+
+
+def test_a_websocket_handshake_gets_a_json_404(start: Callable[..., FakeSmsProvider]) -> None:
+    # Given a provider, which has no WebSocket endpoint
+    provider = start()
+    # When a WebSocket client tries to open /messages
+    with pytest.raises(InvalidStatus) as refused:
+        connect(f"ws://127.0.0.1:{provider.port}/messages", open_timeout=3).close()
+    # Then the handshake is refused with the provider's JSON 404
+    response = refused.value.response
+    assert response.status_code == 404
+    assert json.loads(response.body or b"")["error"]["code"] == "not_found"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"[" * 30_000 + b"]" * 30_000, b'{"to": "\xff\xfe", "toType": "phone"}', b"\x00"],
+    ids=["nested 30,000 deep", "not UTF-8", "a NUL byte"],
+)
+def test_a_body_json_cannot_parse_is_the_providers_400(
+    start: Callable[..., FakeSmsProvider], raw: bytes
+) -> None:
+    # Given a provider
+    provider = start()
+    # When the body is something JSON parsers choke on
+    reply = send(provider, raw=raw)
+    # Then it is the provider's 400, not a crash of its own
+    assert reply.status == 400
+    assert reply.body["error"] == {"code": "invalid_request", "message": "the body is not valid JSON"}
+    assert provider.outbox() == []
+
+
+def test_a_body_declared_over_64_kib_is_413_without_being_read(start: Callable[..., FakeSmsProvider]) -> None:
+    # Given a provider
+    provider = start()
+    # When a POST declares a body over the limit and sends none of it
+    head = (
+        b"POST /messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\nIdempotency-Key: k\r\n"
+        b"Content-Length: 65537\r\n\r\n"
+    )
+    reply = raw_exchange(provider, head)
+    # Then it is refused at once as too large, and the connection is closed
+    assert reply.status == 413
+    assert reply.body["error"]["code"] == "payload_too_large"
+    assert reply.headers["connection"] == "close"
+
+
+def test_a_chunked_body_is_read_and_its_size_limited(start: Callable[..., FakeSmsProvider]) -> None:
+    # Given a provider, and a valid message and an oversized one sent in chunks (no Content-Length)
+    provider = start()
+    good = json.dumps({"to": "+15551230001", "toType": "phone", "text": "hi", "reference": "cmd_c"}).encode()
+    big = json.dumps(
+        {"to": "+15551230001", "toType": "phone", "text": "x" * 70_000, "reference": "r"}
+    ).encode()
+    headers = {"Authorization": "Bearer t", "Idempotency-Key": "cmd_c", "Transfer-Encoding": "chunked"}
+
+    def chunks(body: bytes) -> Iterator[bytes]:
+        return (body[i : i + 1000] for i in range(0, len(body), 1000))
+
+    # When both are POSTed
+    sent = request(f"{provider.url}/messages", "POST", chunks(good), headers)
+    refused = request(f"{provider.url}/messages", "POST", chunks(big), headers | {"Idempotency-Key": "r"})
+    # Then the first is accepted and the second refused as too large
+    assert sent.status == 202
+    assert refused.status == 413
+    assert refused.body["error"]["code"] == "payload_too_large"
+    assert len(provider.outbox()) == 1
+
+
+def test_a_text_with_a_lone_surrogate_is_listed_escaped(start: Callable[..., FakeSmsProvider]) -> None:
+    # Given a message whose text has a lone surrogate (valid JSON, not encodable as UTF-8)
+    provider = start()
+    sent = send(
+        provider, raw=b'{"to": "+15551230001", "toType": "phone", "text": "hi \\ud83d", "reference": "r"}'
+    )
+    # When the outbox is listed
+    listed = request(f"{provider.url}/messages")
+    # Then the listing is JSON with the text as it came
+    assert sent.status == 202
+    assert [item["text"] for item in listed.body["items"]] == ["hi \ud83d"]
+
+
+def test_a_destination_with_a_newline_keeps_its_log_on_one_line(
+    start: Callable[..., FakeSmsProvider], logs: list[str]
+) -> None:
+    # Given a provider
+    provider = start()
+    # When a message goes to a number written across two lines
+    send(provider, "+1 555\n123 0001")
+    # Then its log line shows the newline escaped
+    assert wait_until(lambda: len(logs) == 1)
+    assert "\n" not in logs[0]
+    assert "to=+1 555\\n123 0001 -> 202" in logs[0]
+
+
+def test_a_failure_of_the_providers_own_is_a_json_500(
+    start: Callable[..., FakeSmsProvider], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a provider whose outbox breaks
+    provider = start()
+
+    def broken(to: str | None = None) -> list[dict[str, Any]]:
+        raise KeyError(to)
+
+    monkeypatch.setattr(provider, "outbox", broken)
+    # When the outbox is listed
+    reply = request(f"{provider.url}/messages")
+    # Then the answer is still the provider's JSON error shape
+    assert reply.status == 500
+    assert reply.body["error"]["code"] == "internal_error"
+
+
+def test_delays_of_concurrent_sends_overlap(start: Callable[..., FakeSmsProvider]) -> None:
+    # Given a provider that waits 400 ms before each answer
+    provider = start(min_delay_ms=400, max_delay_ms=400)
+    # When eight messages are sent at the same time
+    began = time.monotonic()
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(lambda n: send(provider, f"+1555123{n:04d}").status, range(8)))
+    # Then all are accepted in about one delay, not eight in a row
+    assert statuses == [202] * 8
+    assert time.monotonic() - began < 1.6
+
+
+def test_a_hanging_request_does_not_hold_up_others(start: Callable[..., FakeSmsProvider]) -> None:
+    # Given a provider with a request hanging for 3 s
+    provider = start(hang_seconds=3.0)
+    with ThreadPoolExecutor(1) as pool:
+        hanging = pool.submit(send, provider, "+15550000408")
+        time.sleep(0.2)
+        # When its health and outbox are asked meanwhile
+        began = time.monotonic()
+        health = request(f"{provider.url}/health")
+        listed = request(f"{provider.url}/messages")
+        took = time.monotonic() - began
+        # Then they answer at once, and the hanging request ends unanswered
+        assert (health.status, listed.status) == (200, 200)
+        assert took < 1.0
+        assert hanging.result().status is None
+
+
+def test_stop_cuts_a_hanging_request_short(start: Callable[..., FakeSmsProvider]) -> None:
+    # Given a request hanging for 30 s
+    provider = start(hang_seconds=30.0)
+    with ThreadPoolExecutor(1) as pool:
+        hanging = pool.submit(send, provider, "+15550000408")
+        time.sleep(0.2)
+        # When the provider stops
+        began = time.monotonic()
+        provider.stop()
+        # Then it stops within seconds and the request ends unanswered
+        assert time.monotonic() - began < 3.0
+        assert hanging.result(timeout=3).status is None
+
+
+def test_a_port_in_use_fails_at_start(start: Callable[..., FakeSmsProvider]) -> None:
+    # Given a provider on a port
+    provider = start()
+    # When a second one is started on the same port
+    second = FakeSmsProvider(FakeProviderSettings(**FAST), port=provider.port, log=lambda line: None)
+    # Then starting it fails at once
+    with pytest.raises(OSError):
+        second.start()
 
 
 def test_from_env_keeps_the_defaults_when_nothing_is_set() -> None:
