@@ -8,13 +8,13 @@ BIN := $(VENV)/bin
 SAM := $(SAM_VENV)/bin/sam
 REGION ?= us-east-1
 # The browser tests (tests/browser) drive Debian's Chromium with Playwright; Playwright's
-# own browser download is never used.
+# own browser download is never used. Without it (and not root) they are skipped, saying why.
 CHROMIUM := /usr/bin/chromium
 # sam build needs the Lambda runtime's Python (3.12) on PATH; pyenv exposes it this way.
 SAM_PYENV ?= 3.11.7:3.12.1
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test check lint format typecheck unit validate build bench lock clean run invoke browser
+.PHONY: help venv test check lint format typecheck unit validate build bench lock clean run invoke browser browser-if-root
 
 help:
 	@echo "make run     start the whole stack locally (no AWS account, no Docker); ARGS=--fresh starts clean"
@@ -23,7 +23,7 @@ help:
 	@echo "make build   sam build, then precompile the output to .pyc"
 	@echo "make bench   benchmarks (AWS calls per operation, cold start); writes docs/benchmarks.md"
 	@echo "make lock    re-freeze requirements/dev.txt from requirements/dev.in"
-	@echo "make browser install Debian's Chromium for the browser tests (done by make test when missing)"
+	@echo "make browser install Debian's Chromium for the browser tests (needs root; make test does it as root)"
 
 $(BIN)/.stamp: requirements/dev.txt layers/shared/python/requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,13 +42,22 @@ $(SAM_VENV)/.stamp: requirements/sam.txt
 
 venv: $(BIN)/.stamp $(SAM_VENV)/.stamp
 
-# Debian's Chromium for the browser tests, installed when missing (needs root, as on CI).
-$(CHROMIUM):
-	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
-	test -x $@
+# Debian's Chromium for the browser tests, installed when missing; apt-get needs root.
+browser:
+	@if [ -x $(CHROMIUM) ]; then echo "$(CHROMIUM) is installed"; \
+	elif [ "$$(id -u)" != 0 ]; then \
+	  echo "make browser: installing Debian's chromium needs root: run 'sudo apt-get install chromium' or 'make browser' as root" >&2; \
+	  exit 1; \
+	else \
+	  apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium && \
+	  test -x $(CHROMIUM); \
+	fi
 
-browser: $(CHROMIUM)
+# make test installs Chromium only when it is missing and it may (root, as on CI); anyone else
+# gets the browser tests skipped with the reason (tests/browser/test_web_client.py).
+browser-if-root:
+	@if [ ! -x $(CHROMIUM) ] && [ "$$(id -u)" = 0 ]; then $(MAKE) --no-print-directory browser; fi
 
 lock:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -72,7 +81,7 @@ typecheck: $(BIN)/.stamp
 	$(BIN)/mypy tests bench
 
 # loadgroup: tests marked xdist_group (the browser tests) share one worker, so one stack and one browser.
-unit: $(BIN)/.stamp $(CHROMIUM)
+unit: $(BIN)/.stamp browser-if-root
 	$(BIN)/pytest -q -n auto --dist loadgroup
 
 validate: $(SAM_VENV)/.stamp

@@ -1,7 +1,10 @@
 """The web client (web/) in a real browser, against the local stack.
 
 Headless Chromium from Debian's package (``make browser`` installs it; ``make test`` does
-when it is missing), driven by Playwright, which never downloads a browser of its own. One
+when it is missing and it runs as root, as on CI), driven by Playwright, which never downloads
+a browser of its own. Without the browser (``CHATFLOW_CHROMIUM``, default /usr/bin/chromium)
+every test here is skipped and says why, before any stack starts; on CI (``CI`` set) they
+fail instead. One
 stack (AuthMode otp: codes are read from the fake SMS provider's outbox) and one browser
 serve every test of this module; each test signs its own users in, each user in a browser
 context of its own (its own localStorage, as two people on two devices).
@@ -27,12 +30,36 @@ from tests.local.conftest import Lines, eventually, free_config, http
 
 pytestmark = pytest.mark.xdist_group("browser")
 
-CHROMIUM = Path("/usr/bin/chromium")
+# Debian's chromium; another build may be named for a try (Playwright speaks to any Chromium).
+CHROMIUM = Path(os.environ.get("CHATFLOW_CHROMIUM", "/usr/bin/chromium"))
 OPERATOR = "+14155550190"
 TIMEOUT_MS = 15_000
 CODE = re.compile(r"\b(\d{6})\b")
 
 NewPage = Callable[..., Page]
+
+
+def missing_browser(chromium: Path, *, root: bool) -> str | None:
+    """Why the browser tests cannot run here, with what to do; None when they can."""
+    if os.access(chromium, os.X_OK):
+        return None
+    if root:
+        return f"Debian's chromium is not installed ({chromium} is missing): run `make browser`"
+    return (
+        f"Debian's chromium is not installed ({chromium} is missing) and installing it needs root: "
+        "run `sudo apt-get install chromium` or `make browser` as root"
+    )
+
+
+@pytest.fixture(scope="module", autouse=True)
+def chromium() -> Path:
+    """The browser, checked before anything else of this module starts (autouse, module scope)."""
+    reason = missing_browser(CHROMIUM, root=os.geteuid() == 0)
+    if reason is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason} (CI must run the browser tests)")
+        pytest.skip(reason)
+    return CHROMIUM
 
 
 @pytest.fixture(scope="module")
@@ -49,14 +76,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackServer]:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        message = f"{CHROMIUM} is missing: `make browser` installs Debian's chromium"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+def browser(chromium: Path) -> Iterator[Browser]:
     with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM))
+        launched = playwright.chromium.launch(executable_path=str(chromium))
         yield launched
         launched.close()
 
