@@ -760,6 +760,19 @@ def test_a_destination_with_a_newline_keeps_its_log_on_one_line(
     assert "to=+1 555\\n123 0001 -> 202" in logs[0]
 
 
+def test_a_client_that_leaves_mid_body_is_logged_as_gone(
+    start: Callable[..., FakeSmsProvider], logs: list[str]
+) -> None:
+    # Given a provider
+    provider = start()
+    # When a client announces a 100-byte body, sends 10 bytes and hangs up
+    with socket.create_connection(("127.0.0.1", provider.port), timeout=3) as sock:
+        sock.sendall(b"POST /messages HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n" + b"{" * 10)
+    # Then the provider logs that the client went away, and sends nothing
+    assert wait_until(lambda: logs == ["provider POST /messages -> client went away"])
+    assert provider.outbox() == []
+
+
 def test_a_failure_of_the_providers_own_is_a_json_500(
     start: Callable[..., FakeSmsProvider], monkeypatch: pytest.MonkeyPatch
 ) -> None:
