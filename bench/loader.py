@@ -34,7 +34,7 @@ from moto import mock_aws
 from chatflow.adapters.campaign_store import DynamoCampaignRepository, S3RecipientFiles, SqsCommandQueue
 from chatflow.domain.campaigns import Campaign, CampaignLoader, CampaignRecipient, Counts, Progress, Upload
 from chatflow.domain.pagination import Page
-from local import moto_speedups
+from local import moto_patches
 from local.stack import InProcessStack
 
 ROWS = 100_000
@@ -257,7 +257,7 @@ def _peak_mb(rows: int) -> float:
 
 
 def measure(rows: int = ROWS) -> LoaderReport:
-    moto_speedups.install()  # for both loaders: see the module's docstring
+    moto_patches.install()  # for both loaders: see the module's docstring
     with mock_aws():
         stack = InProcessStack.create(parameters={"AuthMode": "phone"})
         ours = _ours(stack, rows)

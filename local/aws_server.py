@@ -27,7 +27,7 @@ from moto.core.base_backend import BackendDict
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from local import moto_speedups
+from local import moto_patches
 
 # Operations that never create work for a poller (the pollers' own calls among them).
 _QUIET_PREFIXES = ("Get", "Describe", "List", "Query", "Scan", "BatchGet", "ReceiveMessage", "DeleteMessage")
@@ -119,7 +119,7 @@ class _QuietRequestHandler(MotoRequestHandler):
 
 class EmulatedAws:
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        moto_speedups.install()
+        moto_patches.install()
         self.changes = ChangeSignal()
         self._lock = threading.RLock()
         self._host = host

@@ -14,7 +14,7 @@ import boto3
 from botocore.config import Config
 
 from chatflow.adapters.aws import reset_clients
-from local import moto_speedups
+from local import moto_patches
 from local.apigw import HttpApi
 from local.provision import Provisioned, provision
 from local.runtime import LocalFunction
@@ -48,7 +48,7 @@ class InProcessStack:
         reset_clients()
         # The same moto as the local stack's: among other things, a cancelled transaction
         # there streams nothing (moto's own streams the writes it then rolls back).
-        moto_speedups.install()
+        moto_patches.install()
         template = Template.load(parameters=parameters)
         endpoints = {
             api: f"https://{api.lower()}.execute-api.{REGION}.amazonaws.com"

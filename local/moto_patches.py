@@ -1,0 +1,722 @@
+"""Patches of moto for the local stack: a fork of a few of moto's methods, pinned to one moto.
+
+moto is written for correctness in small single-threaded tests. The local stack uses it
+differently: requests arrive on several threads, tables hold thousands of items, queues
+thousands of messages, and the functions read DynamoDB streams as Lambda would. The
+patches here are of three kinds (docs/local-stack.md, "Patches of moto", has a note on
+each: what moto does, what the patch does, why it behaves the same):
+
+- **atomicity** (``dynamodb.locks``): one re-entrant lock per DynamoDB backend, held for the
+  whole of every DynamoDB and DynamoDB Streams request (parsing, the operation and the
+  serialized answer) and by the backend's item operations called directly. Real DynamoDB
+  applies each request atomically; moto does not (an UpdateItem mutates the stored item
+  in place, a transaction checks then writes), so without it two threads see or make
+  states no table can have. Nothing here relies on a caller serializing requests.
+- **speed-ups**: the same behaviour as moto's without a cost that grows with the data;
+  each is a replacement of one of moto's methods with the same signature, written so
+  that moto could take it as it is.
+- **fidelity**: where moto differs from DynamoDB in a way the application sees
+  (``dynamodb.update_item``: an UpdateItem that creates an item streams one INSERT with
+  the whole new image, as DynamoDB does, not moto's keys-only INSERT first; a failed
+  update changes nothing).
+
+``install()`` applies every patch (idempotent) and refuses a moto version the patches were
+not tested with. ``applied(*names)`` applies only some of them for a while (the
+differential tests in ``tests/local/test_moto_patches.py`` run the same operations with
+and without each patch). Installed by the emulated AWS server, the in-process stack of the
+integration tests, and the campaign-loader benchmark, so all of them run the same moto.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import copy
+import functools
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import moto
+from moto import backends as moto_backends
+from moto.core.common_types import TYPE_RESPONSE
+from moto.core.utils import camelcase_to_underscores
+from moto.dynamodb.comparisons import create_condition_expression_parser, get_expected, get_filter_expression
+from moto.dynamodb.exceptions import (
+    ConditionalCheckFailed,
+    InvalidAttributeTypeError,
+    ItemSizeTooLarge,
+    ItemSizeToUpdateTooLarge,
+    MockValidationException,
+    MultipleTransactionsException,
+    TooManyTransactionsException,
+    TransactionCanceledException,
+    TransactWriteSingleOpException,
+)
+from moto.dynamodb.models import DynamoDBBackend, dynamodb_backends
+from moto.dynamodb.models.dynamo_type import DynamoType, Item, LimitedSizeDict
+from moto.dynamodb.models.table import StreamShard, Table
+from moto.dynamodb.models.utilities import bytesize
+from moto.dynamodb.parsing.ast_nodes import (  # type: ignore[attr-defined]
+    # moto's ast_nodes starts with "# type: ignore": mypy sees none of its names (Any here).
+    DepthFirstTraverser,
+    Node,
+    UpdateExpression,
+)
+from moto.dynamodb.parsing.executors import UpdateExpressionExecutor
+from moto.dynamodb.parsing.expressions import UpdateExpressionParser  # type: ignore[attr-defined]
+from moto.dynamodb.parsing.validators import ActionCountValidator, UpdateExpressionValidator
+from moto.dynamodb.responses import DynamoHandler
+from moto.dynamodbstreams.responses import DynamoDBStreamsHandler
+from moto.sqs.models import Message, Queue, SQSBackend
+
+# The moto versions these patches were written for and tested with (tests/local/test_moto_patches.py).
+TESTED_MOTO_VERSIONS = ("5.2.5",)
+
+
+class UntestedMotoVersion(RuntimeError):
+    """The installed moto is not one the patches were tested with."""
+
+
+def check_moto_version(installed: str | None = None) -> None:
+    """Refuse a moto the patches were not tested with (they replace moto's own methods)."""
+    version = moto.__version__ if installed is None else installed
+    if version not in TESTED_MOTO_VERSIONS:
+        raise UntestedMotoVersion(
+            f"local/moto_patches.py replaces methods of moto {' / '.join(TESTED_MOTO_VERSIONS)} and was "
+            f"tested with that only, but moto {version} is installed. Either install the pinned moto "
+            "(`.venv/bin/pip install -r requirements/dev.txt`; `make test` does it), or port the patches: "
+            "compare each replaced method with the new moto's (docs/local-stack.md, 'Patches of moto'), "
+            "run `.venv/bin/pytest tests/local/test_moto_patches.py`, then add the version to "
+            "TESTED_MOTO_VERSIONS."
+        )
+
+
+# ---- atomicity: one lock per DynamoDB backend ------------------------------------------------
+
+
+def items_lock(backend: DynamoDBBackend) -> threading.RLock:
+    """The backend's lock: held for the whole of each request, and by each item operation.
+
+    Created on first use (``dict.setdefault`` is atomic, so two threads get the same lock);
+    re-entrant because operations call one another (a transaction calls put_item).
+    """
+    lock: threading.RLock | None = backend.__dict__.get("_chatflow_items_lock")
+    if lock is None:
+        lock = backend.__dict__.setdefault("_chatflow_items_lock", threading.RLock())
+    return lock
+
+
+def _locked_backend_method(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def locked(self: DynamoDBBackend, *args: Any, **kwargs: Any) -> Any:
+        with items_lock(self):
+            return method(self, *args, **kwargs)
+
+    return locked
+
+
+def _locked_dynamodb_requests(call_action: Callable[[DynamoHandler], TYPE_RESPONSE]) -> Any:
+    @functools.wraps(call_action)
+    def locked(self: DynamoHandler) -> TYPE_RESPONSE:
+        with items_lock(self.dynamodb_backend):
+            return call_action(self)
+
+    return locked
+
+
+def _locked_stream_requests(call_action: Callable[[DynamoDBStreamsHandler], TYPE_RESPONSE]) -> Any:
+    """Stream reads take the lock of the tables' backend: a reader never sees the records of a
+    transaction that is still going to be rolled back."""
+
+    @functools.wraps(call_action)
+    def locked(self: DynamoDBStreamsHandler) -> TYPE_RESPONSE:
+        with items_lock(dynamodb_backends[self.current_account][self.region]):
+            return call_action(self)
+
+    return locked
+
+
+# ---- TransactWriteItems: moto's, rolled back from an undo log instead of table copies ---------
+
+
+class _UndoLog:
+    """What a transaction wrote, to put back: each item as it was before the transaction's
+    first write to it, and each stream shard's length before the transaction's first record."""
+
+    def __init__(self) -> None:
+        self._items: dict[tuple[int, DynamoType, DynamoType | None], tuple[Table, Item | None]] = {}
+        self._shards: dict[int, tuple[StreamShard, int]] = {}
+
+    def remember(self, table: Table, key: tuple[DynamoType, DynamoType | None], before: Item | None) -> None:
+        self._items.setdefault((id(table), *key), (table, before))
+        shard = table.stream_shard
+        if shard is not None:
+            self._shards.setdefault(id(shard), (shard, len(shard.items)))
+
+    def roll_back(self) -> None:
+        for (_, hash_value, range_value), (table, before) in reversed(self._items.items()):
+            if table.range_key_attr is None:
+                if before is None:
+                    table.items.pop(hash_value, None)
+                else:
+                    table.items[hash_value] = before  # type: ignore[assignment]
+            elif before is not None:
+                table.items[hash_value][range_value] = before
+            elif hash_value in table.items:
+                table.items[hash_value].pop(range_value, None)
+                if not table.items[hash_value]:
+                    del table.items[hash_value]
+        for shard, length in self._shards.values():
+            del shard.items[length:]
+
+
+def _transact_write_items(self: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> None:
+    """moto's ``DynamoDBBackend.transact_write_items``, rolled back from an undo log.
+
+    moto deep-copies every table the transaction touches before starting, and puts the
+    copies back when it is cancelled: one transaction costs as much as its tables are big
+    (seconds with thousands of items), and the copy replaces the table object, so stream
+    readers holding an iterator of the old one never see a later record. This is moto's
+    loop, line for line (the same checks, in the same order, giving the same errors and
+    cancellation reasons), except that it keeps each item as it was before its first write
+    (and each stream's length) and puts exactly those back: the same state as moto's
+    rollback, in time proportional to the transaction. Any failure rolls back, including
+    one moto lets through half-applied (an item with two operations after earlier writes).
+    It holds the backend's lock throughout, so no other request sees it half done.
+    """
+    with items_lock(self):
+        if len(transact_items) > 100:
+            raise TooManyTransactionsException()
+        undo = _UndoLog()
+        try:
+            _apply_transaction(self, transact_items, undo)
+        except BaseException:
+            undo.roll_back()
+            raise
+
+
+def _apply_transaction(self: DynamoDBBackend, transact_items: list[dict[str, Any]], undo: _UndoLog) -> None:
+    target_items: set[tuple[str, str]] = set()
+
+    def check_unicity(table_name: str, key: dict[str, Any]) -> None:
+        item = (str(table_name), str(dict(sorted(key.items()))))
+        if item in target_items:
+            raise MultipleTransactionsException()
+        target_items.add(item)
+
+    errors: list[tuple[str, str, dict[str, Any] | None] | tuple[None, None, None]] = []
+    for item in transact_items:
+        original_item: dict[str, Any] | None = None
+        if len(list(item.keys())) > 1:
+            raise TransactWriteSingleOpException
+        try:
+            op_type, op = next(iter(item.items()))
+            if op_type not in {"ConditionCheck", "Put", "Delete", "Update"}:
+                raise ValueError("Unsupported transaction operation")
+            table_name = op["TableName"]
+            condition_expression = op.get("ConditionExpression")
+            expression_attribute_names = op.get("ExpressionAttributeNames")
+            expression_attribute_values = op.get("ExpressionAttributeValues")
+            if op_type == "Put":
+                attrs = op["Item"]
+                table = self.get_table(table_name)
+                key = {table.hash_key_attr: attrs[table.hash_key_attr]}
+                if table.range_key_attr is not None:
+                    key[table.range_key_attr] = attrs[table.range_key_attr]
+            else:
+                key = op["Key"]
+            check_unicity(table_name, key)
+            current = self.get_item(table_name, key)
+            if condition_expression is not None:
+                condition_op = get_filter_expression(
+                    condition_expression, expression_attribute_names, expression_attribute_values
+                )
+                if not condition_op.expr(current):
+                    if op.get("ReturnValuesOnConditionCheckFailure") == "ALL_OLD" and current:
+                        original_item = current.to_json()["Attributes"]
+                    raise ConditionalCheckFailed(item=original_item)
+            if op_type != "ConditionCheck":
+                table = self.get_table(table_name)
+                # An update changes the stored item in place: keep a copy of it.
+                undo.remember(
+                    table,
+                    self.get_keys_value(table, key),
+                    copy.deepcopy(current) if op_type == "Update" else current,
+                )
+            if op_type == "Put":
+                self.put_item(
+                    table_name,
+                    op["Item"],
+                    condition_expression=condition_expression,
+                    expression_attribute_names=expression_attribute_names,
+                    expression_attribute_values=expression_attribute_values,
+                )
+            elif op_type == "Delete":
+                self.delete_item(
+                    table_name,
+                    key,
+                    condition_expression=condition_expression,
+                    expression_attribute_names=expression_attribute_names,
+                    expression_attribute_values=expression_attribute_values,
+                )
+            elif op_type == "Update":
+                self.update_item(
+                    table_name,
+                    key,
+                    update_expression=op["UpdateExpression"],
+                    condition_expression=condition_expression,
+                    expression_attribute_names=expression_attribute_names,
+                    expression_attribute_values=expression_attribute_values,
+                )
+            errors.append((None, None, None))
+        except (MultipleTransactionsException, MockValidationException):
+            raise
+        except ConditionalCheckFailed as e:
+            errors.append(("ConditionalCheckFailed", str(e.message), original_item))
+        except Exception as e:
+            errors.append((type(e).__name__, str(e), original_item))
+    if any(code is not None for code, _, _ in errors):
+        raise TransactionCanceledException(errors)
+
+
+# ---- UpdateItem: one stream record, nothing changed on failure --------------------------------
+
+
+def _new_item(table: Table, hash_value: DynamoType, range_value: DynamoType | None) -> Item:
+    """The keys-only item an UpdateItem starts from, with the checks moto's ``put_item`` makes
+    of those keys (type, size), but neither stored nor streamed."""
+    data: dict[str, Any] = {table.hash_key_attr: {hash_value.type: hash_value.value}}
+    if range_value:
+        data[table.range_key_attr] = {range_value.type: range_value.value}  # type: ignore[index]
+    if hash_value.type != table.hash_key_type:
+        raise InvalidAttributeTypeError(
+            table.hash_key_attr, expected_type=table.hash_key_type, actual_type=hash_value.type
+        )
+    if range_value and range_value.type != table.range_key_type:
+        raise InvalidAttributeTypeError(
+            table.range_key_attr, expected_type=table.range_key_type, actual_type=range_value.type
+        )
+    table._validate_item_types(data)
+    table._validate_key_sizes(data)
+    return Item(hash_value, range_value, data)
+
+
+def _update_item(
+    self: DynamoDBBackend,
+    table_name: str,
+    key: dict[str, dict[str, Any]],
+    update_expression: str,
+    expression_attribute_names: dict[str, Any],
+    expression_attribute_values: dict[str, Any],
+    attribute_updates: dict[str, Any] | None = None,
+    expected: dict[str, Any] | None = None,
+    condition_expression: str | None = None,
+    return_values_on_condition_check_failure: str | None = None,
+) -> Item:
+    """moto's ``DynamoDBBackend.update_item``, applied to a copy that replaces the item at the end.
+
+    moto stores a keys-only item first when the update creates one (streaming a keys-only
+    INSERT, then a second INSERT with the whole item), and changes an existing item in
+    place (an update failing half-way, such as one growing the item past the size limit,
+    leaves the actions before it applied). DynamoDB streams one INSERT with the full new
+    image and applies an update entirely or not at all. Here the same checks run in the
+    same order (same errors), the update is applied to a copy (moto deep-copies the item
+    anyway, for the stream's old image), and the copy is stored and streamed once.
+    """
+    with items_lock(self):
+        table = self.get_table(table_name)
+        update_expression_ast: Any = None
+        if update_expression:
+            # Parse the expression to get its validation errors first, as moto does.
+            update_expression_ast = UpdateExpressionParser.make(update_expression)
+        if all([table.hash_key_attr in key, table.range_key_attr in key]):
+            hash_value = DynamoType(key[table.hash_key_attr])
+            range_value: DynamoType | None = DynamoType(key[table.range_key_attr])  # type: ignore[index]
+        elif table.hash_key_attr in key:
+            hash_value = DynamoType(key[table.hash_key_attr])
+            range_value = None
+        else:
+            hash_value = DynamoType(key)
+            range_value = None
+        current = table.get_item(hash_value, range_value)
+        if not expected:
+            expected = {}
+        if not get_expected(expected).expr(current):
+            raise ConditionalCheckFailed
+        condition_op = create_condition_expression_parser(
+            condition_expression, expression_attribute_names, expression_attribute_values
+        ).parse()
+        if not condition_op.expr(current):
+            if return_values_on_condition_check_failure == "ALL_OLD" and current is not None:
+                raise ConditionalCheckFailed(item=current.to_json()["Attributes"])
+            raise ConditionalCheckFailed
+        if current is None:
+            if update_expression:
+                # Validate the expression before creating anything, as moto does.
+                UpdateExpressionValidator(
+                    update_expression_ast,
+                    expression_attribute_names=expression_attribute_names,
+                    expression_attribute_values=expression_attribute_values,
+                    item=Item(hash_value, range_value, attrs={}),
+                    table=table,
+                ).validate()
+            item = _new_item(table, hash_value, range_value)
+        else:
+            item = copy.deepcopy(current)
+        if attribute_updates:
+            item.validate_no_empty_key_values(attribute_updates, table.attribute_keys)
+        if update_expression:
+            validated_ast = UpdateExpressionValidator(
+                update_expression_ast,
+                expression_attribute_names=expression_attribute_names,
+                expression_attribute_values=expression_attribute_values,
+                item=item,
+                table=table,
+            ).validate()
+            validated_ast.normalize()
+            try:
+                UpdateExpressionExecutor(validated_ast, item, expression_attribute_names).execute()
+            except ItemSizeTooLarge:
+                raise ItemSizeToUpdateTooLarge() from None
+        else:
+            item.update_with_attribute_updates(attribute_updates)  # type: ignore[arg-type]
+        if range_value:
+            table.items[hash_value][range_value] = item
+        else:
+            table.items[hash_value] = item  # type: ignore[assignment]
+        if table.stream_shard is not None:
+            table.stream_shard.add(current, item)
+        return item
+
+
+# ---- Item(): each attribute sized once --------------------------------------------------------
+
+# moto's item size limit (LimitedSizeDict: between DynamoDB's 400 KB and the 409-410 KB it accepts).
+_MAX_ITEM_BYTES = 405000
+
+
+def _item_init(self: Item, hash_key: DynamoType, range_key: DynamoType | None, attrs: dict[str, Any]) -> None:
+    """moto's ``Item.__init__``, sizing each attribute once instead of the whole item once per attribute.
+
+    moto stores the attributes in a LimitedSizeDict, whose every assignment re-sizes all
+    the attributes already set: building an item of k attributes sizes k * (k + 1) / 2
+    values (66 for a campaign recipient's 11), on every PutItem and every item of a
+    BatchWriteItem. Here the running total grows by the new attribute alone; sizes are
+    never negative, so it passes the limit at the same attribute as moto's sums do, and
+    ItemSizeTooLarge (or an error of DynamoType itself) is raised at the same point. The
+    stored item is the same LimitedSizeDict, so later updates check sizes as moto does.
+    """
+    self.hash_key = hash_key
+    self.range_key = range_key
+    self.attrs = LimitedSizeDict()
+    total = 0
+    for key, value in attrs.items():
+        attribute = DynamoType(value)
+        total += bytesize(key) + attribute.size()
+        if total > _MAX_ITEM_BYTES:
+            raise ItemSizeTooLarge
+        dict.__setitem__(self.attrs, key, attribute)
+
+
+# ---- expressions: moto's traversals without their repeated work -------------------------------
+
+
+def _dispatch(self: DepthFirstTraverser) -> tuple[tuple[type, ...], tuple[tuple[type, Any], ...]]:
+    """A traverser's node types and processors, built once per traverser (moto rebuilds
+    the map, bound methods and all, for every node of every traversal)."""
+    cached: tuple[tuple[type, ...], tuple[tuple[type, Any], ...]] | None = self.__dict__.get("_dispatch")
+    if cached is None:
+        cached = (tuple(self._processing_map()), tuple(self._processing_map().items()))
+        self.__dict__["_dispatch"] = cached
+    return cached
+
+
+def _nodes_to_be_processed(self: DepthFirstTraverser) -> tuple[type, ...]:
+    """moto's ``DepthFirstTraverser.nodes_to_be_processed``: the same types, built once."""
+    return _dispatch(self)[0]
+
+
+def _process(self: DepthFirstTraverser, node: Node) -> Any:
+    """moto's ``DepthFirstTraverser.process``: the first processor whose type matches, as moto's."""
+    for node_type, processor in _dispatch(self)[1]:
+        if isinstance(node, node_type):
+            return processor(node)
+    return None
+
+
+def _count_actions_once(self: ActionCountValidator, node: Node) -> Node:
+    """moto's ``ActionCountValidator.traverse``: the counts checked at the root only.
+
+    moto checks the clause counts at every nested UpdateExpression node, each time walking
+    the whole subtree (quadratic in the number of actions); the root's walk sees every
+    clause, so checking it alone raises exactly the same errors."""
+    if isinstance(node, UpdateExpression):
+        self.verify_action_counts(node)
+    return node
+
+
+# ---- moto's server: its list of services -------------------------------------------------------
+
+_MOTO_MODULES = tuple(moto_backends.list_of_moto_modules())
+
+
+def _moto_modules() -> Iterable[str]:
+    """moto's ``list_of_moto_modules``: its server lists its package directory on every request
+    to route it (about 200 directories: a millisecond per request); the list never changes
+    while we run."""
+    return _MOTO_MODULES
+
+
+# ---- SQS: one clock read, one pass over the queue ----------------------------------------------
+
+
+def _now_ms() -> float:
+    """moto's unix_time_millis() (the same clock), without building two datetimes per call."""
+    return time.time() * 1000
+
+
+def _visible(self: Message) -> bool:
+    """moto's ``Message.visible``."""
+    return bool(_now_ms() > self.visible_at)
+
+
+def _delayed(self: Message) -> bool:
+    """moto's ``Message.delayed``."""
+    return bool(_now_ms() < self.delayed_until)
+
+
+def _queue_messages(self: Queue) -> list[Message]:
+    """moto's ``Queue.messages``: the visible, not delayed messages, with one clock read."""
+    now = _now_ms()
+    return [m for m in self._messages if now > m.visible_at and not now < m.delayed_until]
+
+
+def _queue_counts(self: Queue) -> tuple[int, int, int]:
+    """(visible, delayed, not visible) in one pass over the queue, with one clock read."""
+    now = _now_ms()
+    visible = delayed = hidden = 0
+    for m in self._messages:
+        is_visible, is_delayed = now > m.visible_at, now < m.delayed_until
+        visible += is_visible and not is_delayed
+        delayed += is_delayed
+        hidden += not is_visible
+    return visible, delayed, hidden
+
+
+_COUNT_ATTRIBUTES = (
+    "ApproximateNumberOfMessages",
+    "ApproximateNumberOfMessagesDelayed",
+    "ApproximateNumberOfMessagesNotVisible",
+)
+
+
+# Set while moto sends a message: it builds the queue's attributes then only to read its
+# content-based deduplication flag, so the counts (a pass over the queue) are left out.
+# A context variable: each thread (and each task) has its own, so this is thread-safe.
+_sending: contextvars.ContextVar[bool] = contextvars.ContextVar("moto_sqs_sending", default=False)
+
+
+def _sending_message(send_message: Callable[..., Message]) -> Callable[..., Message]:
+    @functools.wraps(send_message)
+    def send(self: SQSBackend, *args: Any, **kwargs: Any) -> Message:
+        token = _sending.set(True)
+        try:
+            return send_message(self, *args, **kwargs)
+        finally:
+            _sending.reset(token)
+
+    return send
+
+
+_underscored = functools.cache(camelcase_to_underscores)  # a dozen attribute names, every send
+
+
+def _queue_attributes(self: Queue) -> dict[str, Any]:
+    """moto's ``Queue.attributes``, with the three message counts from one pass instead of
+    three, and none at all while a message is being sent (see ``_sending``)."""
+    counted = (0, 0, 0) if _sending.get() else _queue_counts(self)
+    counts = dict(zip(_COUNT_ATTRIBUTES, counted, strict=True))
+    names = list(self.BASE_ATTRIBUTES)
+    if self.fifo_queue:
+        names += self.FIFO_ATTRIBUTES
+    if self.kms_master_key_id:  # type: ignore[attr-defined]
+        names += self.KMS_ATTRIBUTES
+    result: dict[str, Any] = {
+        name: counts[name] if name in counts else getattr(self, _underscored(name)) for name in names
+    }
+    if self.policy:
+        result["Policy"] = self.policy
+    if self.redrive_policy:
+        result["RedrivePolicy"] = json.dumps(self.redrive_policy)
+    return {key: str(value).lower() if isinstance(value, bool) else value for key, value in result.items()}
+
+
+def _retained(self: SQSBackend, queue_name: str, message: Message) -> bool:
+    """moto's ``SQSBackend.is_message_valid_based_on_retention_period``: it computes every
+    attribute of the queue (a pass over all its messages) to read the retention period,
+    once per message received."""
+    queue = self.get_queue(queue_name)
+    retention = int(queue.message_retention_period)  # type: ignore[attr-defined]
+    return bool(retention + (message.sent_timestamp or 0) / 1000 > time.time())
+
+
+# ---- the patches, and applying them ------------------------------------------------------------
+
+
+def _replace(value: Any) -> Callable[[Any], Any]:
+    return lambda _original: value
+
+
+@dataclass(frozen=True)
+class Patch:
+    """One patch: attributes of moto replaced together. ``build`` makes the new attribute
+    from the current one (a wrapper needs it; a replacement ignores it)."""
+
+    name: str
+    kind: str  # "atomicity" | "speed-up" | "fidelity"
+    replacements: tuple[tuple[Any, str, Callable[[Any], Any]], ...]
+
+
+# The item operations of the backend, locked for callers that use the backend directly.
+_ITEM_OPERATIONS = (
+    "get_item",
+    "put_item",
+    "update_item",
+    "delete_item",
+    "query",
+    "scan",
+    "transact_write_items",
+    "execute_statement",
+    "execute_transaction",
+    "batch_execute_statement",
+)
+
+# In the order they are applied; removed in the reverse order. ``dynamodb.locks`` comes last
+# so that it wraps whatever the others installed.
+PATCHES: tuple[Patch, ...] = (
+    Patch(
+        "dynamodb.transact_write_items",
+        "speed-up",
+        ((DynamoDBBackend, "transact_write_items", _replace(_transact_write_items)),),
+    ),
+    Patch("dynamodb.update_item", "fidelity", ((DynamoDBBackend, "update_item", _replace(_update_item)),)),
+    Patch("dynamodb.item_init", "speed-up", ((Item, "__init__", _replace(_item_init)),)),
+    Patch(
+        "dynamodb.expression_traversal",
+        "speed-up",
+        (
+            (DepthFirstTraverser, "nodes_to_be_processed", _replace(_nodes_to_be_processed)),
+            (DepthFirstTraverser, "process", _replace(_process)),
+            (ActionCountValidator, "traverse", _replace(_count_actions_once)),
+        ),
+    ),
+    Patch(
+        "core.moto_modules", "speed-up", ((moto_backends, "list_of_moto_modules", _replace(_moto_modules)),)
+    ),
+    Patch(
+        "sqs.message_clock",
+        "speed-up",
+        (
+            (Message, "visible", _replace(property(_visible))),
+            (Message, "delayed", _replace(property(_delayed))),
+            (Queue, "messages", _replace(property(_queue_messages))),
+        ),
+    ),
+    Patch(
+        "sqs.queue_attributes",
+        "speed-up",
+        (
+            (Queue, "attributes", _replace(property(_queue_attributes))),
+            (SQSBackend, "send_message", _sending_message),
+        ),
+    ),
+    Patch(
+        "sqs.retention",
+        "speed-up",
+        ((SQSBackend, "is_message_valid_based_on_retention_period", _replace(_retained)),),
+    ),
+    Patch(
+        "dynamodb.locks",
+        "atomicity",
+        (
+            (DynamoHandler, "call_action", _locked_dynamodb_requests),
+            (DynamoDBStreamsHandler, "call_action", _locked_stream_requests),
+            *((DynamoDBBackend, name, _locked_backend_method) for name in _ITEM_OPERATIONS),
+        ),
+    ),
+)
+PATCH_NAMES = tuple(patch.name for patch in PATCHES)
+
+_MISSING = object()
+_state_lock = threading.Lock()
+# The patches applied now, in order, each with the attributes it replaced (as they were).
+_applied: list[tuple[Patch, list[tuple[Any, str, Any]]]] = []
+
+
+def _apply(names: Iterable[str]) -> None:
+    wanted = set(names)
+    unknown = wanted - set(PATCH_NAMES)
+    if unknown:
+        raise ValueError(f"no such patch: {', '.join(sorted(unknown))} (patches: {', '.join(PATCH_NAMES)})")
+    if wanted:
+        check_moto_version()
+    for patch in PATCHES:
+        if patch.name not in wanted:
+            continue
+        saved: list[tuple[Any, str, Any]] = []
+        for owner, attribute, build in patch.replacements:
+            saved.append((owner, attribute, vars(owner).get(attribute, _MISSING)))
+            setattr(owner, attribute, build(getattr(owner, attribute)))
+        _applied.append((patch, saved))
+
+
+def _remove_all() -> None:
+    while _applied:
+        _, saved = _applied.pop()
+        for owner, attribute, original in reversed(saved):
+            if original is _MISSING:
+                delattr(owner, attribute)
+            else:
+                setattr(owner, attribute, original)
+
+
+def applied_names() -> tuple[str, ...]:
+    """The names of the patches applied now, in the order they were applied."""
+    with _state_lock:
+        return tuple(patch.name for patch, _ in _applied)
+
+
+def install() -> None:
+    """Apply every patch (idempotent); ``UntestedMotoVersion`` if moto is not a tested version."""
+    with _state_lock:
+        if tuple(patch.name for patch, _ in _applied) == PATCH_NAMES:
+            return
+        _remove_all()
+        _apply(PATCH_NAMES)
+
+
+def uninstall() -> None:
+    """Give moto back its own methods."""
+    with _state_lock:
+        _remove_all()
+
+
+@contextmanager
+def applied(*names: str) -> Iterator[None]:
+    """Only the named patches (none: moto as it is) for the duration; then as before.
+
+    For tests, on one thread: the patches are process-wide."""
+    with _state_lock:
+        before = [patch.name for patch, _ in _applied]
+        _remove_all()
+        _apply(names)
+    try:
+        yield
+    finally:
+        with _state_lock:
+            _remove_all()
+            _apply(before)
