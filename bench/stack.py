@@ -1,0 +1,193 @@
+"""The local stack's own cost: what one request costs next to one emulated AWS call.
+
+The local stack runs as ``make run`` starts it (``python -m local.serve``, its own process)
+on free ports, in phone mode. Measured in the same run, one request at a time from this
+process:
+
+- one emulated ``GetItem`` of a small item (boto3 → the moto server), the unit;
+- ``POST /v1/chats/{id}/messages`` to a direct chat (authorizer + route function, each in
+  its worker process, and the DynamoDB calls they make);
+- ``GET /v1/chats/{id}/messages?limit=20`` on a chat with 20+ messages;
+- how long ``make run`` takes from process start until ``GET /v1/health`` answers 200.
+
+Targets (issue 11): a message POST costs ≤ 8 GetItems, a 20-message read ≤ 5, and the
+stack is healthy ≤ 5 s after start. Ratios in one run, so that a busy machine slows the
+unit and the request alike.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+ROOT = Path(__file__).resolve().parent.parent
+REPEATS = 200
+TARGET_POST_RATIO = 8.0
+TARGET_READ_RATIO = 5.0
+TARGET_HEALTHY_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class Series:
+    name: str
+    samples_ms: list[float]
+
+    @property
+    def p50(self) -> float:
+        return statistics.median(self.samples_ms)
+
+    @property
+    def p99(self) -> float:
+        ordered = sorted(self.samples_ms)
+        return ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+
+
+@dataclass(frozen=True)
+class StackReport:
+    healthy_seconds: float
+    get_item: Series
+    post: Series
+    read: Series
+
+    @property
+    def post_ratio(self) -> float:
+        return self.post.p50 / self.get_item.p50
+
+    @property
+    def read_ratio(self) -> float:
+        return self.read.p50 / self.get_item.p50
+
+
+def _request(method: str, url: str, body: Any = None, token: str | None = None) -> Any:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method)  # noqa: S310 - the local stack
+    request.add_header("content-type", "application/json")
+    if token:
+        request.add_header("authorization", f"Bearer {token}")
+    with urllib.request.urlopen(request, timeout=15) as response:  # noqa: S310 - the local stack
+        return json.loads(response.read())
+
+
+@contextmanager
+def local_stack(
+    state: Path, extra_env: dict[str, str] | None = None
+) -> Iterator[tuple[dict[str, str], float]]:
+    """``python -m local.serve --fresh`` on free ports, in phone mode: its outputs, and the
+    seconds from process start until ``GET /v1/health`` answered 200."""
+    environ = (
+        os.environ
+        | {
+            "CHATFLOW_HTTP_PORT": "0",
+            "CHATFLOW_WS_PORT": "0",
+            "CHATFLOW_PROVIDER_PORT": "0",
+            "CHATFLOW_AWS_PORT": "0",
+            "CHATFLOW_AUTH_MODE": "phone",
+            "CHATFLOW_STATE_DIR": str(state),
+            "CHATFLOW_FAKE_FAILURE_RATE": "0",
+            "CHATFLOW_FAKE_DELAY_MS": "0-2",
+            "PYTHONPATH": f"{ROOT / 'layers' / 'shared' / 'python'}{os.pathsep}{ROOT}",
+        }
+        | (extra_env or {})
+    )
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "local.serve", "--fresh"],
+        cwd=ROOT,
+        env=environ,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        outputs_file = state / "outputs.json"
+        deadline = time.monotonic() + 120
+        healthy: float | None = None
+        while healthy is None:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the local stack did not start (try: make run)")
+            if outputs_file.exists():
+                url = json.loads(outputs_file.read_text())["HttpApiUrl"]
+                try:
+                    with urllib.request.urlopen(f"{url}/v1/health", timeout=2) as response:  # noqa: S310
+                        if response.status == 200:
+                            healthy = time.perf_counter() - started
+                except OSError:
+                    pass
+            if healthy is None:
+                time.sleep(0.02)
+        outputs = {str(k): str(v) for k, v in json.loads(outputs_file.read_text()).items()}
+        yield outputs, healthy
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def _timed(name: str, action: Callable[[], object], repeats: int) -> Series:
+    for _ in range(10):  # warm: workers, connections
+        action()
+    samples = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        action()
+        samples.append((time.perf_counter() - started) * 1000)
+    return Series(name, samples)
+
+
+def measure(repeats: int = REPEATS) -> StackReport:
+    with tempfile.TemporaryDirectory() as state, local_stack(Path(state)) as (outputs, healthy):
+        url = outputs["HttpApiUrl"]
+        dynamodb = boto3.client(
+            "dynamodb",
+            endpoint_url=outputs["AwsEndpointUrl"],
+            region_name="us-east-1",
+            aws_access_key_id="local",
+            aws_secret_access_key="local",  # noqa: S106 - emulated AWS
+            config=Config(account_id_endpoint_mode="disabled"),
+        )
+        alice, bob = "+14155550101", "+14155550102"
+        token = _request("POST", f"{url}/v1/sessions", {"phoneNumber": alice})["token"]
+        _request("POST", f"{url}/v1/sessions", {"phoneNumber": bob})
+        chat = _request("POST", f"{url}/v1/chats", {"type": "direct", "members": [bob]}, token)["chatId"]
+        key = {"PK": {"S": f"CHAT#{chat}"}, "SK": {"S": "META"}}
+
+        def get_item() -> None:
+            dynamodb.get_item(TableName="ChatsTable", Key=key)
+
+        def post() -> None:
+            body = {"text": "hello", "clientMessageId": uuid.uuid4().hex}
+            _request("POST", f"{url}/v1/chats/{chat}/messages", body, token)
+
+        def read() -> None:
+            _request("GET", f"{url}/v1/chats/{chat}/messages?limit=20", token=token)
+
+        unit = _timed("GetItem", get_item, repeats)
+        posts = _timed("POST message", post, repeats)
+        reads = _timed("GET 20 messages", read, repeats)
+        return StackReport(healthy, unit, posts, reads)
+
+
+if __name__ == "__main__":
+    report = measure()
+    for series in (report.get_item, report.post, report.read):
+        print(f"{series.name}: p50 {series.p50:.1f} ms, p99 {series.p99:.1f} ms")
+    print(f"POST / GetItem = {report.post_ratio:.1f} (target ≤ {TARGET_POST_RATIO:.0f})")
+    print(f"read 20 / GetItem = {report.read_ratio:.1f} (target ≤ {TARGET_READ_RATIO:.0f})")
+    print(f"healthy after {report.healthy_seconds:.2f} s (target ≤ {TARGET_HEALTHY_SECONDS:.0f} s)")
