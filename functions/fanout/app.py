@@ -87,8 +87,7 @@ def record_handler(record: DynamoDBRecord) -> None:
         # its owner's presence, whose change then tells their contacts (the filter passes
         # only deletions by the TTL service, not those of $disconnect).
         connections().forget(str(old["phoneNumber"]), str(old["PK"])[len("CONN#") :], now=utc_now())
-    elif sort_key == PRESENCE_SK and new is not None and set(new) - {"PK", "SK"}:
-        # (moto, not DynamoDB, streams a keys-only image first when an update creates an item)
+    elif sort_key == PRESENCE_SK and new is not None:
         now = utc_now()
         realtime().presence_changed(
             presence_from_item(old, now) if old else None, presence_from_item(new, now)

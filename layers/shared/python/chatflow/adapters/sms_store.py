@@ -284,8 +284,7 @@ def snapshot(raw: RawItem | None) -> CommandSnapshot | None:
     if not raw:
         return None
     item = from_raw(raw)
-    # moto also streams a keys-only image when an update creates the item: not a state yet.
-    if not str(item.get("PK", "")).startswith("CMD#") or "commandId" not in item:
+    if not str(item.get("PK", "")).startswith("CMD#"):
         return None
     return CommandSnapshot(
         command_id=str(item["commandId"]),
