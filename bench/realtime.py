@@ -40,10 +40,11 @@ from typing import Any
 import boto3
 from botocore.endpoint import Endpoint
 from moto import mock_aws
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import ClientConnection, connect
 
 from local.specs import REGION
 from local.stack import InProcessStack
-from local.websocket import WebSocketClient, WebSocketError
 
 USERS = 50
 MESSAGES = 400
@@ -91,7 +92,7 @@ class FanoutCost:
 class _Listener:
     """Reads one socket on a thread; hands ``message.new`` frames to whoever waits for them."""
 
-    def __init__(self, socket: WebSocketClient) -> None:
+    def __init__(self, socket: ClientConnection) -> None:
         self.socket = socket
         self.arrivals: dict[str, float] = {}
         self._condition = threading.Condition()
@@ -101,10 +102,10 @@ class _Listener:
     def _run(self) -> None:
         while True:
             try:
-                frame = self.socket.receive_json(timeout=60)
+                frame = json.loads(self.socket.recv(timeout=60))
             except TimeoutError:
                 continue
-            except WebSocketError:
+            except ConnectionClosed:
                 return
             if frame.get("type") == "message.new":
                 arrived = time.perf_counter()
@@ -167,7 +168,7 @@ def measure_latency(messages: int = MESSAGES) -> LatencyReport:
         url, ws_url = outputs["HttpApiUrl"], outputs["WebSocketUrl"]
         phones = [f"+1415555{2000 + i:04d}" for i in range(USERS)]
         tokens = {p: _post(f"{url}/v1/sessions", {"phoneNumber": p})["token"] for p in phones}
-        listeners = {p: _Listener(WebSocketClient.connect(f"{ws_url}?token={tokens[p]}")) for p in phones}
+        listeners = {p: _Listener(connect(f"{ws_url}?token={tokens[p]}", legacy=True)) for p in phones}
         chats: list[tuple[str, list[str]]] = []
         for i in range(0, 40, 2):
             a, b = phones[i], phones[i + 1]

@@ -1,8 +1,12 @@
 """API Gateway HTTP API (payload format 2.0) in front of the template's functions.
 
 Turns a request into the event API Gateway sends, runs the route's authorizer the way
-API Gateway does, calls the route's function and turns its result into a response.
-API Gateway's own answers keep its own shape (``{"message": "Not Found"}``), as in AWS.
+API Gateway does (``local.authorizer``), calls the route's function and turns its result
+into a response; answers CORS preflights from the API's ``CorsConfiguration``. API
+Gateway's own answers keep its own shape (``{"message": "Not Found"}``), as in AWS: an
+unknown route, or a method no route has (``TRACE``, ``QUERY``...), is a 404.
+
+No sockets here: ``local.edge`` serves this over HTTP, tests call it directly.
 """
 
 from __future__ import annotations
@@ -16,10 +20,13 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode
 
+from local.authorizer import judge_failure, judge_policy, judge_simple
 from local.specs import ACCOUNT_ID, REGION, FunctionError, Invoker
 from local.template import HttpAuthorizer, HttpRoute
 
 _JSON = {"content-type": "application/json"}
+# API Gateway's payload limit for HTTP APIs.
+MAX_BODY_BYTES = 10 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -38,8 +45,58 @@ class HttpResult:
         return base64.b64decode(self.body) if self.is_base64_encoded else self.body.encode("utf-8")
 
 
-def _gateway_error(status: int, message: str) -> HttpResult:
+def gateway_error(status: int, message: str) -> HttpResult:
+    """An answer of API Gateway itself: ``{"message": ...}``."""
     return HttpResult(status, dict(_JSON), json.dumps({"message": message}))
+
+
+_GATEWAY_MESSAGES = {401: "Unauthorized", 403: "Forbidden", 500: "Internal Server Error"}
+
+
+class Cors:
+    """An HTTP API's ``CorsConfiguration``, applied as API Gateway applies it.
+
+    API Gateway answers preflight requests itself (whatever the routes), adds the allowed
+    origin to every response, and ignores CORS headers returned by the integration.
+    """
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.origins = [str(o) for o in config.get("allowOrigins") or []]
+        self.methods = [str(m) for m in config.get("allowMethods") or ["*"]]
+        self.headers = [str(h) for h in config.get("allowHeaders") or ["*"]]
+        self.expose = [str(h) for h in config.get("exposeHeaders") or []]
+        self.credentials = bool(config.get("allowCredentials"))
+        self.max_age = config.get("maxAge")
+
+    @staticmethod
+    def is_preflight(method: str, headers: dict[str, str]) -> bool:
+        lowered = {k.lower() for k in headers}
+        return method.upper() == "OPTIONS" and "access-control-request-method" in lowered
+
+    def response_headers(self, origin: str | None, *, preflight: bool) -> dict[str, str]:
+        """The CORS headers for a request from ``origin`` (none for an origin not allowed)."""
+        if not origin or ("*" not in self.origins and origin not in self.origins):
+            return {}
+        headers = {"access-control-allow-origin": "*" if "*" in self.origins else origin}
+        if self.credentials:
+            headers["access-control-allow-credentials"] = "true"
+        if self.expose:
+            headers["access-control-expose-headers"] = ",".join(self.expose)
+        if preflight:
+            headers["access-control-allow-methods"] = ",".join(self.methods)
+            headers["access-control-allow-headers"] = ",".join(self.headers)
+            if self.max_age is not None:
+                headers["access-control-max-age"] = str(self.max_age)
+        return headers
+
+    def preflight(self, origin: str | None) -> HttpResult:
+        return HttpResult(204, self.response_headers(origin, preflight=True), "")
+
+    def apply(self, result: HttpResult, origin: str | None) -> HttpResult:
+        """``result`` with the integration's CORS headers replaced by the API's."""
+        kept = {k: v for k, v in result.headers.items() if not k.lower().startswith("access-control-")}
+        headers = kept | self.response_headers(origin, preflight=False)
+        return HttpResult(result.status, headers, result.body, result.cookies, result.is_base64_encoded)
 
 
 def _pattern(path: str) -> re.Pattern[str]:
@@ -84,13 +141,14 @@ class HttpApi:
         *,
         query: str = "",
         headers: dict[str, str] | None = None,
-        body: str | None = None,
+        body: str | bytes | None = None,
         source_ip: str = "127.0.0.1",
     ) -> HttpResult:
+        """The answer to one request; a body that is not UTF-8 reaches the function base64-encoded."""
         method = method.upper()
         matched = self.match(method, raw_path)
         if matched is None:
-            return _gateway_error(404, "Not Found")
+            return gateway_error(404, "Not Found")
         route, params = matched
         lowered = {k.lower(): v for k, v in (headers or {}).items()}
         event = self._event(route, method, raw_path, params, query, lowered, body, source_ip)
@@ -102,20 +160,23 @@ class HttpApi:
         try:
             result = self._invoke(route.function, event, trigger)
         except FunctionError:
-            return _gateway_error(500, "Internal Server Error")
+            return gateway_error(500, "Internal Server Error")
         return _response(result)
 
     def _authorize(
         self, authorizer: HttpAuthorizer, route: HttpRoute, event: dict[str, Any], trigger: str
     ) -> HttpResult | None:
         identity = [_identity_value(source, event) for source in authorizer.identity_sources]
-        if any(value is None for value in identity):
-            return _gateway_error(401, "Unauthorized")
+        if any(not value for value in identity):
+            return gateway_error(401, "Unauthorized")
+        route_arn = (
+            f"arn:aws:execute-api:{REGION}:{ACCOUNT_ID}:{self.api_id}/$default/"
+            f"{event['requestContext']['http']['method']}{event['rawPath']}"
+        )
         request = {
             "version": authorizer.payload_format_version,
             "type": "REQUEST",
-            "routeArn": f"arn:aws:execute-api:{REGION}:{ACCOUNT_ID}:{self.api_id}/$default/"
-            f"{event['requestContext']['http']['method']}{event['rawPath']}",
+            "routeArn": route_arn,
             "identitySource": identity,
             "routeKey": route.route_key,
             "rawPath": event["rawPath"],
@@ -128,22 +189,17 @@ class HttpApi:
             "stageVariables": None,
         }
         try:
-            decision = self._invoke(authorizer.function, request, f"{trigger} (authorizer)")
-        except FunctionError:
-            return _gateway_error(500, "Internal Server Error")
-        if not isinstance(decision, dict):
-            return _gateway_error(500, "Internal Server Error")
-        if authorizer.simple_responses:
-            allowed = decision.get("isAuthorized") is True
+            answer = self._invoke(authorizer.function, request, f"{trigger} (authorizer)")
+        except FunctionError as error:
+            verdict = judge_failure(error)
         else:
-            statements = (decision.get("policyDocument") or {}).get("Statement") or []
-            allowed = bool(statements) and all(s.get("Effect") == "Allow" for s in statements)
-        if not allowed:
-            return _gateway_error(403, "Forbidden")
-        context = dict(decision.get("context") or {})
-        if not authorizer.simple_responses and "principalId" in decision:
-            context["principalId"] = decision["principalId"]
-        event["requestContext"]["authorizer"] = {"lambda": context}
+            simple = authorizer.simple_responses and authorizer.payload_format_version == "2.0"
+            verdict = (
+                judge_simple(answer) if simple else judge_policy(answer, route_arn, scalar_context=False)
+            )
+        if verdict.status is not None:
+            return gateway_error(verdict.status, _GATEWAY_MESSAGES.get(verdict.status, "Forbidden"))
+        event["requestContext"]["authorizer"] = {"lambda": verdict.context}
         return None
 
     def _event(
@@ -154,7 +210,7 @@ class HttpApi:
         params: dict[str, str],
         query: str,
         headers: dict[str, str],
-        body: str | None,
+        body: str | bytes | None,
         source_ip: str,
     ) -> dict[str, Any]:
         now = time.time()
@@ -188,6 +244,13 @@ class HttpApi:
             },
             "isBase64Encoded": False,
         }
+        if isinstance(body, bytes):
+            raw = body
+            try:
+                body = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                body = base64.b64encode(raw).decode("ascii")
+                event["isBase64Encoded"] = True
         if cookies:
             event["cookies"] = cookies
         if query_params:
@@ -201,31 +264,56 @@ class HttpApi:
 
 def _identity_value(source: str, event: dict[str, Any]) -> str | None:
     """The value of ``$request.header.X`` / ``$request.querystring.X``; None when absent."""
-    values: dict[str, str] = {}
     if source.startswith("$request.header."):
-        values = event["headers"]
-        return values.get(source.split(".", 2)[2].lower())
+        headers: dict[str, str] = event["headers"]
+        return headers.get(source.split(".", 2)[2].lower())
     if source.startswith("$request.querystring."):
-        values = event.get("queryStringParameters") or {}
-        return values.get(source.split(".", 2)[2])
+        query: dict[str, str] = event.get("queryStringParameters") or {}
+        return query.get(source.split(".", 2)[2])
     return None
 
 
 def _response(result: Any) -> HttpResult:
-    """A function's result as API Gateway (payload 2.0) turns it into a response."""
+    """A function's result as API Gateway (payload 2.0) turns it into a response.
+
+    A result without ``statusCode`` is a JSON body with status 200; a malformed one (a
+    status that is not an HTTP status, headers that are not an object, a body that is not
+    base64 when it says so) is API Gateway's ``500 Internal Server Error``.
+    """
     if not (isinstance(result, dict) and "statusCode" in result):
-        # Anything else is taken as a JSON body with status 200.
         return HttpResult(200, dict(_JSON), result if isinstance(result, str) else json.dumps(result))
-    headers = {k.lower(): str(v) for k, v in (result.get("headers") or {}).items()}
-    for key, values in (result.get("multiValueHeaders") or {}).items():
-        headers[key.lower()] = ",".join(str(v) for v in values)
-    return HttpResult(
-        status=int(result["statusCode"]),
+    status = result["statusCode"]
+    headers_in = result.get("headers") or {}
+    multi_in = result.get("multiValueHeaders") or {}
+    cookies_in = result.get("cookies") or []
+    if (
+        isinstance(status, bool)
+        or not isinstance(status, int | str)
+        or not str(status).isdigit()
+        or not 100 <= int(status) <= 599
+        or not isinstance(headers_in, dict)
+        or not isinstance(multi_in, dict)
+        or not isinstance(cookies_in, list)
+    ):
+        return gateway_error(500, "Internal Server Error")
+    headers = {str(k).lower(): str(v) for k, v in headers_in.items()}
+    for key, values in multi_in.items():
+        headers[str(key).lower()] = (
+            ",".join(str(v) for v in values) if isinstance(values, list) else str(values)
+        )
+    response = HttpResult(
+        status=int(status),
         headers=headers,
         body=str(result.get("body") or ""),
-        cookies=[str(c) for c in result.get("cookies") or []],
+        cookies=[str(c) for c in cookies_in],
         is_base64_encoded=bool(result.get("isBase64Encoded")),
     )
+    if response.is_base64_encoded:
+        try:
+            base64.b64decode(response.body, validate=True)
+        except ValueError:
+            return gateway_error(500, "Internal Server Error")
+    return response
 
 
 def build_query(params: dict[str, Any]) -> str:

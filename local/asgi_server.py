@@ -10,6 +10,7 @@ ours. The socket is bound here, before the server starts, so a port in use is an
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import threading
 import time
@@ -21,8 +22,37 @@ _START_TIMEOUT_SECONDS = 10.0
 _STOP_TIMEOUT_SECONDS = 10.0
 
 
+class _CompleteDenialResponses(logging.Filter):
+    """Drops uvicorn 0.54's false alarm after a refused WebSocket handshake.
+
+    An app that refuses a handshake with an HTTP response (the WebSocket Denial Response
+    extension: the WebSocket API's 401 / 403 at ``$connect``) gets its response sent whole,
+    then websockets-sansio logs "ASGI callable returned without completing handshake."
+    because it only marks a 101 as complete. Nothing else is wrong, so the line is dropped.
+    """
+
+    MESSAGE = "ASGI callable returned without completing handshake."
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != self.MESSAGE
+
+
+def _install_log_filter() -> None:
+    logger = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, _CompleteDenialResponses) for f in logger.filters):
+        logger.addFilter(_CompleteDenialResponses())
+
+
 class AsgiServer:
-    def __init__(self, app: Any, *, host: str = "127.0.0.1", port: int = 0, name: str = "asgi") -> None:
+    def __init__(
+        self,
+        app: Any,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        name: str = "asgi",
+        ws_max_size: int = 1024 * 1024,
+    ) -> None:
         self.name = name
         self._host = host
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -39,12 +69,13 @@ class AsgiServer:
             access_log=False,
             lifespan="off",
             ws="websockets-sansio",
-            # API Gateway's own limits would refuse bigger frames long before this.
-            ws_max_size=1024 * 1024,
+            # A bigger WebSocket message closes the connection with 1009.
+            ws_max_size=ws_max_size,
             ws_ping_interval=None,
             timeout_keep_alive=30,
             timeout_graceful_shutdown=2,
         )
+        _install_log_filter()  # after uvicorn.Config, which configures uvicorn's loggers
         self._server = uvicorn.Server(self._config)
         self._thread: threading.Thread | None = None
         self.loop: asyncio.AbstractEventLoop | None = None

@@ -21,17 +21,15 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from local.apigw import HttpApi
 from local.aws_server import EmulatedAws
 from local.config import LocalConfig
+from local.edge import HttpEdge, WebSocketEdge
 from local.fake_provider import FakeProviderSettings, FakeSmsProvider
 from local.functions import FunctionRunner
-from local.http_server import HttpFrontend
 from local.provision import Provisioned, provision
 from local.sources import AsyncSource, Source, SqsSource, StreamSource
 from local.specs import REGION
 from local.template import Template, TemplateError
-from local.wsapi import WebSocketGateway
 
 Log = Callable[[str], None]
 SNAPSHOT_SECONDS = 2.0
@@ -60,8 +58,8 @@ class StackServer:
         self._saved_version: tuple[int, str] | None = None
         self.aws: EmulatedAws | None = None
         self.runner: FunctionRunner | None = None
-        self.http: HttpFrontend | None = None
-        self.websocket: WebSocketGateway | None = None
+        self.http: HttpEdge | None = None
+        self.websocket: WebSocketEdge | None = None
         self.provider: FakeSmsProvider | None = None
         self.template: Template | None = None
         self.provisioned: Provisioned | None = None
@@ -84,30 +82,36 @@ class StackServer:
         self.provider.start()
         template = Template.load(config.template_path, parameters=self._parameters())
         self.template = template
-        self.http = HttpFrontend(
-            HttpApi([], self._invoke),
-            host=config.host,
-            port=config.http_port,
-            cors=template.http_cors(),
-            static_dir=config.static_dir if config.static_dir and config.static_dir.is_dir() else None,
-        )
-        endpoints = dict.fromkeys(template.http_apis(), self.http.url)
         ws_specs = template.websocket_apis()
         if len(ws_specs) > 1:
             raise TemplateError("the local stack serves one WebSocket API; the template has several")
+        # Both ports are bound here (the URLs go into the template's resources), served later.
         if ws_specs:
-            self.websocket = WebSocketGateway(
+            self.websocket = WebSocketEdge(
                 ws_specs[0], self._invoke, host=config.host, port=config.ws_port, log=self.log
             )
-            self.websocket.start()
+        self.http = HttpEdge(
+            template.http_routes(),
+            self._invoke,
+            api_id=next(iter(template.http_apis()), "httpapi").lower(),
+            host=config.host,
+            port=config.http_port,
+            cors=template.http_cors(),
+            log=self.log,
+        )
+        if config.static_dir and config.static_dir.is_dir():
+            self.http.serve_web_client(
+                config.static_dir,
+                ws_port=self.websocket.port if self.websocket else None,
+                ws_stage=ws_specs[0].stage if ws_specs else "",
+            )
+        endpoints = dict.fromkeys(template.http_apis(), self.http.url)
+        if self.websocket is not None:
             endpoints[ws_specs[0].logical_id] = self.websocket.url
+            self.websocket.start()
 
         self.provisioned = provision(template, self.client, endpoints)
         self.runner = FunctionRunner(template.functions(), self._function_env(), log=self.log)
-        api_id = next(iter(template.http_apis()), "httpapi").lower()
-        self.http.api = HttpApi(
-            template.http_routes(), self._invoke, api_id=api_id, domain=f"{config.host}:{self.http.port}"
-        )
         self.provider.configure_receipts(f"{self.http.url}/v1/sms/receipts", self._webhook_secret(template))
         self._start_sources(template, self.provisioned)
         self._start_thread("snapshots", self._snapshots)

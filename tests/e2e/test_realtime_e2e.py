@@ -7,6 +7,7 @@ that lost its connection catches up over HTTP with ``afterSeq``: no gap, no dupl
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -14,9 +15,10 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import ClientConnection, connect
 
 from local.stack_server import StackServer
-from local.websocket import WebSocketClient, WebSocketError
 from tests.local.conftest import Lines, eventually, free_config, http
 
 ALICE = "+14155550101"
@@ -34,11 +36,12 @@ class Client:
         assert status == 201, session
         self.token = str(session["token"])
         self.auth = {"authorization": f"Bearer {self.token}"}
-        self.socket: WebSocketClient | None = None
+        self.socket: ClientConnection | None = None
         self.connect()
 
     def connect(self) -> None:
-        self.socket = WebSocketClient.connect(f"{self.ws_url}?token={quote(self.token)}")
+        # Held across calls, closed by drop(): the connection itself, not a context manager.
+        self.socket = connect(f"{self.ws_url}?token={quote(self.token)}", legacy=True)
 
     def drop(self) -> None:
         assert self.socket is not None
@@ -47,7 +50,7 @@ class Client:
 
     def send(self, frame: dict[str, Any]) -> None:
         assert self.socket is not None
-        self.socket.send_json(frame)
+        self.socket.send(json.dumps(frame))
 
     def wait_for(self, accept: Callable[[dict[str, Any]], bool], timeout: float = 10.0) -> dict[str, Any]:
         """The first frame ``accept`` takes; frames before it are skipped."""
@@ -58,8 +61,8 @@ class Client:
             if remaining <= 0:
                 pytest.fail("the expected frame did not arrive")
             try:
-                frame = self.socket.receive_json(timeout=remaining)
-            except WebSocketError:
+                frame = json.loads(self.socket.recv(timeout=remaining))
+            except TimeoutError:
                 continue
             if accept(frame):
                 return dict(frame)
@@ -152,7 +155,7 @@ def test_a_bad_frame_gets_an_error_and_the_socket_stays_open(stack: StackServer)
     frank = Client(stack, "+14155550106")
 
     assert frank.socket is not None
-    frank.socket.send_text("{not json")
+    frank.socket.send("{not json")
     error = frank.wait_for(lambda f: f["type"] == "error")
     frank.send({"action": "ping"})
 
@@ -161,8 +164,9 @@ def test_a_bad_frame_gets_an_error_and_the_socket_stays_open(stack: StackServer)
 
 
 def test_a_bad_token_is_refused_at_the_handshake(stack: StackServer) -> None:
-    with pytest.raises(WebSocketError):
-        WebSocketClient.connect(f"{stack.outputs['WebSocketUrl']}?token=not-a-token")
+    with pytest.raises(InvalidStatus) as refused:
+        connect(f"{stack.outputs['WebSocketUrl']}?token=not-a-token")
+    assert refused.value.response.status_code == 403
 
 
 def test_a_reconnect_catches_up_with_no_gap_and_no_duplicate(stack: StackServer) -> None:
@@ -213,6 +217,6 @@ def test_signing_out_ends_the_socket_at_its_next_frame(stack: StackServer) -> No
     error = ivan.wait_for(lambda f: f["type"] == "error")
     assert error["code"] == "unauthorized"
     assert ivan.socket is not None
-    with pytest.raises(WebSocketError):
-        ivan.socket.receive_json(timeout=5)
+    with pytest.raises(ConnectionClosed):
+        ivan.socket.recv(timeout=5)
     assert ivan.socket.close_code is not None

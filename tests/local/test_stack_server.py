@@ -46,6 +46,18 @@ def test_the_stack_serves_the_api_and_writes_its_outputs(tmp_path: Path) -> None
         assert {"AwsEndpointUrl", "SmsProviderUrl", "UsersTableName", "ChatsTableName"} <= set(written)
 
 
+def test_the_web_client_at_slash_is_configured_with_this_stacks_urls(tmp_path: Path) -> None:
+    # Given the stack with the web client, on free ports (not 3000 / 3001)
+    with StackServer(free_config(tmp_path, static_dir=ROOT / "web"), log=Lines()) as stack:
+        # When a browser loads the page
+        page = _text(f"{stack.outputs['HttpApiUrl']}/")
+
+    # Then it names this stack's HTTP and WebSocket URLs, so real time works whatever the ports
+    assert stack.outputs["HttpApiUrl"] != "http://127.0.0.1:3000"
+    assert f'<meta name="chatflow-api-url" content="{stack.outputs["HttpApiUrl"]}">' in page
+    assert f'<meta name="chatflow-ws-url" content="{stack.outputs["WebSocketUrl"]}">' in page
+
+
 def test_outside_tools_reach_the_same_aws_endpoint(tmp_path: Path) -> None:
     # Given the running stack and a plain boto3 client configured like the AWS CLI would be
     with StackServer(free_config(tmp_path), log=Lines()) as stack:
