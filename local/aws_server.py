@@ -43,36 +43,54 @@ class ChangeSignal:
     ALL = "*"
 
     def __init__(self) -> None:
-        self._condition = threading.Condition()
+        self._lock = threading.Lock()
         self._counts: dict[str, int] = {}
         self._total = 0
+        # The waiters of each topic: a bump wakes those of its topics, not every poller
+        # (a notify_all on every write woke a dozen threads to go back to sleep).
+        self._waiters: dict[str, set[threading.Event]] = {}
 
     @property
     def generation(self) -> int:
         """Changes of any topic so far (the state saver uses it to skip unchanged snapshots)."""
         return self._total
 
+    def _count(self, topics: Iterable[str]) -> int:
+        return self._counts.get(self.ALL, 0) + sum(self._counts.get(t, 0) for t in topics)
+
     def of(self, topics: Iterable[str]) -> int:
-        with self._condition:
-            return self._counts.get(self.ALL, 0) + sum(self._counts.get(t, 0) for t in topics)
+        with self._lock:
+            return self._count(topics)
 
     def bump(self, topics: Iterable[str] | None = None) -> None:
-        with self._condition:
-            for topic in topics if topics is not None else (self.ALL,):
+        with self._lock:
+            bumped = tuple(topics) if topics is not None else (self.ALL,)
+            for topic in bumped:
                 self._counts[topic] = self._counts.get(topic, 0) + 1
             self._total += 1
-            self._condition.notify_all()
+            if self.ALL in bumped:
+                woken = {event for waiters in self._waiters.values() for event in waiters}
+            else:
+                woken = {event for topic in bumped for event in self._waiters.get(topic, ())}
+        for event in woken:
+            event.set()
 
     def wait(self, topics: Iterable[str], seen: int, timeout: float) -> int:
         """Block until one of ``topics`` moves past ``seen`` or ``timeout`` passes; the new value."""
         wanted = tuple(topics)
-
-        def moved() -> bool:
-            return self._counts.get(self.ALL, 0) + sum(self._counts.get(t, 0) for t in wanted) != seen
-
-        with self._condition:
-            self._condition.wait_for(moved, timeout)
-            return self._counts.get(self.ALL, 0) + sum(self._counts.get(t, 0) for t in wanted)
+        event = threading.Event()
+        with self._lock:
+            if self._count(wanted) != seen:
+                return self._count(wanted)
+            for topic in (*wanted, self.ALL):
+                self._waiters.setdefault(topic, set()).add(event)
+        try:
+            event.wait(timeout)
+        finally:
+            with self._lock:
+                for topic in (*wanted, self.ALL):
+                    self._waiters[topic].discard(event)
+        return self.of(wanted)
 
 
 def _topics(operation: str, environ: dict[str, Any], body: bytes) -> set[str] | None:
