@@ -23,6 +23,7 @@ from botocore.config import Config
 
 from local.aws_server import EmulatedAws
 from local.config import LocalConfig
+from local.direct_aws import DirectClients
 from local.edge import HttpEdge, WebSocketEdge
 from local.fake_provider import FakeProviderSettings, FakeSmsProvider
 from local.functions import FunctionRunner
@@ -228,19 +229,23 @@ class StackServer:
     # ---- event sources ----------------------------------------------------------------------
 
     def _start_sources(self, template: Template, provisioned: Provisioned) -> None:
+        assert self.aws is not None
+        # The pollers read queues and streams from moto's models directly (local.direct_aws):
+        # on AWS they are Lambda's own machinery, not clients of the public API.
+        poller_client = DirectClients(self.aws.exclusive(), self.client)
         for mapping in template.event_source_mappings():
             if not mapping.enabled:
                 continue
             if mapping.kind == "sqs":
                 queue_url = provisioned.queue_urls[mapping.source_arn]
-                self._sources.append(SqsSource(mapping, queue_url, self.client, self._invoke))
+                self._sources.append(SqsSource(mapping, queue_url, poller_client, self._invoke))
             else:
                 table = provisioned.stream_tables.get(mapping.source_arn, mapping.source_arn)
                 checkpoints = self._checkpoints.setdefault(f"{mapping.logical_id}:{table}", {})
-                self._sources.append(StreamSource(mapping, self.client, self._invoke, checkpoints))
+                self._sources.append(StreamSource(mapping, poller_client, self._invoke, checkpoints))
         for delivery in provisioned.deliveries:
             dead_letter = template.function_dead_letter_arn(delivery.function)
-            self._sources.append(AsyncSource(delivery, self.client, self._invoke, dead_letter))
+            self._sources.append(AsyncSource(delivery, poller_client, self._invoke, dead_letter))
         assert self.aws is not None
         changes = self.aws.changes
         for source in self._sources:
