@@ -657,13 +657,18 @@ _state_lock = threading.Lock()
 _applied: list[tuple[Patch, list[tuple[Any, str, Any]]]] = []
 
 
-def _apply(names: Iterable[str]) -> None:
+def _check(names: Iterable[str]) -> None:
+    """Refuse unknown patch names and an untested moto, before anything changes."""
     wanted = set(names)
     unknown = wanted - set(PATCH_NAMES)
     if unknown:
         raise ValueError(f"no such patch: {', '.join(sorted(unknown))} (patches: {', '.join(PATCH_NAMES)})")
     if wanted:
         check_moto_version()
+
+
+def _apply(names: Iterable[str]) -> None:
+    wanted = set(names)
     for patch in PATCHES:
         if patch.name not in wanted:
             continue
@@ -692,6 +697,7 @@ def applied_names() -> tuple[str, ...]:
 
 def install() -> None:
     """Apply every patch (idempotent); ``UntestedMotoVersion`` if moto is not a tested version."""
+    _check(PATCH_NAMES)  # before anything changes: a refused install leaves moto as it was
     with _state_lock:
         if tuple(patch.name for patch, _ in _applied) == PATCH_NAMES:
             return
@@ -710,6 +716,7 @@ def applied(*names: str) -> Iterator[None]:
     """Only the named patches (none: moto as it is) for the duration; then as before.
 
     For tests, on one thread: the patches are process-wide."""
+    _check(names)
     with _state_lock:
         before = [patch.name for patch, _ in _applied]
         _remove_all()

@@ -1,0 +1,916 @@
+"""The patches of moto (local/moto_patches.py) against moto itself, and under threads.
+
+Differential tests run the same operations, with the same failures, on moto as it is and
+with one patch applied, and compare what a client observes: results, errors and
+cancellation reasons, the items stored, and the stream records. A speed-up must observe
+the same; a fidelity fix must observe the same except for the difference it exists for,
+which its tests spell out. The threaded tests pause one request inside moto and show that
+no other request gets in.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+from unittest import mock
+
+import boto3
+import moto
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+from moto import mock_aws
+from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.models.table import Table
+from moto.sqs.models import sqs_backends
+
+from local import moto_patches
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"  # moto's default account
+T = TypeVar("T")
+REQUIREMENTS = Path(__file__).resolve().parents[2] / "requirements" / "dev.txt"
+
+
+@dataclass
+class Aws:
+    dynamodb: Any
+    streams: Any
+    sqs: Any
+
+
+@contextmanager
+def moto_with(*patches: str) -> Iterator[Aws]:
+    """A fresh in-process moto with only ``patches`` applied (none: moto as it is)."""
+    config = Config(account_id_endpoint_mode="disabled")
+    with moto_patches.applied(*patches), mock_aws():
+        yield Aws(
+            dynamodb=boto3.client("dynamodb", region_name=REGION, config=config),
+            streams=boto3.client("dynamodbstreams", region_name=REGION, config=config),
+            sqs=boto3.client("sqs", region_name=REGION, config=config),
+        )
+
+
+def differential(patch: str, scenario: Callable[[Aws], T]) -> tuple[T, T]:
+    """What ``scenario`` observes on moto as it is, then with ``patch`` applied."""
+    with moto_with() as aws:
+        unpatched = scenario(aws)
+    with moto_with(patch) as aws:
+        patched = scenario(aws)
+    return unpatched, patched
+
+
+def outcome(call: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """A call's answer as a client sees it: the response, or the error and its reasons."""
+    try:
+        response = call()
+    except ClientError as error:
+        return {
+            "error": error.response["Error"],
+            "reasons": error.response.get("CancellationReasons"),
+        }
+    return {"ok": {key: value for key, value in response.items() if key != "ResponseMetadata"}}
+
+
+# ---- a table with a stream ----------------------------------------------------------------------
+
+
+def create_table(aws: Aws) -> str:
+    """Table ``t`` (PK, SK) streaming new and old images; its stream ARN."""
+    aws.dynamodb.create_table(
+        TableName="t",
+        AttributeDefinitions=[
+            {"AttributeName": "PK", "AttributeType": "S"},
+            {"AttributeName": "SK", "AttributeType": "S"},
+        ],
+        KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"}, {"AttributeName": "SK", "KeyType": "RANGE"}],
+        BillingMode="PAY_PER_REQUEST",
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+    )
+    return str(aws.dynamodb.describe_table(TableName="t")["Table"]["LatestStreamArn"])
+
+
+def key(pk: str, sk: str = "s") -> dict[str, Any]:
+    return {"PK": {"S": pk}, "SK": {"S": sk}}
+
+
+def items(aws: Aws) -> list[dict[str, Any]]:
+    found = aws.dynamodb.scan(TableName="t", ConsistentRead=True)["Items"]
+    return sorted(found, key=lambda item: (item["PK"]["S"], item["SK"]["S"]))
+
+
+def stream_records(aws: Aws, arn: str, iterator: str | None = None) -> list[dict[str, Any]]:
+    """The stream's records as a reader sees them, from a new iterator at the start unless given."""
+    if iterator is None:
+        iterator = start_iterator(aws, arn)
+    records = aws.streams.get_records(ShardIterator=iterator)["Records"]
+    return [
+        {
+            "eventName": record["eventName"],
+            "SequenceNumber": record["dynamodb"]["SequenceNumber"],
+            "Keys": record["dynamodb"]["Keys"],
+            "NewImage": record["dynamodb"].get("NewImage"),
+            "OldImage": record["dynamodb"].get("OldImage"),
+        }
+        for record in records
+    ]
+
+
+def start_iterator(aws: Aws, arn: str) -> str:
+    shard = aws.streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
+    return str(
+        aws.streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")[
+            "ShardIterator"
+        ]
+    )
+
+
+def put(pk: str, condition: str | None = None, **attributes: Any) -> dict[str, Any]:
+    operation: dict[str, Any] = {"TableName": "t", "Item": key(pk) | attributes}
+    if condition:
+        operation["ConditionExpression"] = condition
+    return {"Put": operation}
+
+
+def update(pk: str, expression: str, values: dict[str, Any] | None = None, **options: Any) -> dict[str, Any]:
+    operation: dict[str, Any] = {"TableName": "t", "Key": key(pk), "UpdateExpression": expression, **options}
+    if values:
+        operation["ExpressionAttributeValues"] = values
+    return {"Update": operation}
+
+
+def seed(aws: Aws) -> None:
+    """Items ``a`` (n = 1, text), ``b`` (n = 2) and ``c`` (n = 3), each written once."""
+    aws.dynamodb.put_item(TableName="t", Item=key("a") | {"n": {"N": "1"}, "text": {"S": "hello"}})
+    aws.dynamodb.put_item(TableName="t", Item=key("b") | {"n": {"N": "2"}})
+    aws.dynamodb.update_item(
+        TableName="t",
+        Key=key("c"),
+        UpdateExpression="SET n = :n",
+        ExpressionAttributeValues={":n": {"N": "3"}},
+    )
+
+
+BIG = {"S": "x" * 300_000}  # two of these pass the item size limit
+
+# Transactions, each after ``seed``: those that succeed, and those that fail in each way moto knows.
+TRANSACTIONS: dict[str, list[dict[str, Any]]] = {
+    "writes of every kind": [
+        put("new", "attribute_not_exists(PK)", text={"S": "fresh"}),
+        update("a", "SET n = n + :one, tags = :tags", {":one": {"N": "1"}, ":tags": {"SS": ["x", "y"]}}),
+        update("created", "ADD hits :one", {":one": {"N": "1"}}),
+        {
+            "Delete": {
+                "TableName": "t",
+                "Key": key("b"),
+                "ConditionExpression": "n = :two",
+                "ExpressionAttributeValues": {":two": {"N": "2"}},
+            }
+        },
+        {"ConditionCheck": {"TableName": "t", "Key": key("c"), "ConditionExpression": "attribute_exists(n)"}},
+    ],
+    "a failed condition, with the old item": [
+        put("new"),
+        update(
+            "a",
+            "SET n = :nine",
+            {":nine": {"N": "9"}},
+            ConditionExpression="n = :nine",
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        ),
+        put("b", "attribute_not_exists(PK)"),
+    ],
+    "two operations on one item": [put("new"), update("a", "SET n = :n", {":n": {"N": "5"}}), put("a")],
+    "more than 100 operations": [put(f"p{i}") for i in range(101)],
+    "a table that does not exist, after a write": [
+        put("new"),
+        update("a", "SET n = :n", {":n": {"N": "6"}}),
+        {"Delete": {"TableName": "nowhere", "Key": key("x")}},
+    ],
+    "an update that fails only when applied, third of four": [
+        put("new"),
+        update("created", "SET n = :n", {":n": {"N": "7"}}),
+        update("a", "SET n = #t + :one", {":one": {"N": "1"}}, ExpressionAttributeNames={"#t": "text"}),
+        put("other"),
+    ],
+    "an item over the size limit, third of four writes": [
+        put("new"),
+        update("a", "SET n = :n", {":n": {"N": "8"}}),
+        put("huge", big1=BIG, big2=BIG),
+        put("other"),
+    ],
+    "an update growing an item past the size limit, third of four": [
+        put("new", big1=BIG),
+        update("created", "SET n = :n", {":n": {"N": "7"}}),
+        update("b", "SET big1 = :big, big2 = :big", {":big": BIG}),
+        put("other"),
+    ],
+}
+
+
+def transaction_observations(transaction: list[dict[str, Any]]) -> Callable[[Aws], dict[str, Any]]:
+    def scenario(aws: Aws) -> dict[str, Any]:
+        arn = create_table(aws)
+        seed(aws)
+        result = outcome(lambda: aws.dynamodb.transact_write_items(TransactItems=transaction))
+        return {"outcome": result, "items": items(aws), "stream": stream_records(aws, arn)}
+
+    return scenario
+
+
+# ---- TransactWriteItems -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", list(TRANSACTIONS))
+def test_the_patched_transaction_observes_what_moto_observes(case: str) -> None:
+    # Given a transaction (succeeding, or failing in one of the ways moto knows)
+    scenario = transaction_observations(TRANSACTIONS[case])
+
+    # When it runs on moto, then on moto with the patched transaction
+    unpatched, patched = differential("dynamodb.transact_write_items", scenario)
+
+    # Then the answer, the items and the stream records are the same
+    assert patched == unpatched
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "an update that fails only when applied, third of four",
+        "an item over the size limit, third of four writes",
+        "an update growing an item past the size limit, third of four",
+        "a table that does not exist, after a write",
+    ],
+)
+def test_a_transaction_failing_mid_apply_leaves_no_item_change_and_no_stream_record(case: str) -> None:
+    with moto_with(*moto_patches.PATCH_NAMES) as aws:
+        # Given items and their stream records
+        arn = create_table(aws)
+        seed(aws)
+        before_items, before_stream = items(aws), stream_records(aws, arn)
+
+        # When a transaction whose first writes apply fails on a later one
+        result = outcome(lambda: aws.dynamodb.transact_write_items(TransactItems=TRANSACTIONS[case]))
+
+        # Then it fails, and no item and no stream record is left of its first writes
+        assert "error" in result
+        assert items(aws) == before_items
+        assert stream_records(aws, arn) == before_stream
+
+
+def test_a_stream_reader_keeps_seeing_new_records_after_a_cancelled_transaction() -> None:
+    with moto_with(*moto_patches.PATCH_NAMES) as aws:
+        # Given a stream reader that has read the records so far and holds its next iterator
+        arn = create_table(aws)
+        seed(aws)
+        response = aws.streams.get_records(ShardIterator=start_iterator(aws, arn))
+        assert len(response["Records"]) == 3
+
+        # When a transaction is cancelled, then an item is written
+        cancelled = outcome(
+            lambda: aws.dynamodb.transact_write_items(
+                TransactItems=[put("new"), put("a", "attribute_not_exists(PK)")]
+            )
+        )
+        aws.dynamodb.put_item(TableName="t", Item=key("later"))
+
+        # Then the reader's iterator gives the later write, and nothing of the cancelled one
+        assert cancelled["error"]["Code"] == "TransactionCanceledException"
+        seen = stream_records(aws, arn, response["NextShardIterator"])
+        assert [(r["eventName"], r["Keys"]["PK"]["S"]) for r in seen] == [("INSERT", "later")]
+
+
+def test_moto_alone_shows_a_reader_a_cancelled_write_and_hides_later_ones() -> None:
+    # (Why the transaction patch rolls back in place: moto puts a copy of the table back,
+    # and a reader's iterator stays on the table object the cancelled writes went to.)
+    with moto_with() as aws:
+        # Given a stream reader holding its next iterator
+        arn = create_table(aws)
+        seed(aws)
+        response = aws.streams.get_records(ShardIterator=start_iterator(aws, arn))
+
+        # When a transaction is cancelled after its first write, then an item is written
+        transaction = [put("new"), put("a", "attribute_not_exists(PK)")]
+        outcome(lambda: aws.dynamodb.transact_write_items(TransactItems=transaction))
+        aws.dynamodb.put_item(TableName="t", Item=key("later"))
+
+        # Then moto's reader sees the cancelled write and never the later one
+        seen = stream_records(aws, arn, response["NextShardIterator"])
+        assert [(r["eventName"], r["Keys"]["PK"]["S"]) for r in seen] == [("INSERT", "new")]
+
+
+# ---- UpdateItem ---------------------------------------------------------------------------------
+
+# Updates, each after ``seed``, that moto and DynamoDB answer alike.
+UPDATES: dict[str, dict[str, Any]] = {
+    "creating an item": {
+        "Key": key("new"),
+        "UpdateExpression": "SET n = :n, tags = :tags",
+        "ExpressionAttributeValues": {":n": {"N": "1"}, ":tags": {"L": [{"S": "x"}]}},
+        "ReturnValues": "ALL_NEW",
+    },
+    "creating an item with ADD and if_not_exists": {
+        "Key": key("new"),
+        "UpdateExpression": "ADD hits :one SET created = if_not_exists(created, :now)",
+        "ExpressionAttributeValues": {":one": {"N": "1"}, ":now": {"S": "2026-01-01"}},
+        "ReturnValues": "UPDATED_NEW",
+    },
+    "changing an item": {
+        "Key": key("a"),
+        "UpdateExpression": "SET n = n + :one REMOVE #t",
+        "ExpressionAttributeNames": {"#t": "text"},
+        "ExpressionAttributeValues": {":one": {"N": "1"}},
+        "ReturnValues": "ALL_OLD",
+    },
+    "a failed condition, with the old item": {
+        "Key": key("a"),
+        "UpdateExpression": "SET n = :n",
+        "ConditionExpression": "n = :n",
+        "ExpressionAttributeValues": {":n": {"N": "5"}},
+        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+    },
+    "a failed condition on a missing item": {
+        "Key": key("new"),
+        "UpdateExpression": "SET n = :n",
+        "ConditionExpression": "attribute_exists(PK)",
+        "ExpressionAttributeValues": {":n": {"N": "5"}},
+    },
+    "an operand of the wrong type": {
+        "Key": key("a"),
+        "UpdateExpression": "SET n = #t + :one",
+        "ExpressionAttributeNames": {"#t": "text"},
+        "ExpressionAttributeValues": {":one": {"N": "1"}},
+    },
+    "an undefined value on a new item": {"Key": key("new"), "UpdateExpression": "SET n = :missing"},
+    "a key of the wrong type": {
+        "Key": {"PK": {"N": "1"}, "SK": {"S": "s"}},
+        "UpdateExpression": "SET n = :n",
+        "ExpressionAttributeValues": {":n": {"N": "5"}},
+    },
+    "a table that does not exist": {
+        "TableName": "nowhere",
+        "Key": key("a"),
+        "UpdateExpression": "SET n = :n",
+        "ExpressionAttributeValues": {":n": {"N": "5"}},
+    },
+}
+
+
+def update_observations(request: dict[str, Any]) -> Callable[[Aws], dict[str, Any]]:
+    def scenario(aws: Aws) -> dict[str, Any]:
+        arn = create_table(aws)
+        seed(aws)
+        result = outcome(lambda: aws.dynamodb.update_item(**({"TableName": "t"} | request)))
+        return {"outcome": result, "items": items(aws), "stream": stream_records(aws, arn)}
+
+    return scenario
+
+
+def without_keys_only_inserts(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """moto's records without the keys-only INSERT it streams before the real one (renumbered)."""
+    kept = [r for r in records if not (r["eventName"] == "INSERT" and set(r["NewImage"]) == {"PK", "SK"})]
+    first = int(records[0]["SequenceNumber"]) if records else 0
+    return [r | {"SequenceNumber": str(first + i)} for i, r in enumerate(kept)]
+
+
+@pytest.mark.parametrize("case", list(UPDATES))
+def test_the_patched_update_observes_what_moto_observes_but_one_insert_per_new_item(case: str) -> None:
+    # Given an update (of a new or an existing item, succeeding or failing)
+    scenario = update_observations(UPDATES[case])
+
+    # When it runs on moto, then on moto with the patched UpdateItem
+    unpatched, patched = differential("dynamodb.update_item", scenario)
+
+    # Then the answer and the items are the same, and the stream records are moto's
+    # without the keys-only INSERT moto streams first when an update creates an item
+    assert patched["outcome"] == unpatched["outcome"]
+    assert patched["items"] == unpatched["items"]
+    assert patched["stream"] == without_keys_only_inserts(unpatched["stream"])
+
+
+def test_an_update_creating_an_item_streams_one_insert_with_the_whole_item() -> None:
+    with moto_with("dynamodb.update_item") as aws:
+        # Given a table with a stream
+        arn = create_table(aws)
+
+        # When an update creates an item
+        aws.dynamodb.update_item(
+            TableName="t",
+            Key=key("new"),
+            UpdateExpression="SET n = :n",
+            ExpressionAttributeValues={":n": {"N": "1"}},
+        )
+
+        # Then one INSERT is streamed, with the whole new item, as DynamoDB streams it
+        records = stream_records(aws, arn)
+        assert [(r["eventName"], r["NewImage"], r["OldImage"]) for r in records] == [
+            ("INSERT", key("new") | {"n": {"N": "1"}}, None)
+        ]
+
+
+def test_moto_alone_streams_a_keys_only_insert_before_the_item_an_update_creates() -> None:
+    # (Why product code had to skip keys-only images: the patch's reason to exist.)
+    with moto_with() as aws:
+        arn = create_table(aws)
+        aws.dynamodb.update_item(
+            TableName="t",
+            Key=key("new"),
+            UpdateExpression="SET n = :n",
+            ExpressionAttributeValues={":n": {"N": "1"}},
+        )
+        images = [r["NewImage"] for r in stream_records(aws, arn)]
+        assert images == [key("new"), key("new") | {"n": {"N": "1"}}]
+
+
+@pytest.mark.parametrize("target", ["new", "b"])
+def test_an_update_failing_half_way_changes_nothing(target: str) -> None:
+    # Given an update that sets a small attribute, then one that passes the item size limit
+    request = {
+        "TableName": "t",
+        "Key": key(target),
+        "UpdateExpression": "SET small = :small, big1 = :big, big2 = :big",
+        "ExpressionAttributeValues": {":small": {"S": "x"}, ":big": BIG},
+    }
+
+    def scenario(aws: Aws) -> dict[str, Any]:
+        arn = create_table(aws)
+        seed(aws)
+        before = {"items": items(aws), "stream": stream_records(aws, arn)}
+        result = outcome(lambda: aws.dynamodb.update_item(**request))
+        return {"outcome": result, "before": before, "items": items(aws), "stream": stream_records(aws, arn)}
+
+    # When it runs on moto, then on moto with the patched UpdateItem
+    unpatched, patched = differential("dynamodb.update_item", scenario)
+
+    # Then both refuse it alike; with the patch nothing changed, as in DynamoDB, while moto
+    # leaves the part before the failure (the small attribute, or a keys-only new item)
+    assert patched["outcome"] == unpatched["outcome"]
+    assert patched["outcome"]["error"]["Code"] == "ValidationException"
+    assert (patched["items"], patched["stream"]) == (patched["before"]["items"], patched["before"]["stream"])
+    assert unpatched["items"] != unpatched["before"]["items"]
+
+
+# ---- Item(), expressions, moto's module list ----------------------------------------------------
+
+
+def test_items_are_sized_and_refused_as_moto_sizes_and_refuses_them() -> None:
+    # Given items of many attributes, around the size limit, and nested
+    wide = key("wide") | {f"a{i}": {"N": str(i)} for i in range(60)}
+    under = key("under") | {"big": {"S": "x" * 399_000}}
+    over = key("over") | {"big1": {"S": "x" * 200_000}, "big2": {"S": "x" * 205_000}}
+    nested = key("nested") | {"m": {"M": {"l": {"L": [{"S": "x"}, {"N": "1"}, {"BOOL": True}]}}}}
+    bad_number = key("nan") | {"n": {"N": "not a number"}}
+
+    def scenario(aws: Aws) -> dict[str, Any]:
+        create_table(aws)
+        results = [
+            outcome(partial(aws.dynamodb.put_item, TableName="t", Item=item))
+            for item in (wide, under, over, nested, bad_number)
+        ]
+        batch = outcome(
+            lambda: aws.dynamodb.batch_write_item(RequestItems={"t": [{"PutRequest": {"Item": over}}]})
+        )
+        return {"results": results, "batch": batch, "items": items(aws)}
+
+    # When they are written on moto, then on moto with the patched Item()
+    unpatched, patched = differential("dynamodb.item_init", scenario)
+
+    # Then the same are stored and the same refused, with the same errors
+    assert patched == unpatched
+    assert [r.get("error", {}).get("Code") for r in patched["results"]] == [
+        None,
+        None,
+        "ValidationException",
+        None,
+        "ValidationException",
+    ]
+
+
+UPDATE_EXPRESSIONS = [
+    ("SET " + ", ".join(f"a{i} = :v" for i in range(40)), {}),
+    (
+        "SET m.child = :v, l = list_append(if_not_exists(l, :empty), :list) REMOVE #t ADD n :one",
+        {"#t": "text"},
+    ),
+    ("SET #x = :v DELETE s :set", {"#x": "x"}),
+    ("SET a = :v SET b = :v", {}),
+    ("SET a = :v REMOVE a", {}),
+    ("SET a = :undefined", {}),
+    ("SET a = #undefined", {}),
+    ("ADD #t :one", {"#t": "text"}),
+    ("SET text = :v", {}),
+    ("SET n = n + :v", {}),
+    ("SET m.deep.path = :v", {}),
+]
+
+
+@pytest.mark.parametrize(("expression", "names"), UPDATE_EXPRESSIONS)
+def test_update_expressions_are_traversed_and_refused_as_moto_does(
+    expression: str, names: dict[str, str]
+) -> None:
+    # Given an update expression (valid, or invalid in one of the ways the traversals find)
+    values = {
+        ":v": {"S": "v"},
+        ":one": {"N": "1"},
+        ":empty": {"L": []},
+        ":list": {"L": [{"S": "x"}]},
+        ":set": {"SS": ["x"]},
+    }
+
+    def scenario(aws: Aws) -> dict[str, Any]:
+        create_table(aws)
+        aws.dynamodb.put_item(
+            TableName="t",
+            Item=key("a") | {"m": {"M": {}}, "n": {"N": "1"}, "text": {"S": "t"}, "s": {"SS": ["x", "y"]}},
+        )
+        request: dict[str, Any] = {
+            "TableName": "t",
+            "Key": key("a"),
+            "UpdateExpression": expression,
+            "ExpressionAttributeValues": {k: v for k, v in values.items() if k in expression},
+        }
+        if names:
+            request["ExpressionAttributeNames"] = names
+        if not request["ExpressionAttributeValues"]:
+            del request["ExpressionAttributeValues"]
+        return {"outcome": outcome(lambda: aws.dynamodb.update_item(**request)), "items": items(aws)}
+
+    # When it runs on moto, then on moto with the patched traversals
+    unpatched, patched = differential("dynamodb.expression_traversal", scenario)
+
+    # Then the answer and the item are the same
+    assert patched == unpatched
+
+
+def test_moto_server_routes_with_the_same_list_of_services() -> None:
+    # Given moto's list of its services, as it is
+    with moto_patches.applied():
+        listed = list(moto.backends.list_of_moto_modules())
+
+    # When the list is read with the patch
+    with moto_patches.applied("core.moto_modules"):
+        patched = list(moto.backends.list_of_moto_modules())
+
+    # Then it is the same list
+    assert patched == listed
+    assert "dynamodb" in patched
+
+
+# ---- SQS ----------------------------------------------------------------------------------------
+
+
+def queue_observations(aws: Aws) -> dict[str, Any]:
+    """Sends (one delayed, FIFO duplicates, one past retention), receives, and every count."""
+    standard = aws.sqs.create_queue(QueueName="q", Attributes={"MessageRetentionPeriod": "60"})["QueueUrl"]
+    fifo = aws.sqs.create_queue(
+        QueueName="q.fifo", Attributes={"FifoQueue": "true", "ContentBasedDeduplication": "true"}
+    )["QueueUrl"]
+    sent = [
+        aws.sqs.send_message(QueueUrl=standard, MessageBody="a"),
+        aws.sqs.send_message(QueueUrl=standard, MessageBody="b"),
+        aws.sqs.send_message(QueueUrl=standard, MessageBody="old"),
+        aws.sqs.send_message(QueueUrl=standard, MessageBody="later", DelaySeconds=60),
+        aws.sqs.send_message(QueueUrl=fifo, MessageBody="same", MessageGroupId="g"),
+        aws.sqs.send_message(QueueUrl=fifo, MessageBody="same", MessageGroupId="g"),
+    ]
+    # "old" was sent two minutes ago: past the queue's 60 s retention
+    queue = sqs_backends[ACCOUNT][REGION].queues["q"]
+    old = next(m for m in queue._messages if m.body == "old")
+    old.sent_timestamp = int(old.sent_timestamp or 0) - 120_000  # type: ignore[assignment]
+    received = aws.sqs.receive_message(
+        QueueUrl=standard, MaxNumberOfMessages=10, VisibilityTimeout=60, AttributeNames=["All"]
+    )["Messages"]
+    fifo_received = aws.sqs.receive_message(QueueUrl=fifo, MaxNumberOfMessages=10)["Messages"]
+    varying = {"CreatedTimestamp", "LastModifiedTimestamp"}
+    return {
+        "sent": [{k: v for k, v in s.items() if k in ("MD5OfMessageBody", "SequenceNumber")} for s in sent],
+        "received": sorted((m["Body"], m["Attributes"]["ApproximateReceiveCount"]) for m in received),
+        "fifo": [m["Body"] for m in fifo_received],
+        "attributes": [
+            {
+                k: v
+                for k, v in aws.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])[
+                    "Attributes"
+                ].items()
+                if k not in varying
+            }
+            for url in (standard, fifo)
+        ],
+    }
+
+
+@pytest.mark.parametrize("patch", ["sqs.message_clock", "sqs.queue_attributes", "sqs.retention"])
+def test_queues_send_receive_and_count_as_moto_does(patch: str) -> None:
+    # Given sends, receives and counts on a standard queue and a FIFO queue
+    # When they run on moto, then on moto with one SQS patch
+    unpatched, patched = differential(patch, queue_observations)
+
+    # Then every answer and every count is the same
+    assert patched == unpatched
+    assert patched["received"] == [("a", "1"), ("b", "1")]
+    assert patched["fifo"] == ["same"]
+
+
+# ---- the locks, the version, applying and removing ----------------------------------------------
+
+
+def test_the_locks_change_no_answer() -> None:
+    # Given writes of every kind, then reads of every kind
+    def scenario(aws: Aws) -> dict[str, Any]:
+        observed = transaction_observations(TRANSACTIONS["writes of every kind"])(aws)
+        observed["batch"] = outcome(
+            lambda: aws.dynamodb.batch_get_item(RequestItems={"t": {"Keys": [key("a"), key("new")]}})
+        )
+        observed["query"] = outcome(
+            lambda: aws.dynamodb.query(
+                TableName="t",
+                KeyConditionExpression="PK = :pk",
+                ExpressionAttributeValues={":pk": {"S": "a"}},
+            )
+        )
+        observed["transact_get"] = outcome(
+            lambda: aws.dynamodb.transact_get_items(
+                TransactItems=[{"Get": {"TableName": "t", "Key": key("a")}}]
+            )
+        )
+        return observed
+
+    # When they run on moto, then on moto with the locks
+    unpatched, patched = differential("dynamodb.locks", scenario)
+
+    # Then every answer is the same
+    assert patched == unpatched
+
+
+def test_install_refuses_an_untested_moto_and_says_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    with moto_patches.applied():
+        # Given a moto version the patches were not tested with
+        monkeypatch.setattr(moto, "__version__", "5.3.0")
+
+        # When the patches are installed
+        with pytest.raises(moto_patches.UntestedMotoVersion) as refused:
+            moto_patches.install()
+
+        # Then the error names both versions and the ways out, and moto is left as it was
+        message = str(refused.value)
+        assert "moto 5.3.0 is installed" in message
+        assert "5.2.5" in message
+        assert "requirements/dev.txt" in message
+        assert "TESTED_MOTO_VERSIONS" in message
+        assert moto_patches.applied_names() == ()
+
+
+def test_the_pinned_moto_is_the_tested_one() -> None:
+    # Given the moto that requirements/dev.txt pins
+    pins = [line for line in REQUIREMENTS.read_text().splitlines() if line.startswith("moto==")]
+
+    # Then it is the installed one, and one the patches were tested with
+    assert len(pins) == 1
+    pinned = pins[0].removeprefix("moto==").split()[0]
+    assert pinned == moto.__version__
+    assert pinned in moto_patches.TESTED_MOTO_VERSIONS
+
+
+def test_removing_the_patches_gives_moto_back_its_own_methods() -> None:
+    from moto.dynamodb.responses import DynamoHandler
+    from moto.dynamodbstreams.responses import DynamoDBStreamsHandler
+    from moto.sqs.models import Queue
+
+    # Given moto's own methods
+    with moto_patches.applied():
+        own = (
+            vars(DynamoDBBackend)["transact_write_items"],
+            vars(DynamoDBBackend)["update_item"],
+            vars(DynamoHandler)["call_action"],
+            vars(Queue)["attributes"],
+        )
+        assert "call_action" not in vars(DynamoDBStreamsHandler)
+
+    # When every patch is applied, then removed
+    with moto_patches.applied(*moto_patches.PATCH_NAMES):
+        patched = (
+            vars(DynamoDBBackend)["transact_write_items"],
+            vars(DynamoDBBackend)["update_item"],
+            vars(DynamoHandler)["call_action"],
+            vars(Queue)["attributes"],
+        )
+    with moto_patches.applied():
+        back = (
+            vars(DynamoDBBackend)["transact_write_items"],
+            vars(DynamoDBBackend)["update_item"],
+            vars(DynamoHandler)["call_action"],
+            vars(Queue)["attributes"],
+        )
+        streams_back = "call_action" in vars(DynamoDBStreamsHandler)
+
+    # Then each was replaced while applied and is moto's own again after
+    assert all(p is not o for p, o in zip(patched, own, strict=True))
+    assert all(b is o for b, o in zip(back, own, strict=True))
+    assert not streams_back
+
+
+# ---- under threads: a request paused inside moto keeps every other one out ----------------------
+
+
+@contextmanager
+def paused_before_writing(pk: str) -> Iterator[tuple[threading.Event, threading.Event]]:
+    """Whoever first writes item ``pk`` stops just before storing it (its checks done) until released."""
+    reached, release = threading.Event(), threading.Event()
+    original = Table.put_item
+
+    def put_item(self: Table, item_attrs: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        if item_attrs.get("PK") == {"S": pk} and not reached.is_set():
+            reached.set()
+            assert release.wait(10), "never released"
+        return original(self, item_attrs, *args, **kwargs)
+
+    with mock.patch.object(Table, "put_item", put_item):
+        yield reached, release
+
+
+SEND = [  # message 2 of a chat: the chat's last seq moves from 1 to 2, the message, its client id
+    update(
+        "chat",
+        "SET lastSeq = :two",
+        {":one": {"N": "1"}, ":two": {"N": "2"}},
+        ConditionExpression="lastSeq = :one",
+    ),
+    put("msg-2", "attribute_not_exists(PK)", text={"S": "hi"}),
+    put("cmid-x", "attribute_not_exists(PK)", seq={"N": "2"}),
+]
+
+
+def chat_with_one_message(aws: Aws) -> str:
+    arn = create_table(aws)
+    aws.dynamodb.put_item(TableName="t", Item=key("chat") | {"lastSeq": {"N": "1"}})
+    return arn
+
+
+def in_thread(pool: ThreadPoolExecutor, call: Callable[[], T]) -> Future[T]:
+    return pool.submit(call)
+
+
+def still_waiting(future: Future[Any], seconds: float = 0.3) -> bool:
+    try:
+        future.result(timeout=seconds)
+    except FutureTimeout:
+        return True
+    return False
+
+
+def test_a_reader_waits_for_a_transaction_paused_between_two_writes_and_sees_all_of_it() -> None:
+    with moto_with(*moto_patches.PATCH_NAMES) as aws, ThreadPoolExecutor(2) as pool:
+        # Given a transaction paused after its first write, before its second
+        chat_with_one_message(aws)
+        with paused_before_writing("msg-2") as (reached, release):
+            sending = in_thread(pool, lambda: aws.dynamodb.transact_write_items(TransactItems=SEND))
+            assert reached.wait(10)
+
+            # When another thread reads the chat and its new message
+            reading = in_thread(
+                pool,
+                lambda: aws.dynamodb.transact_get_items(
+                    TransactItems=[{"Get": {"TableName": "t", "Key": key(k)}} for k in ("chat", "msg-2")]
+                ),
+            )
+
+            # Then the read waits for the transaction, and sees all of it
+            assert still_waiting(reading)
+            release.set()
+        sending.result(timeout=10)
+        chat, message = (r.get("Item") for r in reading.result(timeout=10)["Responses"])
+        assert chat["lastSeq"] == {"N": "2"}
+        assert message is not None
+
+
+def test_moto_alone_lets_a_reader_see_half_a_transaction() -> None:
+    # (The control: without the lock the same pause lets the reader in.)
+    with moto_with() as aws, ThreadPoolExecutor(2) as pool:
+        chat_with_one_message(aws)
+        with paused_before_writing("msg-2") as (reached, release):
+            sending = in_thread(pool, lambda: aws.dynamodb.transact_write_items(TransactItems=SEND))
+            assert reached.wait(10)
+            chat = aws.dynamodb.get_item(TableName="t", Key=key("chat"))["Item"]
+            message = aws.dynamodb.get_item(TableName="t", Key=key("msg-2")).get("Item")
+            release.set()
+        sending.result(timeout=10)
+        assert (chat["lastSeq"], message) == ({"N": "2"}, None)
+
+
+def test_a_conditional_write_racing_a_paused_transaction_waits_then_fails_its_condition() -> None:
+    with moto_with(*moto_patches.PATCH_NAMES) as aws, ThreadPoolExecutor(2) as pool:
+        # Given a transaction paused after checking and writing its first item
+        chat_with_one_message(aws)
+        with paused_before_writing("msg-2") as (reached, release):
+            sending = in_thread(pool, lambda: aws.dynamodb.transact_write_items(TransactItems=SEND))
+            assert reached.wait(10)
+
+            # When another thread claims the same client id (a retry of the same message)
+            retry = in_thread(
+                pool,
+                lambda: outcome(
+                    lambda: aws.dynamodb.put_item(
+                        TableName="t",
+                        Item=key("cmid-x") | {"seq": {"N": "99"}},
+                        ConditionExpression="attribute_not_exists(PK)",
+                    )
+                ),
+            )
+
+            # Then it waits for the transaction, which stores its message, and then fails
+            assert still_waiting(retry)
+            release.set()
+        sending.result(timeout=10)
+        assert retry.result(timeout=10)["error"]["Code"] == "ConditionalCheckFailedException"
+        stored = aws.dynamodb.get_item(TableName="t", Key=key("cmid-x"))["Item"]
+        assert stored["seq"] == {"N": "2"}
+
+
+def test_moto_alone_erases_a_write_made_while_a_transaction_it_cancels_was_paused() -> None:
+    # (The control: moto's rollback puts back a copy of the table taken before the race.)
+    with moto_with() as aws, ThreadPoolExecutor(2) as pool:
+        chat_with_one_message(aws)
+        with paused_before_writing("msg-2") as (reached, release):
+            sending = in_thread(
+                pool, lambda: outcome(lambda: aws.dynamodb.transact_write_items(TransactItems=SEND))
+            )
+            assert reached.wait(10)
+            retry = outcome(
+                lambda: aws.dynamodb.put_item(
+                    TableName="t",
+                    Item=key("cmid-x") | {"seq": {"N": "99"}},
+                    ConditionExpression="attribute_not_exists(PK)",
+                )
+            )
+            release.set()
+        assert "ok" in retry
+        assert sending.result(timeout=10)["error"]["Code"] == "TransactionCanceledException"
+        assert "Item" not in aws.dynamodb.get_item(TableName="t", Key=key("cmid-x"))
+
+
+def test_a_stream_reader_waits_for_a_paused_transaction_and_sees_nothing_of_its_rollback() -> None:
+    with moto_with(*moto_patches.PATCH_NAMES) as aws, ThreadPoolExecutor(2) as pool:
+        # Given a transaction paused after its first write, whose next write is too big
+        arn = create_table(aws)
+        seed(aws)
+        before = stream_records(aws, arn)
+        doomed = [put("new"), put("huge", big1=BIG, big2=BIG)]
+        with paused_before_writing("huge") as (reached, release):
+            sending = in_thread(
+                pool, lambda: outcome(lambda: aws.dynamodb.transact_write_items(TransactItems=doomed))
+            )
+            assert reached.wait(10)
+
+            # When another thread reads the stream
+            reading = in_thread(pool, lambda: stream_records(aws, arn))
+
+            # Then it waits, and sees none of the rolled-back transaction's records
+            assert still_waiting(reading)
+            release.set()
+        assert sending.result(timeout=10)["error"]["Code"] == "ValidationException"
+        assert reading.result(timeout=10) == before
+
+
+def test_transactions_from_many_threads_take_every_seq_once() -> None:
+    # Given a counter, and threads that each take the next value 15 times by transaction
+    # (read, then write with "lastSeq = read", retried when another thread got there first)
+    threads, rounds = 4, 15
+    with moto_with(*moto_patches.PATCH_NAMES) as aws:
+        chat_with_one_message(aws)
+
+        def take(thread: int) -> list[int]:
+            taken: list[int] = []
+            while len(taken) < rounds:
+                last = int(aws.dynamodb.get_item(TableName="t", Key=key("chat"))["Item"]["lastSeq"]["N"])
+                transaction = [
+                    update(
+                        "chat",
+                        "SET lastSeq = :next",
+                        {":last": {"N": str(last)}, ":next": {"N": str(last + 1)}},
+                        ConditionExpression="lastSeq = :last",
+                    ),
+                    put(f"msg-{last + 1}", "attribute_not_exists(PK)", thread={"N": str(thread)}),
+                ]
+                result = outcome(partial(aws.dynamodb.transact_write_items, TransactItems=transaction))
+                if "error" in result:  # another thread took it first: read again
+                    assert result["error"]["Code"] == "TransactionCanceledException", result
+                    continue
+                taken.append(last + 1)
+            return taken
+
+        # When they all run at once
+        with ThreadPoolExecutor(threads) as pool:
+            taken = [f.result(timeout=60) for f in [pool.submit(take, t) for t in range(threads)]]
+
+        # Then every value was taken exactly once, each with its message
+        every = sorted(seq for values in taken for seq in values)
+        assert every == list(range(2, 2 + threads * rounds))
+        messages = [i for i in items(aws) if i["PK"]["S"].startswith("msg-")]
+        assert len(messages) == threads * rounds
