@@ -1,20 +1,34 @@
-"""Concurrent requests: seq stays gapless and unique, and a pair has one direct chat (contract §2)."""
+"""Concurrent requests: seq stays gapless and unique, and a pair has one direct chat (contract §2).
+
+Lambda runs concurrent invocations in separate execution environments (processes), each
+handling one invocation at a time, and they meet only in DynamoDB, which applies each
+request atomically. The tests here run exactly that: every function in worker processes
+of its own (``local.functions``, as ``make run``), against the emulated AWS server, with
+requests from several threads at once. ``test_send_interleavings.py`` provokes the
+interleavings these tests can only hope for, deterministically.
+
+(Running concurrent invocations as threads of one process, as this module once did, is a
+world Lambda never makes: Powertools' resolver keeps the current event in a class
+attribute, so one invocation read another's caller and body; that, not DynamoDB, was
+what stored a retry as a second message and answered a first send as a replay.)
+"""
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from functools import partial
 from typing import Any, TypeVar
 
 import pytest
-from moto import mock_aws
-from moto.core.botocore_stubber import BotocoreStubber
 
-import local.runtime
+import chatflow.adapters.aws
 from local.apigw import HttpResult
+from local.aws_server import EmulatedAws
+from local.emulated_aws import EMULATED_AWS_ENV
+from local.functions import FunctionRunner, Invocation
 from local.stack import InProcessStack
 from tests.integration.conftest import ApiClient
 
@@ -26,55 +40,45 @@ OWNER = "+14155550100"
 MEMBERS = [f"+1415555{n:04d}" for n in range(201, 201 + THREADS - 1)]
 
 
-@contextmanager
-def _inherited_environment(values: dict[str, str]) -> Iterator[None]:
-    yield
+class WorkerStack(InProcessStack):
+    """The template's stack with every invocation in a worker process (an execution environment)."""
+
+    runner: FunctionRunner | None = None
+    invocations: list[Invocation]
+
+    def invoke(self, function: str, event: dict[str, Any], trigger: str = "test") -> Any:
+        assert self.runner is not None
+        return self.runner.invoke(function, event, trigger)
 
 
-@pytest.fixture
-def concurrent_api(monkeypatch: pytest.MonkeyPatch) -> Iterator[ApiClient]:
-    """The stack, with function invocations really running side by side.
-
-    ``local.runtime`` applies each function's environment variables under one
-    process-wide lock held for the whole invocation, so requests from several threads
-    would run one after another and no race could ever happen. The functions read
-    their environment only at import (cold start), so once every function is warm the
-    lock is replaced by a no-op and handlers overlap as Lambda invocations do.
-
-    moto's DynamoDB backend, on the other hand, is not safe under threads (see
-    ``_atomic_requests``), while real DynamoDB applies every request atomically. Each
-    AWS request is therefore processed under a lock: handlers interleave between their
-    DynamoDB calls, exactly where a real race would happen, but never inside one.
-    """
-    with mock_aws():
-        api = ApiClient(InProcessStack.create(parameters={"AuthMode": "phone"}))
-        warm = api.sign_in(OWNER)
-        api.call("GET", "/v1/chats", token=warm)
-        api.call("GET", "/v1/users/me", token=warm)
-        for function in api.stack.functions.values():
-            assert function.module is not None
-        monkeypatch.setattr(local.runtime, "_environment", _inherited_environment)
-        _atomic_requests(monkeypatch)
-        yield api
-
-
-def _atomic_requests(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Process one moto request at a time, as DynamoDB applies each request atomically.
-
-    Without it moto itself breaks under threads: ``transact_write_items`` snapshots every
-    table it touches with ``copy.deepcopy`` and, when the transaction is cancelled (a lost
-    race, which this test provokes on purpose), restores that snapshot, erasing whatever
-    other threads wrote in the meantime; ``put_item`` with a condition evaluates it and
-    writes without a lock. Both give results no DynamoDB table can produce.
-    """
-    lock = threading.Lock()
-    original = BotocoreStubber.process_request
-
-    def process_request(self: BotocoreStubber, request: Any) -> Any:
-        with lock:
-            return original(self, request)
-
-    monkeypatch.setattr(BotocoreStubber, "process_request", process_request)
+@pytest.fixture(scope="module")
+def concurrent_api() -> Iterator[ApiClient]:
+    """The stack on the emulated AWS server, its functions in worker processes, warmed up."""
+    EmulatedAws.reset()
+    aws = EmulatedAws()
+    aws.start()
+    try:
+        with pytest.MonkeyPatch.context() as environment:
+            # The clients this process makes now (provisioning, stream readers) use the server.
+            environment.setenv("AWS_ENDPOINT_URL", aws.url)
+            stack = WorkerStack.create(parameters={"AuthMode": "phone"})
+        assert isinstance(stack, WorkerStack)
+        inherited = {name: os.environ[name] for name in ("PATH", "HOME", "LANG") if name in os.environ}
+        worker_env = inherited | EMULATED_AWS_ENV | {"AWS_ENDPOINT_URL": aws.url}
+        logs: list[str] = []
+        # A cold start on a busy 2-core machine can take seconds: more than Lambda's 10 s init is no hang.
+        with FunctionRunner(stack.template.functions(), worker_env, logs.append, init_timeout=60) as runner:
+            stack.runner = runner
+            stack.invocations = []
+            runner.add_listener(stack.invocations.append)
+            api = ApiClient(stack)
+            token = api.sign_in(OWNER)
+            run_together([partial(api.call, "GET", "/v1/chats", token=token) for _ in range(4)])
+            yield api
+    finally:
+        aws.stop()
+        EmulatedAws.reset()
+        chatflow.adapters.aws.reset_clients()
 
 
 def run_together(tasks: list[Callable[[], T]]) -> list[T]:
@@ -87,41 +91,41 @@ def run_together(tasks: list[Callable[[], T]]) -> list[T]:
 
     with ThreadPoolExecutor(max_workers=len(tasks)) as pool:
         futures = [pool.submit(start, task) for task in tasks]
-        return [f.result(timeout=60) for f in futures]
+        return [f.result(timeout=120) for f in futures]
+
+
+def most_at_once(invocations: list[Invocation]) -> int:
+    edges = sorted(
+        (moment, step)
+        for i in invocations
+        for moment, step in ((i.started_at, 1), (i.started_at + i.duration_ms / 1000, -1))
+    )
+    running = most = 0
+    for _, step in edges:
+        running += step
+        most = max(most, running)
+    return most
 
 
 def test_handlers_really_overlap_in_this_module(concurrent_api: ApiClient) -> None:
-    # Given the chats function, instrumented to count invocations in flight
-    chats = concurrent_api.stack.functions["ChatsFunction"]
-    original = chats.handler
-    in_flight = 0
-    most = 0
-    guard = threading.Lock()
+    # Given a group of four, each member signed in
+    api = concurrent_api
+    assert isinstance(api.stack, WorkerStack)
+    tokens = [api.sign_in(phone) for phone in [OWNER, *MEMBERS[:3]]]
+    group = api.create_group(tokens[0], MEMBERS[:3])
+    first = len(api.stack.invocations)
 
-    def counting(event: dict[str, Any], context: Any) -> Any:
-        nonlocal in_flight, most
-        with guard:
-            in_flight += 1
-            most = max(most, in_flight)
-        try:
-            return original(event, context)
-        finally:
-            with guard:
-                in_flight -= 1
-
-    setattr(chats.module, chats.spec.attribute, counting)
-    tokens = [concurrent_api.sign_in(phone) for phone in [OWNER, *MEMBERS[:3]]]
-    group = concurrent_api.create_group(tokens[0], MEMBERS[:3])
-
-    # When four members send five messages each at the same moment
+    # When the four send five messages each at the same moment
     def sender(token: str) -> None:
         for _ in range(5):
-            assert concurrent_api.send(token, group, "hi").status == 201
+            assert api.send(token, group, "hi").status == 201
 
     run_together([partial(sender, t) for t in tokens])
 
-    # Then more than one invocation ran at a time (else the races below could not happen)
-    assert most > 1
+    # Then more than one invocation of the chats function ran at a time (else no race could happen)
+    sends = [i for i in api.stack.invocations[first:] if i.function == "ChatsFunction"]
+    assert len(sends) == 20
+    assert most_at_once(sends) > 1
 
 
 def test_concurrent_senders_get_gapless_unique_seqs_and_duplicates_store_nothing(
@@ -153,6 +157,8 @@ def test_concurrent_senders_get_gapless_unique_seqs_and_duplicates_store_nothing
             key = (phone, cmid)
             if key not in originals:
                 assert response.status == 201, (cmid, response.status, response.body)
+                assert response.json()["sender"] == phone
+                assert response.json()["clientMessageId"] == cmid
                 originals[key] = response.json()
             else:
                 assert response.status == 200, (cmid, response.status, response.body)
