@@ -1,4 +1,5 @@
-"""The network edge of the local stack: starlette apps on uvicorn, one port per API.
+"""The network edge of the local stack: ASGI apps on uvicorn (starlette's requests,
+responses, websockets and static files), one port per API.
 
 - ``HttpEdge``: the HTTP API (``local.apigw``) and the web client's files at ``/``
   (``index.html`` told where this stack's APIs are).
@@ -29,14 +30,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
-from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketClose
 
 from local.apigw import MAX_BODY_BYTES, Cors, HttpApi, HttpResult, gateway_error
 from local.asgi_server import AsgiServer
@@ -68,16 +67,37 @@ _HOP_BY_HOP = frozenset({"content-length", "connection", "transfer-encoding", "k
 _HOSTNAME = re.compile(r"[A-Za-z0-9.\-:]+")
 
 
-class _Endpoint:
-    """An ASGI endpoint over ``handle(request) -> response``, for every method (starlette's
-    function endpoints only take the methods they list)."""
+class _App:
+    """The ASGI app of one port: every HTTP request to ``http``, every WebSocket to ``websocket``.
 
-    def __init__(self, handle: Callable[[Request], Awaitable[Response]]) -> None:
-        self._handle = handle
+    API Gateway routes paths itself (``local.apigw``, ``local.wsgateway``), so nothing is
+    routed here: starlette's router would turn away paths its patterns do not match (a
+    percent-encoded newline) with a plain-text 404. A fault of the stack in ``http`` is
+    answered as API Gateway answers one, ``500 {"message": "Internal Server Error"}``.
+    """
+
+    def __init__(
+        self,
+        log: Log,
+        http: Callable[[Request], Awaitable[Response]],
+        websocket: Callable[[WebSocket], Awaitable[None]] | None = None,
+    ) -> None:
+        self._log = log
+        self._http = http
+        self._websocket = websocket
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = await self._handle(Request(scope, receive))
-        await response(scope, receive, send)
+        if scope["type"] == "http":
+            try:
+                response = await self._http(Request(scope, receive))
+            except Exception as error:
+                self._log(f"{scope['method']} {scope['path']}: internal error of the local stack: {error!r}")
+                response = _response(gateway_error(500, "Internal Server Error"))
+            await response(scope, receive, send)
+        elif scope["type"] == "websocket" and self._websocket is not None:
+            await self._websocket(WebSocket(scope, receive, send))
+        elif scope["type"] == "websocket":
+            await WebSocketClose()(scope, receive, send)  # no WebSocket API on this port: 403
 
 
 async def _read_body(request: Request, limit: int) -> bytes | None:
@@ -210,8 +230,7 @@ class HttpEdge:
         cors: dict[str, Any] | None = None,
         log: Log = print,
     ) -> None:
-        app = Starlette(routes=[Route("/{path:path}", _Endpoint(self._handle))])
-        self.server = AsgiServer(app, host=host, port=port, name="http-api")
+        self.server = AsgiServer(_App(log, self._handle), host=host, port=port, name="http-api")
         self.host = host
         self.api = HttpApi(routes, invoke, api_id=api_id, domain=f"{host}:{self.server.port}")
         self.cors = Cors(cors) if cors else None
@@ -328,12 +347,7 @@ class WebSocketEdge:
         log: Log = print,
         idle_timeout_seconds: float = IDLE_TIMEOUT_SECONDS,
     ) -> None:
-        app = Starlette(
-            routes=[
-                WebSocketRoute("/{path:path}", self._websocket),
-                Route("/{path:path}", _Endpoint(self._manage)),
-            ]
-        )
+        app = _App(log, self._manage, self._websocket)
         # API Gateway closes a connection whose message is over 128 KiB (1009).
         self.server = AsgiServer(
             app, host=host, port=port, name="websocket-api", ws_max_size=MAX_MESSAGE_BYTES

@@ -390,7 +390,13 @@ def request(
 
 
 @pytest.mark.parametrize(
-    ("method", "path"), [("TRACE", "/v1/health"), ("QUERY", "/v1/health"), ("GET", "/v1/nowhere")]
+    ("method", "path"),
+    [
+        ("TRACE", "/v1/health"),
+        ("QUERY", "/v1/health"),
+        ("GET", "/v1/nowhere"),
+        ("GET", "/v1/campaigns/%F3%AE%9B%A4%0A/uploads/x"),
+    ],
 )
 def test_unknown_methods_and_routes_get_api_gateways_404(http_api: HttpEdge, method: str, path: str) -> None:
     status, headers, body = request(http_api, method, path)
