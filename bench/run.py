@@ -348,10 +348,10 @@ def stack_summary(report: stack.StackReport) -> list[str]:
     read = report.read_ratio <= stack.TARGET_READ_RATIO
     return [
         f"| local stack: a sequential message POST ≤ {stack.TARGET_POST_RATIO:g}x one emulated GetItem "
-        f"| {report.post_ratio:.1f} x ({report.post.p50:.1f} / {report.get_item.p50:.1f} ms, "
+        f"| {report.post_ratio:.1f}x ({report.post.p50:.1f} / {report.get_item.p50:.1f} ms, "
         f"{'met' if post else 'MISSED'}) |",
         f"| local stack: a 20-message history read ≤ {stack.TARGET_READ_RATIO:g}x one emulated GetItem "
-        f"| {report.read_ratio:.1f} x ({report.read.p50:.1f} / {report.get_item.p50:.1f} ms, "
+        f"| {report.read_ratio:.1f}x ({report.read.p50:.1f} / {report.get_item.p50:.1f} ms, "
         f"{'met' if read else 'MISSED'}) |",
         f"| local stack: `make run` healthy ≤ {stack.TARGET_HEALTHY_SECONDS:g} s after start "
         f"| {report.healthy_seconds:.2f} s ({'met' if healthy else 'MISSED'}) |",
