@@ -163,15 +163,17 @@ def render_index(page: str, api_url: str, ws_url: str) -> str:
     return _set_meta(_set_meta(page, "chatflow-api-url", api_url), "chatflow-ws-url", ws_url)
 
 
-def browser_host(host_header: str | None, default: str) -> str:
-    """The host name the browser used (``Host``), for URLs in a page; ``default`` when unusable."""
+def browser_host(host_header: str | None) -> tuple[str, int | None] | None:
+    """The host name (bracketed when IPv6) and port the browser used (``Host``); None when unusable."""
     try:
-        hostname = urlsplit(f"//{host_header}").hostname if host_header else None
+        parts = urlsplit(f"//{host_header}") if host_header else None
+        port = parts.port if parts else None
     except ValueError:
-        hostname = None
+        return None
+    hostname = parts.hostname if parts else None
     if not hostname or not _HOSTNAME.fullmatch(hostname):
-        hostname = default
-    return f"[{hostname}]" if ":" in hostname else hostname
+        return None
+    return (f"[{hostname}]" if ":" in hostname else hostname), port
 
 
 @dataclass(frozen=True)
@@ -185,8 +187,17 @@ class WebClient:
     ws_stage: str = ""
 
     def urls(self, host_header: str | None) -> tuple[str, str]:
-        host = browser_host(host_header, self.host)
-        api_url = f"http://{host}:{self.http_port}"
+        """(HTTP API URL, WebSocket URL) for a page asked for with this ``Host``.
+
+        The HTTP API is where the browser found the page (a forwarded port included); the
+        WebSocket API is the same host name on the stack's WebSocket port.
+        """
+        seen = browser_host(host_header)
+        if seen is None:
+            host, api_url = self.host, f"http://{self.host}:{self.http_port}"
+        else:
+            host, port = seen
+            api_url = f"http://{host}" + (f":{port}" if port is not None else "")
         if self.ws_port is None:
             return api_url, ""
         stage = f"/{self.ws_stage}" if self.ws_stage and self.ws_stage != "$default" else ""

@@ -467,6 +467,15 @@ def test_the_web_client_is_told_this_stacks_urls_whatever_the_ports(http_api: Ht
     assert '<meta name="chatflow-ws-url" content="ws://localhost:45678/dev">' in page
 
 
+def test_a_page_reached_through_a_forwarded_port_keeps_that_port_for_the_http_api(http_api: HttpEdge) -> None:
+    # When the browser reaches the page through another port (ssh -L 8080:127.0.0.1:<port>)
+    _, _, body = request(http_api, "GET", "/", {"Host": "localhost:8080"})
+
+    # Then the HTTP API is where the page came from; the WebSocket API is the stack's port
+    assert '<meta name="chatflow-api-url" content="http://localhost:8080">' in body.decode()
+    assert '<meta name="chatflow-ws-url" content="ws://localhost:45678/dev">' in body.decode()
+
+
 def test_an_unusable_host_header_falls_back_to_the_stacks_host(http_api: HttpEdge) -> None:
     _, _, body = request(http_api, "GET", "/index.html", {"Host": '"><script>x</script>'})
 
