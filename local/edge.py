@@ -35,7 +35,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
-from starlette.websockets import WebSocket, WebSocketClose
+from starlette.websockets import WebSocket
 
 from local.apigw import MAX_BODY_BYTES, Cors, HttpApi, HttpResult, gateway_error
 from local.asgi_server import AsgiServer
@@ -96,8 +96,9 @@ class _App:
             await response(scope, receive, send)
         elif scope["type"] == "websocket" and self._websocket is not None:
             await self._websocket(WebSocket(scope, receive, send))
-        elif scope["type"] == "websocket":
-            await WebSocketClose()(scope, receive, send)  # no WebSocket API on this port: 403
+        elif scope["type"] == "websocket":  # no WebSocket API on this port: a GET no route has
+            denial = _response(gateway_error(404, "Not Found"))
+            await WebSocket(scope, receive, send).send_denial_response(denial)
 
 
 async def _read_body(request: Request, limit: int) -> bytes | None:

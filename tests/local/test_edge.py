@@ -405,6 +405,14 @@ def test_unknown_methods_and_routes_get_api_gateways_404(http_api: HttpEdge, met
     assert headers["content-type"] == "application/json"
 
 
+def test_a_websocket_handshake_on_the_http_api_is_api_gateways_404(http_api: HttpEdge) -> None:
+    with pytest.raises(InvalidStatus) as refused:
+        connect(f"ws://127.0.0.1:{http_api.port}/v1/health")
+
+    assert refused.value.response.status_code == 404
+    assert json.loads(refused.value.response.body or b"") == {"message": "Not Found"}
+
+
 def test_a_route_answers_through_the_port(http_api: HttpEdge) -> None:
     status, _, body = request(http_api, "GET", "/v1/health")
 
