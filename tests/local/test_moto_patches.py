@@ -914,3 +914,176 @@ def test_transactions_from_many_threads_take_every_seq_once() -> None:
         assert every == list(range(2, 2 + threads * rounds))
         messages = [i for i in items(aws) if i["PK"]["S"].startswith("msg-")]
         assert len(messages) == threads * rounds
+
+
+# ---- answers with items: the AttributeValue short path -------------------------------------------
+
+RICH_ITEM = {
+    "PK": {"S": "rich"},
+    "SK": {"S": "s"},
+    "text": {"S": "héllo ✓"},
+    "empty": {"S": ""},
+    "count": {"N": "-12.5e3"},
+    "blob": {"B": b"\x00\xff binary"},
+    "names": {"SS": ["a", "b"]},
+    "numbers": {"NS": ["1", "2.5"]},
+    "blobs": {"BS": [b"\x01", b"\x02\x03"]},
+    "nothing": {"NULL": True},
+    "yes": {"BOOL": True},
+    "no": {"BOOL": False},
+    "map": {
+        "M": {
+            "inner": {"M": {"deep": {"L": [{"S": "x"}, {"N": "1"}, {"B": b"\x09"}, {"NULL": True}]}}},
+            "flag": {"BOOL": False},
+            "blank": {"M": {}},
+        }
+    },
+    "list": {"L": [{"M": {"k": {"SS": ["z"]}}}, {"L": []}, {"BOOL": True}]},
+}
+
+
+def item_answers(aws: Aws) -> dict[str, Any]:
+    """Every kind of answer that carries items, for an item with every kind of value."""
+    arn = create_table(aws)
+    aws.dynamodb.put_item(TableName="t", Item=RICH_ITEM)
+    aws.dynamodb.put_item(TableName="t", Item={"PK": {"S": "rich"}, "SK": {"S": "t"}, "n": {"N": "1"}})
+    return {
+        "get": outcome(lambda: aws.dynamodb.get_item(TableName="t", Key=key("rich"))),
+        "query": outcome(
+            lambda: aws.dynamodb.query(
+                TableName="t",
+                KeyConditionExpression="PK = :pk",
+                ExpressionAttributeValues={":pk": {"S": "rich"}},
+            )
+        ),
+        "scan": outcome(lambda: aws.dynamodb.scan(TableName="t")),
+        "batch": outcome(lambda: aws.dynamodb.batch_get_item(RequestItems={"t": {"Keys": [key("rich")]}})),
+        "transact_get": outcome(
+            lambda: aws.dynamodb.transact_get_items(
+                TransactItems=[{"Get": {"TableName": "t", "Key": key("rich")}}]
+            )
+        ),
+        "update": outcome(
+            lambda: aws.dynamodb.update_item(
+                TableName="t",
+                Key=key("rich"),
+                UpdateExpression="SET #m.added = :v",
+                ExpressionAttributeNames={"#m": "map"},
+                ExpressionAttributeValues={":v": {"L": [{"B": b"\x07"}]}},
+                ReturnValues="ALL_NEW",
+            )
+        ),
+        "condition_failed": outcome(
+            lambda: aws.dynamodb.put_item(
+                TableName="t",
+                Item={"PK": {"S": "rich"}, "SK": {"S": "s"}},
+                ConditionExpression="attribute_not_exists(PK)",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        ),
+        "stream": stream_records(aws, arn),
+    }
+
+
+def test_items_are_answered_as_moto_answers_them() -> None:
+    # Given an item with every kind of DynamoDB value, read and returned every way there is
+    # When that runs on moto, then on moto with the AttributeValue short path
+    unpatched, patched = differential("core.json_attribute_values", item_answers)
+
+    # Then every answer is the same, binaries and nested values included
+    assert patched == unpatched
+    assert patched["get"]["ok"]["Item"] == RICH_ITEM
+    assert patched["condition_failed"]["error"]["Code"] == "ConditionalCheckFailedException"
+
+
+# ---- Query: one partition -------------------------------------------------------------------------
+
+
+def query_answers(aws: Aws) -> dict[str, Any]:
+    """Queries with conditions, order, pages, filters and projections over several partitions,
+    one through an index, and one of an empty partition."""
+    aws.dynamodb.create_table(
+        TableName="t",
+        AttributeDefinitions=[
+            {"AttributeName": "PK", "AttributeType": "S"},
+            {"AttributeName": "SK", "AttributeType": "S"},
+            {"AttributeName": "G", "AttributeType": "S"},
+        ],
+        KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"}, {"AttributeName": "SK", "KeyType": "RANGE"}],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "ByG",
+                "KeySchema": [
+                    {"AttributeName": "G", "KeyType": "HASH"},
+                    {"AttributeName": "SK", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    for partition in ("a", "b", "c"):
+        for n in range(12):
+            aws.dynamodb.put_item(
+                TableName="t",
+                Item={
+                    "PK": {"S": partition},
+                    "SK": {"S": f"m#{n:03d}"},
+                    "G": {"S": "even" if n % 2 == 0 else "odd"},
+                    "n": {"N": str(n)},
+                },
+            )
+
+    def query(**arguments: Any) -> dict[str, Any]:
+        return outcome(lambda: aws.dynamodb.query(TableName="t", **arguments))
+
+    def pages(**arguments: Any) -> list[dict[str, Any]]:
+        answers, start = [], None
+        while True:
+            answer = aws.dynamodb.query(
+                TableName="t", Limit=5, **arguments, **({"ExclusiveStartKey": start} if start else {})
+            )
+            answers.append({k: v for k, v in answer.items() if k != "ResponseMetadata"})
+            start = answer.get("LastEvaluatedKey")
+            if not start:
+                return answers
+
+    by_b = {"KeyConditionExpression": "PK = :pk", "ExpressionAttributeValues": {":pk": {"S": "b"}}}
+    return {
+        "all": query(**by_b),
+        "backwards": query(**by_b, ScanIndexForward=False, Limit=4),
+        "between": query(
+            KeyConditionExpression="PK = :pk AND SK BETWEEN :low AND :high",
+            ExpressionAttributeValues={":pk": {"S": "a"}, ":low": {"S": "m#003"}, ":high": {"S": "m#007"}},
+        ),
+        "prefix": query(
+            KeyConditionExpression="PK = :pk AND begins_with(SK, :p)",
+            ExpressionAttributeValues={":pk": {"S": "c"}, ":p": {"S": "m#01"}},
+        ),
+        "filtered": query(
+            KeyConditionExpression="PK = :pk",
+            FilterExpression="n > :n",
+            ProjectionExpression="SK, n",
+            ExpressionAttributeValues={":pk": {"S": "a"}, ":n": {"N": "8"}},
+        ),
+        "count": query(**by_b, Select="COUNT"),
+        "empty": query(KeyConditionExpression="PK = :pk", ExpressionAttributeValues={":pk": {"S": "zzz"}}),
+        "pages": pages(**by_b),
+        "pages_backwards": pages(**by_b, ScanIndexForward=False),
+        "index": query(
+            IndexName="ByG", KeyConditionExpression="G = :g", ExpressionAttributeValues={":g": {"S": "odd"}}
+        ),
+        "bad": query(KeyConditionExpression="SK = :sk", ExpressionAttributeValues={":sk": {"S": "m#001"}}),
+    }
+
+
+def test_queries_answer_what_moto_answers() -> None:
+    # Given three partitions of twelve items, queried every way the application does and more
+    # When that runs on moto, then on moto querying one partition
+    unpatched, patched = differential("dynamodb.query_partition", query_answers)
+
+    # Then every answer, page and error is the same
+    assert patched == unpatched
+    assert [i["SK"]["S"] for i in patched["backwards"]["ok"]["Items"]] == ["m#011", "m#010", "m#009", "m#008"]
+    assert len(patched["pages"]) == 3
+    assert "error" in patched["bad"]
