@@ -1,4 +1,5 @@
-"""Emulated AWS: transactions stay atomic without moto's table copies; items are sized as moto does."""
+"""Emulated AWS: transactions stay atomic without moto's table copies; items are sized as moto does;
+streams carry what DynamoDB's would (local/moto_patches.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from local.aws_server import EmulatedAws
@@ -146,3 +148,47 @@ def test_queue_counts_stay_exact_with_the_sqs_speed_ups() -> None:
     assert counts["ApproximateNumberOfMessagesNotVisible"] == "1"
     assert counts["ApproximateNumberOfMessagesDelayed"] == "1"
     assert counts["MessageRetentionPeriod"] == "345600"
+
+
+def test_an_update_that_creates_an_item_streams_it_once_whole_through_the_server() -> None:
+    # Given a table with a stream on the emulated AWS server
+    EmulatedAws.reset()
+    aws = EmulatedAws()
+    aws.start()
+    try:
+        options: dict[str, Any] = {
+            "endpoint_url": aws.url,
+            "region_name": "us-east-1",
+            "aws_access_key_id": "x",
+            "aws_secret_access_key": "x",
+            "config": Config(account_id_endpoint_mode="disabled"),
+        }
+        dynamodb = boto3.client("dynamodb", **options)
+        streams = boto3.client("dynamodbstreams", **options)
+        dynamodb.create_table(
+            TableName="t",
+            AttributeDefinitions=[{"AttributeName": "PK", "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"}],
+            BillingMode="PAY_PER_REQUEST",
+            StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+        )
+        arn = dynamodb.describe_table(TableName="t")["Table"]["LatestStreamArn"]
+
+        # When an update creates an item
+        dynamodb.update_item(
+            TableName="t",
+            Key={"PK": {"S": "new"}},
+            UpdateExpression="SET n = :n",
+            ExpressionAttributeValues={":n": {"N": "1"}},
+        )
+        shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
+        iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")
+        records = streams.get_records(ShardIterator=iterator["ShardIterator"])["Records"]
+    finally:
+        aws.stop()
+        EmulatedAws.reset()
+
+    # Then the stream has one INSERT with the whole item, as DynamoDB's would
+    assert [(r["eventName"], r["dynamodb"]["NewImage"]) for r in records] == [
+        ("INSERT", {"PK": {"S": "new"}, "n": {"N": "1"}})
+    ]
