@@ -30,7 +30,7 @@ from local.specs import REGION
 from local.stack import InProcessStack
 from local.template import Template
 from tests.integration.conftest import ApiClient, assert_error
-from tests.integration.test_concurrency import _atomic_requests, run_together
+from tests.integration.test_concurrency import run_together
 
 ALICE = "+14155550101"
 BOB = "+14155550102"
@@ -267,9 +267,8 @@ def users_table(stack: InProcessStack) -> str:
 
 
 @pytest.fixture
-def store(stack: InProcessStack, monkeypatch: pytest.MonkeyPatch) -> DynamoVerificationRepository:
-    """The verification store over the stack's users table, moto made atomic per request."""
-    _atomic_requests(monkeypatch)
+def store(stack: InProcessStack) -> DynamoVerificationRepository:
+    """The verification store over the stack's users table (each moto request is atomic: moto_patches)."""
     return DynamoVerificationRepository(users_table(stack), aws.dynamodb(REGION))
 
 
@@ -297,11 +296,8 @@ class ReadTogether:
         return result
 
 
-def test_concurrent_code_requests_never_exceed_the_hourly_limit(
-    stack: InProcessStack, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_concurrent_code_requests_never_exceed_the_hourly_limit(stack: InProcessStack) -> None:
     # Given 10 requests for a code for one number that all read its send log at once
-    _atomic_requests(monkeypatch)
     racing_client: Any = ReadTogether(aws.dynamodb(REGION), 10)
     racing = DynamoVerificationRepository(users_table(stack), racing_client)
     now = utc_now()
