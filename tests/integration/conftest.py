@@ -28,7 +28,7 @@ class ApiClient:
         *,
         token: str | None = None,
         query: dict[str, Any] | None = None,
-        raw_body: str | None = None,
+        raw_body: str | bytes | None = None,
         headers: dict[str, str] | None = None,
     ) -> HttpResult:
         all_headers = {"content-type": "application/json"} | (headers or {})

@@ -326,6 +326,16 @@ class TestRefusedRequests:
             assert_error(response, 400, "invalid_json")
 
     @pytest.mark.parametrize("route", BODY_ROUTES, ids=_ids(BODY_ROUTES))
+    def test_a_body_that_is_not_utf8_is_400_invalid_json(self, world: World, route: Route) -> None:
+        for raw in [b'{"text": "\xff"}', b"\xfe\xff{}", b"\x80"]:
+            # Given a route that takes a JSON body
+            # When the body's bytes are not UTF-8 (API Gateway hands them over base64-encoded)
+            response = world.call(route, raw_body=raw)
+
+            # Then the answer is 400 invalid_json, not a 500
+            assert_error(response, 400, "invalid_json")
+
+    @pytest.mark.parametrize("route", BODY_ROUTES, ids=_ids(BODY_ROUTES))
     def test_an_unknown_field_is_400_naming_it(self, world: World, route: Route) -> None:
         # Given a valid body with one field the route does not know
         assert route.valid is not None

@@ -106,11 +106,20 @@ def http_handler(app: APIGatewayHttpResolver) -> Handler:
 
 def _reject_early(event: dict[str, Any]) -> Response[Any] | None:
     body = event.get("body") or ""
-    size = len(base64.b64decode(body)) if event.get("isBase64Encoded") else len(body.encode("utf-8"))
-    if size > MAX_BODY_BYTES:
+    raw = base64.b64decode(body) if event.get("isBase64Encoded") else body.encode("utf-8")
+    if len(raw) > MAX_BODY_BYTES:
         return error_response(
-            413, "payload_too_large", f"The body is {size} bytes: the limit is {MAX_BODY_BYTES} (64 KiB)."
+            413, "payload_too_large", f"The body is {len(raw)} bytes: the limit is {MAX_BODY_BYTES} (64 KiB)."
         )
+    if event.get("isBase64Encoded"):
+        # A binary body (API Gateway base64-encodes it): JSON is UTF-8 text, so bytes that are
+        # not UTF-8 cannot be a JSON object.
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return error_response(
+                400, "invalid_json", "The body is not valid JSON: send a JSON object (UTF-8)."
+            )
     if event.get("routeKey", "") in PUBLIC_ROUTES:
         return None
     authorizer = (event.get("requestContext") or {}).get("authorizer") or {}
