@@ -374,6 +374,15 @@ the requests alike. "Healthy" is the time from the process's start to the first 
 {_markdown(STACK_HEADER, stack_rows(report))}
 
 Healthy after {report.healthy_seconds:.2f} s.
+
+Where a message's CPU goes: the CPU time each process used during the POST series (its
+stream work included: the inbox projection and the fan-out run on every message), divided
+by the messages sent; "stack" is the local stack's own process (moto, the HTTP and
+WebSocket APIs, the pollers, the function runner):
+
+{_markdown(["process", "CPU ms per message"], [[f"`{k}`", f"{v:.1f}"] for k, v in report.post_cpu_ms.items()])}
+
+Total {sum(report.post_cpu_ms.values()):.1f} ms of CPU per message on this 2-core machine.
 """
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -64,6 +65,9 @@ class StackReport:
     get_item: Series
     post: Series
     read: Series
+    # CPU milliseconds per message POST, by process: "stack" (moto, the APIs, the pollers,
+    # the function runner) and each function's workers (their stream work included).
+    post_cpu_ms: dict[str, float]
 
     @property
     def post_ratio(self) -> float:
@@ -84,12 +88,39 @@ def _request(method: str, url: str, body: Any = None, token: str | None = None) 
         return json.loads(response.read())
 
 
+_FUNCTION_NAME = re.compile(r'"functionName": "(\w+)"')
+
+
+def cpu_seconds(stack_pid: int) -> dict[str, float]:
+    """CPU seconds used so far by the stack's process ("stack") and by its function
+    workers, summed per function (Linux /proc; workers that have exited are not counted)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    used: dict[str, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        pid, parent = int(entry.name), int(fields[1])
+        if pid == stack_pid:
+            name = "stack"
+        elif parent == stack_pid and (found := _FUNCTION_NAME.search(command)):
+            name = found.group(1)
+        else:
+            continue
+        used[name] = used.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return used
+
+
 @contextmanager
 def local_stack(
     state: Path, extra_env: dict[str, str] | None = None
-) -> Iterator[tuple[dict[str, str], float]]:
-    """``python -m local.serve --fresh`` on free ports, in phone mode: its outputs, and the
-    seconds from process start until ``GET /v1/health`` answered 200."""
+) -> Iterator[tuple[dict[str, str], float, int]]:
+    """``python -m local.serve --fresh`` on free ports, in phone mode: its outputs, the
+    seconds from process start until ``GET /v1/health`` answered 200, and its pid."""
     environ = (
         os.environ
         | {
@@ -131,7 +162,7 @@ def local_stack(
             if healthy is None:
                 time.sleep(0.02)
         outputs = {str(k): str(v) for k, v in json.loads(outputs_file.read_text()).items()}
-        yield outputs, healthy
+        yield outputs, healthy, process.pid
     finally:
         process.send_signal(signal.SIGINT)
         try:
@@ -152,7 +183,7 @@ def _timed(name: str, action: Callable[[], object], repeats: int) -> Series:
 
 
 def measure(repeats: int = REPEATS) -> StackReport:
-    with tempfile.TemporaryDirectory() as state, local_stack(Path(state)) as (outputs, healthy):
+    with tempfile.TemporaryDirectory() as state, local_stack(Path(state)) as (outputs, healthy, pid):
         url = outputs["HttpApiUrl"]
         dynamodb = boto3.client(
             "dynamodb",
@@ -179,9 +210,17 @@ def measure(repeats: int = REPEATS) -> StackReport:
             _request("GET", f"{url}/v1/chats/{chat}/messages?limit=20", token=token)
 
         unit = _timed("GetItem", get_item, repeats)
+        before = cpu_seconds(pid)
         posts = _timed("POST message", post, repeats)
+        time.sleep(1.0)  # the stream work of the last messages
+        after = cpu_seconds(pid)
+        cpu = {
+            name: (seconds - before.get(name, 0.0)) * 1000 / (repeats + 10)
+            for name, seconds in sorted(after.items(), key=lambda kv: before.get(kv[0], 0.0) - kv[1])
+            if seconds - before.get(name, 0.0) > 0
+        }
         reads = _timed("GET 20 messages", read, repeats)
-        return StackReport(healthy, unit, posts, reads)
+        return StackReport(healthy, unit, posts, reads, cpu)
 
 
 if __name__ == "__main__":
@@ -191,3 +230,4 @@ if __name__ == "__main__":
     print(f"POST / GetItem = {report.post_ratio:.1f} (target ≤ {TARGET_POST_RATIO:.0f})")
     print(f"read 20 / GetItem = {report.read_ratio:.1f} (target ≤ {TARGET_READ_RATIO:.0f})")
     print(f"healthy after {report.healthy_seconds:.2f} s (target ≤ {TARGET_HEALTHY_SECONDS:.0f} s)")
+    print("CPU per message POST: " + ", ".join(f"{k} {v:.1f} ms" for k, v in report.post_cpu_ms.items()))
