@@ -359,6 +359,7 @@ def stack_summary(report: stack.StackReport) -> list[str]:
 
 
 def stack_section(report: stack.StackReport, seconds: float) -> str:
+    cpu_rows = [[f"`{name}`", f"{ms:.1f}"] for name, ms in report.post_cpu_ms.items()]
     return f"""## Local stack: a request against one emulated call
 
 `bench/stack.py`: the local stack as `make run` starts it (`python -m local.serve`, its own
@@ -380,7 +381,7 @@ stream work included: the inbox projection and the fan-out run on every message)
 by the messages sent; "stack" is the local stack's own process (moto, the HTTP and
 WebSocket APIs, the pollers, the function runner):
 
-{_markdown(["process", "CPU ms per message"], [[f"`{k}`", f"{v:.1f}"] for k, v in report.post_cpu_ms.items()])}
+{_markdown(["process", "CPU ms per message"], cpu_rows)}
 
 Total {sum(report.post_cpu_ms.values()):.1f} ms of CPU per message on this 2-core machine.
 """
