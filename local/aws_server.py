@@ -1,7 +1,8 @@
 """Emulated AWS: a moto server on one port, safe under concurrent clients, whose state can be saved.
 
-moto is not thread-safe (a DynamoDB transaction deep-copies a table and restores it on
-cancellation, erasing concurrent writes), so requests are served one at a time. Every
+Requests are served one at a time: local/moto_patches.py makes each DynamoDB request
+atomic by itself, but the rest of moto is not thread-safe (an SQS receive finds a
+visible message, then marks it received), and a snapshot needs a quiet moment. Every
 request that may create work for an event source (a message sent, an item written, an
 object put, an event published) bumps a change counter that the pollers wait on, so
 delivery is prompt without busy polling.
