@@ -5,7 +5,7 @@ Both loaders read the same CSV from S3 (moto), write recipients to the campaigns
 loader does what a first version would: one PutItem and one SendMessage per row.
 Targets: ≥ 10x fewer calls and ≥ 5x faster.
 
-Same conditions for both: one process, one moto, and ``local.moto_speedups`` installed
+Same conditions for both: one process, one moto, and ``local.moto_patches`` installed
 before either runs (the patches the local stack's emulated AWS uses; moto's results and
 errors are unchanged). Without them plain moto copies the whole table on every
 TransactWriteItems (ours saves its checkpoint with one per 100 rows) and counts every

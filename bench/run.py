@@ -99,7 +99,7 @@ def loader_section(loading: loader.LoaderReport, seconds: float) -> str:
 `bench/loader.py`: {ours.rows:,} rows read from S3 (moto) into the campaigns table
 (moto), their SendSms commands sent to an SQS queue (moto, one per loader). The naive
 loader does one PutItem and one SendMessage per row. Both run in the same process on the
-same moto, with `local.moto_speedups` installed (as the local stack's emulated AWS has it):
+same moto, with `local.moto_patches` installed (as the local stack's emulated AWS has it):
 plain moto copies the whole table on every `TransactWriteItems` (ours saves its checkpoint
 with one per 100 rows) and counts the whole queue on every send, so both loaders' time grew
 with the square of the rows (100,000 did not finish in 8 minutes). Memory is the

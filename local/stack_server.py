@@ -22,7 +22,7 @@ import boto3
 from botocore.config import Config
 
 from local.aws_server import EmulatedAws
-from local.config import LocalConfig
+from local.config import LocalConfig, check_parameters
 from local.direct_aws import DirectClients
 from local.edge import HttpEdge, WebSocketEdge
 from local.fake_provider import FakeProviderSettings, FakeSmsProvider
@@ -69,6 +69,9 @@ class StackServer:
 
     def start(self) -> StackServer:
         config = self.config
+        # Overrides given in code (tests, benchmarks) are checked as the environment's are:
+        # a misspelt or out-of-range parameter is an error, never silently dropped.
+        check_parameters(config.parameters, config.template_path)
         EmulatedAws.reset()
         extra = self._restore()
         self._checkpoints = dict(extra.get("checkpoints") or {})

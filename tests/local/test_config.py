@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from local import serve
 from local.config import ConfigError, LocalConfig, parse_parameter_overrides
+from local.stack_server import StackServer
 from local.template import TEMPLATE_PATH
 
 PROBE_TEMPLATE = Path(__file__).parent / "probe" / "template.yaml"
@@ -136,3 +138,21 @@ def test_make_run_stops_with_the_error_before_starting_anything(
     assert code == 2
     expected = "make run: CHATFLOW_PARAMETER_OVERRIDES: 'SmsRatePerSecond' is not Key=Value"
     assert expected in capsys.readouterr().err
+
+
+def test_a_stack_given_parameters_in_code_refuses_a_misspelt_one(tmp_path: Path) -> None:
+    # Given settings built in code (as tests and benchmarks do), with a misspelt parameter
+    config = replace(
+        LocalConfig(http_port=0, ws_port=0, provider_port=0, aws_port=0, state_dir=tmp_path, persist=False),
+        parameters={"SmsRatePerSecnd": "5"},
+    )
+
+    # When the stack starts
+    server = StackServer(config, log=lambda line: None)
+    with pytest.raises(ConfigError) as refused:
+        server.start()
+    server.stop()
+
+    # Then it refuses, naming the parameter and the one meant, instead of ignoring it
+    assert "SmsRatePerSecnd" in str(refused.value)
+    assert "SmsRatePerSecond" in str(refused.value)
