@@ -1087,3 +1087,18 @@ def test_queries_answer_what_moto_answers() -> None:
     assert [i["SK"]["S"] for i in patched["backwards"]["ok"]["Items"]] == ["m#011", "m#010", "m#009", "m#008"]
     assert len(patched["pages"]) == 3
     assert "error" in patched["bad"]
+
+
+def test_requests_are_dispatched_to_the_same_actions_with_method_names_listed_once() -> None:
+    # Given every kind of DynamoDB answer, and SQS sends, receives and counts
+    def scenario(aws: Aws) -> dict[str, Any]:
+        observed = item_answers(aws)
+        observed["queues"] = queue_observations(aws)
+        return observed
+
+    # When that runs on moto, then on moto listing each response class's methods once
+    unpatched, patched = differential("core.method_names", scenario)
+
+    # Then every answer is the same
+    assert patched == unpatched
+    assert patched["get"]["ok"]["Item"] == RICH_ITEM
