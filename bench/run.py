@@ -358,6 +358,66 @@ def stack_summary(report: stack.StackReport) -> list[str]:
     ]
 
 
+# The profile of issue 11 (a one-off study, not re-measured by each run: how to repeat it is
+# in the text). "Before" is commit 9a61e1c measured with today's bench/stack.py and
+# bench/realtime.py, on this machine, idle, 2026-12-03.
+STACK_PROFILE = """### Where a message's milliseconds went, and what changed (issue 11)
+
+Before (commit 9a61e1c, the same `bench/stack.py` and `bench/realtime.py` run against that
+tree on this machine, idle, 2026-12-03): `GetItem` 3.3 ms, message `POST` 89.3 ms (27.2x),
+20-message read 26.6 ms (8.1x), healthy after 1.53 s; **95.6 ms of the stack process's CPU
+per message**. Real time at 30 messages/s: p50 758 ms / p99 1,037 ms (direct chats and
+groups) and p50 2,483 ms / p99 3,004 ms (groups with an offline member), no frame missing.
+
+The profile (`py-spy record --gil --subprocesses` on the stack process while messages are
+posted; `py-spy` from PyPI; the GIL samples show which thread of the stack's one process
+was running):
+
+- **The stack process was the bottleneck**: one Python process (one GIL) serving moto, the
+  HTTP and WebSocket APIs, the pollers and the function runner. moto's request handling was
+  58% of its CPU, the **pollers 23%**: every poll (`ReceiveMessage` about 100 a second,
+  `GetRecords` about 60) went through boto3 and HTTP back into the same process, and the
+  functions' own AWS calls queued behind them at the emulator's request lock. The
+  authorizer took 24-32 ms for one `GetItem` under that load (4 ms idle); the chats
+  function 57-72 ms (17-28 ms idle).
+- Every write woke every poller (one condition, `notify_all`), a dozen threads to go
+  back to sleep.
+- **moto's JSON serializer**: 80% of a 20-item `Query` (19 ms in-process): it looks each of
+  the ten members of every `AttributeValue` up through its alias providers, about
+  400,000 lookups for 20 items. A `Query` without an index also listed and sorted the
+  whole table; every `UpdateItem` deep-copied its expression tree; every request listed
+  its response class's methods with `inspect.getmembers`.
+- After the HTTP and WebSocket APIs moved to uvicorn: every response written in two
+  parts waited 40 ms for the client's delayed ACK (the listening socket was made without
+  `IPPROTO_TCP`, so asyncio never set `TCP_NODELAY`).
+
+What changed: the pollers read moto's models directly (`local/direct_aws.py`, no request
+per poll); a write wakes only the pollers of its queue or table; moto speed-ups in
+`local/moto_patches.py` (AttributeValue short path, one-partition Query, UpdateItem tree
+validated in place, method names listed once; each with differential tests);
+`TCP_NODELAY` on every connection of the edge. The stack process now spends about
+28-30 ms of CPU per message (the table above), a third of before.
+
+What is left, and why the targets are missed where they are:
+
+- **POST ≤ 8x GetItem**: the unit got faster too (3.3 → about 2.1 ms). A `POST` is the
+  authorizer (about 4 ms: one `GetItem` plus its invocation) and the chats function (about
+  11.5 ms: a `GetItem`, a `TransactWriteItems` of about 3 ms in moto, Powertools' request
+  and response validation), about 18.5 ms inside the HTTP API; the rest is the HTTP edge
+  and client competing with the message's own stream work (the inbox projection and the
+  fan-out start as soon as the transaction is written, and take the 2 cores with it).
+  Measured with `GET /v1/health` (no authorizer, a function that does nothing), the edge
+  and the worker round trip cost about 1.3 ms.
+- **Real time with an offline member at 30 messages/s**: each message costs about 77 ms of
+  CPU in all (the stack process about 48, the fan-out 12, the inbox projection of 6
+  members 11, the chats function and authorizer 7): 30 a second need 2.3 cores, more than
+  this machine has, so the queue grows and the latency with it. The same scenario measured
+  at lower rates (`RATE_PER_SECOND` changed by hand, 2026-12-03): 10 messages/s p50 23.0 ms,
+  p99 45.8 ms; 15 messages/s p50 22.5 ms, p99 97.2 ms (both within the targets); 20
+  messages/s p50 786 ms (saturated). No frame was missing in any run.
+"""
+
+
 def stack_section(report: stack.StackReport, seconds: float) -> str:
     cpu_rows = [[f"`{name}`", f"{ms:.1f}"] for name, ms in report.post_cpu_ms.items()]
     return f"""## Local stack: a request against one emulated call
@@ -384,6 +444,8 @@ WebSocket APIs, the pollers, the function runner):
 {_markdown(["process", "CPU ms per message"], cpu_rows)}
 
 Total {sum(report.post_cpu_ms.values()):.1f} ms of CPU per message on this 2-core machine.
+
+{STACK_PROFILE}
 """
 
 
