@@ -215,7 +215,9 @@ connected member's socket (one sample per frame), both timed in the benchmark's 
 is negative when the frame beats the HTTP response. A frame not there after
 {realtime.FRAME_TIMEOUT_SECONDS:g} s is counted missing. Targets on this machine: every frame arrives,
 p50 ≤ {p50:.0f} ms, p99 ≤ {p99:.0f} ms. Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC in {seconds:.0f} s
-(`python -m bench.run realtime` measures this section alone).
+(`python -m bench.run realtime` measures this section alone). The figures before issue 11,
+the profile and why the scenario with an offline member misses at 30 messages/s: "Where a
+message's milliseconds went" under "Local stack" below.
 
 {_markdown(REALTIME_HEADER, realtime_rows(reports))}
 
