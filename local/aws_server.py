@@ -196,21 +196,47 @@ class EmulatedAws:
 
     # ---- state -------------------------------------------------------------------------
 
-    def save(self, path: Path, extra: dict[str, Any]) -> float:
-        """Write every service's state plus ``extra`` to ``path`` atomically; seconds taken."""
+    def save(self, path: Path, extra: dict[str, Any], *, in_background: bool = False) -> float:
+        """Write every service's state plus ``extra`` to ``path`` atomically; seconds taken.
+
+        The state must be read with no request in progress, so requests wait meanwhile.
+        Pickling a big state takes tens to hundreds of milliseconds: with ``in_background``
+        (the periodic snapshots), the process forks while it holds the lock and the child,
+        a copy-on-write image of that moment, pickles and writes it; requests wait only
+        for the fork. (Only this thread runs in the child, which touches nothing but the
+        models and the file: every other thread that could hold a lock of moto's is
+        waiting for ``self._lock``.)"""
         started = time.perf_counter()
-        buffer = io.BytesIO()
+        if in_background and hasattr(os, "fork"):
+            with self._lock:
+                pid = os.fork()
+                if pid == 0:  # the child: write the image, then leave without any clean-up
+                    code = 1
+                    try:
+                        self._write_state(path, extra)
+                        code = 0
+                    finally:
+                        os._exit(code)
+            _, status = os.waitpid(pid, 0)
+            if os.waitstatus_to_exitcode(status) != 0:
+                raise RuntimeError(f"the snapshot process failed (status {status}); {path} is unchanged")
+            return time.perf_counter() - started
         with self._lock:
-            services = {
-                backend.service_name: list(backend.iter_backends())
-                for backend in list(BackendDict._instances)  # type: ignore[misc]
-            }
-            _StatePickler(buffer).dump({"version": _STATE_VERSION, "services": services, "extra": extra})
+            self._write_state(path, extra)
+        return time.perf_counter() - started
+
+    @staticmethod
+    def _write_state(path: Path, extra: dict[str, Any]) -> None:
+        buffer = io.BytesIO()
+        services = {
+            backend.service_name: list(backend.iter_backends())
+            for backend in list(BackendDict._instances)  # type: ignore[misc]
+        }
+        _StatePickler(buffer).dump({"version": _STATE_VERSION, "services": services, "extra": extra})
         path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_suffix(".tmp")
+        temporary = path.with_suffix(f".tmp{os.getpid()}")
         temporary.write_bytes(buffer.getvalue())
         os.replace(temporary, path)
-        return time.perf_counter() - started
 
     @staticmethod
     def reset() -> None:

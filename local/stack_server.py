@@ -280,14 +280,14 @@ class StackServer:
         self.log(f"state restored from {config.state_file}")
         return extra
 
-    def save(self) -> None:
+    def save(self, *, in_background: bool = False) -> None:
         if not self.config.persist or self.aws is None:
             return
         checkpoints = {name: dict(positions) for name, positions in list(self._checkpoints.items())}
         version = (self.aws.changes.generation, json.dumps(checkpoints, sort_keys=True))
         if version == self._saved_version:
             return
-        self.aws.save(self.config.state_file, {"checkpoints": checkpoints})
+        self.aws.save(self.config.state_file, {"checkpoints": checkpoints}, in_background=in_background)
         self._saved_version = version
 
     def _snapshots(self) -> None:
@@ -295,7 +295,7 @@ class StackServer:
         while not self._stop.wait(interval):
             started = time.perf_counter()
             try:
-                self.save()
+                self.save(in_background=True)
             except Exception as exc:  # keep serving; the next snapshot may succeed
                 self.log(f"warning: saving the state failed: {type(exc).__name__}: {exc}")
             # A big state takes long to save: save less often rather than stall requests.

@@ -192,3 +192,53 @@ def test_an_update_that_creates_an_item_streams_it_once_whole_through_the_server
     assert [(r["eventName"], r["dynamodb"]["NewImage"]) for r in records] == [
         ("INSERT", {"PK": {"S": "new"}, "n": {"N": "1"}})
     ]
+
+
+def test_a_background_snapshot_holds_the_state_of_its_moment_and_restores(tmp_path: Any) -> None:
+    # Given an emulated AWS with one item stored
+    EmulatedAws.reset()
+    aws = EmulatedAws()
+    aws.start()
+    client = boto3.client(
+        "dynamodb",
+        endpoint_url=aws.url,
+        region_name="us-east-1",
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+    )
+    state = tmp_path / "aws-state.pickle"
+    try:
+        client.create_table(
+            TableName="t",
+            AttributeDefinitions=[{"AttributeName": "PK", "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        client.put_item(TableName="t", Item={"PK": {"S": "before"}})
+
+        # When it snapshots in the background (a forked child writes the file), then goes on
+        aws.save(state, {"note": "saved"}, in_background=True)
+        client.put_item(TableName="t", Item={"PK": {"S": "after"}})
+    finally:
+        aws.stop()
+        EmulatedAws.reset()
+
+    # Then the file restores the state of the snapshot's moment, and the extra saved with it
+    extra = EmulatedAws.load(state)
+    restored = EmulatedAws()
+    restored.start()
+    try:
+        again = boto3.client(
+            "dynamodb",
+            endpoint_url=restored.url,
+            region_name="us-east-1",
+            aws_access_key_id="x",
+            aws_secret_access_key="x",
+        )
+        keys = sorted(item["PK"]["S"] for item in again.scan(TableName="t")["Items"])
+    finally:
+        restored.stop()
+        EmulatedAws.reset()
+    assert keys == ["before"]
+    assert extra == {"note": "saved"}
+    assert not list(tmp_path.glob("*.tmp*"))
