@@ -19,11 +19,7 @@ Fan-out cost: a group of 200 members, 50 of them connected, in the in-process st
 from __future__ import annotations
 
 import json
-import os
-import signal
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -43,6 +39,7 @@ from moto import mock_aws
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
+from bench.stack import local_stack
 from local.specs import REGION
 from local.stack import InProcessStack
 
@@ -55,7 +52,6 @@ TARGET_P50_MS = 30.0
 TARGET_P99_MS = 100.0
 GROUP_SIZE = 200
 GROUP_CONNECTED = 50
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)
@@ -161,44 +157,10 @@ def _post(url: str, body: Any, token: str | None = None) -> Any:
         return json.loads(response.read())
 
 
-@contextmanager
-def _local_stack(state: Path) -> Iterator[dict[str, str]]:
-    """``python -m local.serve --fresh`` on free ports, in phone mode; its outputs."""
-    environ = os.environ | {
-        "CHATFLOW_HTTP_PORT": "0",
-        "CHATFLOW_WS_PORT": "0",
-        "CHATFLOW_PROVIDER_PORT": "0",
-        "CHATFLOW_AWS_PORT": "0",
-        "CHATFLOW_AUTH_MODE": "phone",
-        "CHATFLOW_STATE_DIR": str(state),
-        "CHATFLOW_FAKE_FAILURE_RATE": "0",
-        "CHATFLOW_FAKE_DELAY_MS": "0-2",
-        "PYTHONPATH": f"{ROOT / 'layers' / 'shared' / 'python'}{os.pathsep}{ROOT}",
-    }
-    command = [sys.executable, "-m", "local.serve", "--fresh"]
-    process = subprocess.Popen(
-        command, cwd=ROOT, env=environ, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        outputs_file = state / "outputs.json"
-        deadline = time.monotonic() + 120
-        while not outputs_file.exists():
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the local stack did not start (try: make run)")
-            time.sleep(0.2)
-        yield {str(k): str(v) for k, v in json.loads(outputs_file.read_text()).items()}
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-
-
 def measure_latency(scenario: Scenario, messages: int = MESSAGES) -> LatencyReport:
     """Messages sent at ``RATE_PER_SECOND`` in all; the latency of every frame to every
     connected member but the sender, and how many frames never came."""
-    with tempfile.TemporaryDirectory() as state, _local_stack(Path(state)) as outputs:
+    with tempfile.TemporaryDirectory() as state, local_stack(Path(state)) as (outputs, _, _):
         url, ws_url = outputs["HttpApiUrl"], outputs["WebSocketUrl"]
         phones = [f"+1415555{2000 + i:04d}" for i in range(scenario.connected)]
         tokens = {p: _post(f"{url}/v1/sessions", {"phoneNumber": p})["token"] for p in phones}

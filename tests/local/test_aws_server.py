@@ -14,24 +14,32 @@ from botocore.exceptions import ClientError
 from local.aws_server import EmulatedAws
 
 
-@pytest.fixture
-def dynamodb() -> Iterator[Any]:
-    EmulatedAws.reset()
-    aws = EmulatedAws()
-    aws.start()
-    client = boto3.client(
+def _dynamodb_of(aws: EmulatedAws) -> Any:
+    return boto3.client(
         "dynamodb",
         endpoint_url=aws.url,
         region_name="us-east-1",
         aws_access_key_id="x",
         aws_secret_access_key="x",
     )
+
+
+def _create_table(client: Any) -> None:
     client.create_table(
         TableName="t",
         AttributeDefinitions=[{"AttributeName": "PK", "AttributeType": "S"}],
         KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"}],
         BillingMode="PAY_PER_REQUEST",
     )
+
+
+@pytest.fixture
+def dynamodb() -> Iterator[Any]:
+    EmulatedAws.reset()
+    aws = EmulatedAws()
+    aws.start()
+    client = _dynamodb_of(aws)
+    _create_table(client)
     try:
         yield client
     finally:
@@ -199,21 +207,10 @@ def test_a_background_snapshot_holds_the_state_of_its_moment_and_restores(tmp_pa
     EmulatedAws.reset()
     aws = EmulatedAws()
     aws.start()
-    client = boto3.client(
-        "dynamodb",
-        endpoint_url=aws.url,
-        region_name="us-east-1",
-        aws_access_key_id="x",
-        aws_secret_access_key="x",
-    )
+    client = _dynamodb_of(aws)
     state = tmp_path / "aws-state.pickle"
     try:
-        client.create_table(
-            TableName="t",
-            AttributeDefinitions=[{"AttributeName": "PK", "AttributeType": "S"}],
-            KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        _create_table(client)
         client.put_item(TableName="t", Item={"PK": {"S": "before"}})
 
         # When it snapshots in the background (a forked child writes the file), then goes on
@@ -228,14 +225,7 @@ def test_a_background_snapshot_holds_the_state_of_its_moment_and_restores(tmp_pa
     restored = EmulatedAws()
     restored.start()
     try:
-        again = boto3.client(
-            "dynamodb",
-            endpoint_url=restored.url,
-            region_name="us-east-1",
-            aws_access_key_id="x",
-            aws_secret_access_key="x",
-        )
-        keys = sorted(item["PK"]["S"] for item in again.scan(TableName="t")["Items"])
+        keys = sorted(item["PK"]["S"] for item in _dynamodb_of(restored).scan(TableName="t")["Items"])
     finally:
         restored.stop()
         EmulatedAws.reset()
