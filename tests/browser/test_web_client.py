@@ -35,6 +35,10 @@ CHROMIUM = Path(os.environ.get("CHATFLOW_CHROMIUM", "/usr/bin/chromium"))
 OPERATOR = "+14155550190"
 TIMEOUT_MS = 15_000
 CODE = re.compile(r"\b(\d{6})\b")
+# Assertions wait as long as actions do: Playwright's own default for expect() is 5 s, and on a
+# busy 2-core machine the first WebSocket connect (two cold functions: the authorizer and
+# $connect's) can take longer than that. This is how long the page may take, not a target.
+expect.set_options(timeout=TIMEOUT_MS)
 
 NewPage = Callable[..., Page]
 
