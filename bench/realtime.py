@@ -23,7 +23,6 @@ import statistics
 import tempfile
 import threading
 import time
-import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -39,7 +38,7 @@ from moto import mock_aws
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from bench.stack import local_stack
+from bench.stack import call_api, cpu_per_message, cpu_seconds, local_stack
 from local.specs import REGION
 from local.stack import InProcessStack
 
@@ -87,6 +86,8 @@ class LatencyReport:
     scenario: Scenario
     samples_ms: list[float]
     missing: int
+    # CPU milliseconds per message by process ("stack" and each function), over the series.
+    cpu_ms: dict[str, float]
 
     def percentile(self, fraction: float) -> float:
         ordered = sorted(self.samples_ms)
@@ -148,35 +149,25 @@ class _Listener:
             return self.arrivals.pop(message_id)
 
 
-def _post(url: str, body: Any, token: str | None = None) -> Any:
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST")  # noqa: S310
-    request.add_header("content-type", "application/json")
-    if token:
-        request.add_header("authorization", f"Bearer {token}")
-    with urllib.request.urlopen(request, timeout=15) as response:  # noqa: S310 - the local stack
-        return json.loads(response.read())
-
-
 def measure_latency(scenario: Scenario, messages: int = MESSAGES) -> LatencyReport:
     """Messages sent at ``RATE_PER_SECOND`` in all; the latency of every frame to every
     connected member but the sender, and how many frames never came."""
-    with tempfile.TemporaryDirectory() as state, local_stack(Path(state)) as (outputs, _, _):
+    with tempfile.TemporaryDirectory() as state, local_stack(Path(state)) as (outputs, _, pid):
         url, ws_url = outputs["HttpApiUrl"], outputs["WebSocketUrl"]
         phones = [f"+1415555{2000 + i:04d}" for i in range(scenario.connected)]
-        tokens = {p: _post(f"{url}/v1/sessions", {"phoneNumber": p})["token"] for p in phones}
+        tokens = {p: call_api("POST", f"{url}/v1/sessions", {"phoneNumber": p})["token"] for p in phones}
         listeners = {p: _Listener(connect(f"{ws_url}?token={tokens[p]}", legacy=True)) for p in phones}
         chats: list[tuple[str, list[str]]] = []
         for i in range(0, 2 * scenario.direct_chats, 2):
             a, b = phones[i], phones[i + 1]
-            chats.append(
-                (_post(f"{url}/v1/chats", {"type": "direct", "members": [b]}, tokens[a])["chatId"], [a, b])
-            )
+            chat = call_api("POST", f"{url}/v1/chats", {"type": "direct", "members": [b]}, tokens[a])
+            chats.append((chat["chatId"], [a, b]))
         for g in range(scenario.groups):
             start = 2 * scenario.direct_chats + g * scenario.group_size
             members = phones[start : start + scenario.group_size]
             offline = [f"+1415556{1000 + g * 10 + k:04d}" for k in range(scenario.offline_per_group)]
             body = {"type": "group", "name": f"group {g}", "members": members[1:] + offline}
-            chats.append((_post(f"{url}/v1/chats", body, tokens[members[0]])["chatId"], members))
+            chats.append((call_api("POST", f"{url}/v1/chats", body, tokens[members[0]])["chatId"], members))
         for n in range(len(chats) * 2):  # warm every function and worker before measuring
             _send(url, tokens, listeners, chats[n % len(chats)], n)
 
@@ -184,14 +175,17 @@ def measure_latency(scenario: Scenario, messages: int = MESSAGES) -> LatencyRepo
             time.sleep(max(0.0, at - time.perf_counter()))
             return _send(url, tokens, listeners, chats[n % len(chats)], n)
 
+        before = cpu_seconds(pid)
         begin = time.perf_counter() + 0.5
         with ThreadPoolExecutor(SENDERS) as pool:
             futures = [pool.submit(one, n, begin + n / RATE_PER_SECOND) for n in range(messages)]
             results = [f.result() for f in futures]
+        time.sleep(1.0)  # the stream work of the last messages
+        cpu = cpu_per_message(before, cpu_seconds(pid), messages)
         for listener in listeners.values():
             listener.socket.close()
         samples = [sample for latencies, _ in results for sample in latencies]
-        return LatencyReport(scenario, samples, sum(missing for _, missing in results))
+        return LatencyReport(scenario, samples, sum(missing for _, missing in results), cpu)
 
 
 def _send(
@@ -201,7 +195,7 @@ def _send(
     chat_id, members = chat
     sender = members[n % len(members)]
     body = {"text": f"message {n}", "clientMessageId": uuid.uuid4().hex}
-    message = _post(f"{url}/v1/chats/{chat_id}/messages", body, tokens[sender])
+    message = call_api("POST", f"{url}/v1/chats/{chat_id}/messages", body, tokens[sender])
     returned = time.perf_counter()
     arrivals = [listeners[m].wait(message["messageId"]) for m in members if m != sender]
     latencies = [(arrived - returned) * 1000 for arrived in arrivals if arrived is not None]
@@ -277,5 +271,6 @@ if __name__ == "__main__":
         report = measure_latency(scenario)
         print(
             f"{scenario.name}: {len(report.samples_ms)} frames, p50 {report.p50:.1f} ms, "
-            f"p99 {report.p99:.1f} ms, max {max(report.samples_ms):.1f} ms, missing {report.missing}"
+            f"p99 {report.p99:.1f} ms, max {max(report.samples_ms):.1f} ms, missing {report.missing}, "
+            f"CPU per message {sum(report.cpu_ms.values()):.1f} ms"
         )

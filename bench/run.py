@@ -121,7 +121,17 @@ count is what carries over to AWS, where every call is a network round trip.
 """
 
 
-REALTIME_HEADER = ["scenario", "frames", "missing", "p50 ms", "p90 ms", "p99 ms", "max ms", "target"]
+REALTIME_HEADER = [
+    "scenario",
+    "frames",
+    "missing",
+    "p50 ms",
+    "p90 ms",
+    "p99 ms",
+    "max ms",
+    "CPU ms per message (stack / all)",
+    "target",
+]
 FANOUT_HEADER = ["operation", "calls"]
 
 
@@ -136,6 +146,7 @@ def realtime_rows(reports: list[realtime.LatencyReport]) -> list[list[str]]:
             f"{live.percentile(0.9):.1f}",
             f"{live.p99:.1f}",
             f"{max(live.samples_ms):.1f}",
+            f"{live.cpu_ms.get('stack', 0.0):.1f} / {sum(live.cpu_ms.values()):.1f}",
             f"{targets}: {'met' if live.met else 'MISSED'}",
         ]
         for live in reports
@@ -188,6 +199,10 @@ def realtime_summary(cost: realtime.FanoutCost, reports: list[realtime.LatencyRe
     return rows
 
 
+def _cores_needed(reports: list[realtime.LatencyReport], rate: float) -> str:
+    return ", ".join(f"{sum(r.cpu_ms.values()) * rate / 1000:.2f} ({r.scenario.name})" for r in reports)
+
+
 def realtime_section(cost: realtime.FanoutCost, reports: list[realtime.LatencyReport], seconds: float) -> str:
     """The ``## Real time`` section, up to the next section."""
     rate, senders = realtime.RATE_PER_SECOND, realtime.SENDERS
@@ -220,6 +235,11 @@ the profile and why the scenario with an offline member misses at 30 messages/s:
 message's milliseconds went" under "Local stack" below.
 
 {_markdown(REALTIME_HEADER, realtime_rows(reports))}
+
+CPU per message: the CPU time the stack's process ("stack") and every function's workers used
+during the series, divided by the messages. At {rate:g} messages/s that is
+{_cores_needed(reports, rate)} of this machine's 2 cores: where it comes near 2, the
+queue grows and the latency with it, whatever the code does with its time.
 
 Fan-out cost: a group of {members} members, {connected} of them connected (one connection each), in
 the in-process stack (moto). One message is posted; the AWS calls counted are those of the
@@ -365,74 +385,59 @@ def stack_summary(report: stack.StackReport) -> list[str]:
 # bench/realtime.py, on this machine, idle, 2026-12-03.
 STACK_PROFILE = """### Where a message's milliseconds went, and what changed (issue 11)
 
-Before (commit 9a61e1c, the same `bench/stack.py` and `bench/realtime.py` run against that
-tree on this machine, idle, 2026-12-03): `GetItem` 3.3 ms, message `POST` 89.3 ms (27.2x),
-20-message read 26.6 ms (8.1x), healthy after 1.53 s; **95.6 ms of the stack process's CPU
-per message**. Real time at 30 messages/s: p50 758 ms / p99 1,037 ms (direct chats and
-groups) and p50 2,483 ms / p99 3,004 ms (groups with an offline member), no frame missing.
+Three kinds of figure here, each labelled: what this run measured (the tables above and in
+"Real time"), the same benchmarks run on commit 9a61e1c (the state before issue 11: they
+cannot be re-measured on this tree), and a one-off profile that `make bench` does not repeat
+(how to repeat it is given).
 
-The profile (`py-spy record --gil --subprocesses` on the stack process while messages are
-posted; `py-spy` from PyPI; the GIL samples show which thread of the stack's one process
-was running):
+**Before** (commit 9a61e1c with this tree's `bench/stack.py` and `bench/realtime.py`, this
+machine, idle, 2026-12-03): `GetItem` 3.3 ms, message `POST` 89.3 ms (27.2x), 20-message read
+26.6 ms (8.1x), healthy after 1.53 s, 95.6 ms of the stack process's CPU per message. Real
+time at 30 messages/s: p50 758 ms / p99 1,037 ms (direct chats and groups), p50 2,483 ms /
+p99 3,004 ms (groups with an offline member). `make bench` stopped in its cold-start part
+(a real-time function's `WEBSOCKET_ENDPOINT` did not resolve). `make test` on a clean clone:
+10 min 20 s, one failure (`test_concurrency.py`); after: 6 min 45 s to 6 min 58 s, four clean
+clones, all passing (timed with `time ./.ci/run`).
+
+**The profile** (one-off; to repeat: `pip install py-spy`, start `python -m bench.stack`, then
+`py-spy record --gil -p <pid of its local.serve> -d 15 -f raw`; GIL samples show which
+thread of the stack's one process was running). Before the changes:
 
 - **The stack process was the bottleneck**: one Python process (one GIL) serving moto, the
   HTTP and WebSocket APIs, the pollers and the function runner. moto's request handling was
-  58% of its CPU, the **pollers 23%**: every poll (`ReceiveMessage` about 100 a second,
-  `GetRecords` about 60) went through boto3 and HTTP back into the same process, and the
-  functions' own AWS calls queued behind them at the emulator's request lock. The
-  authorizer took 24-32 ms for one `GetItem` under that load (4 ms idle); the chats
-  function 57-72 ms (17-28 ms idle).
-- Every write woke every poller (one condition, `notify_all`), a dozen threads to go
-  back to sleep.
-- **moto's JSON serializer**: 80% of a 20-item `Query` (19 ms in-process): it looks each of
-  the ten members of every `AttributeValue` up through its alias providers, about
-  400,000 lookups for 20 items. A `Query` without an index also listed and sorted the
-  whole table; every `UpdateItem` deep-copied its expression tree; every request listed
-  its response class's methods with `inspect.getmembers`.
-- **The state snapshots of `make run`** pickled the whole of moto every 2 s while
-  holding the emulator's lock: every request waited for them (tens to hundreds of
-  milliseconds as the state grows). With them, real time at 30 messages/s (direct chats
-  and groups) had a p99 of 108-164 ms; without them, 27 ms.
-- After the HTTP and WebSocket APIs moved to uvicorn: every response written in two
-  parts waited 40 ms for the client's delayed ACK (the listening socket was made without
+  about three fifths of its CPU and the **pollers about a quarter**: every `ReceiveMessage`
+  and `GetRecords` went through boto3 and HTTP back into the same process, and the
+  functions' own AWS calls queued behind them at the emulator's request lock.
+- Every write woke every poller (one condition, `notify_all`).
+- **moto's JSON serializer** was most of a 20-item `Query`: it looks each of the ten members
+  of every `AttributeValue` up through its alias providers. A `Query` without an index also
+  listed and sorted the whole table; every `UpdateItem` deep-copied its expression tree;
+  every request listed its response class's methods with `inspect.getmembers`.
+- **The state snapshots of `make run`** pickled the whole of moto every 2 s while holding the
+  emulator's lock, so every request waited for them: they made the real-time p99.
+- After the HTTP and WebSocket APIs moved to uvicorn, every response written in two parts
+  waited for the client's delayed ACK (about 40 ms: the listening socket was made without
   `IPPROTO_TCP`, so asyncio never set `TCP_NODELAY`).
 
-What changed: the pollers read moto's models directly (`local/direct_aws.py`, no request
-per poll); a write wakes only the pollers of its queue or table; moto speed-ups in
-`local/moto_patches.py` (AttributeValue short path, one-partition Query, UpdateItem tree
-validated in place, method names listed once; each with differential tests);
-`TCP_NODELAY` on every connection of the edge; snapshots written by a forked child (a
-copy-on-write image: requests wait for the fork only). The stack process now spends about
-28-30 ms of CPU per message (the table above), a third of before.
+**What changed**: the pollers read moto's models directly (`local/direct_aws.py`); a write
+wakes only the pollers of its queue or table; moto speed-ups in `local/moto_patches.py`
+(AttributeValue short path, one-partition Query, UpdateItem tree validated in place, method
+names listed once; each with differential tests); `TCP_NODELAY` on every connection of the
+edge; snapshots written by a forked child (requests wait for the fork only). The CPU table
+above is the after figure for the stack process's share.
 
-The two commands, before and after: `make bench` crashed in its cold-start part before (a
-real-time function's `WEBSOCKET_ENDPOINT` did not resolve) and runs to the end now (6 min
-50 s here, every function); `make test` on a clean clone took 10 min 20 s with one failure
-(`test_concurrency.py`) at the start of the session, and 6 min 45 s to 6 min 48 s, passing,
-in three clean clones in a row at its end.
+**What is left** (the targets this run misses are marked MISSED in the summary):
 
-What is left, and why the targets are missed where they are:
-
-- **POST ≤ 8x GetItem**: the unit got faster too (3.3 → about 2.1 ms). A `POST` is the
-  authorizer (about 4 ms: one `GetItem` plus its invocation) and the chats function (about
-  11.5 ms: a `GetItem`, a `TransactWriteItems` of about 3 ms in moto, Powertools' request
-  and response validation), about 18.5 ms inside the HTTP API; the rest is the HTTP edge
-  and client competing with the message's own stream work (the inbox projection and the
-  fan-out start as soon as the transaction is written, and take the 2 cores with it).
-  Measured with `GET /v1/health` (no authorizer, a function that does nothing), the edge
-  and the worker round trip cost about 1.3 ms.
-- **A 20-message read ≤ 5x GetItem** is at the edge: 4.8x, 4.8x, 5.4x, 5.4x and 5.6x in
-  five runs on 2026-12-03 (the unit itself moves between 2.2 and 2.6 ms). The read is the
-  authorizer's `GetItem`, the chats function's `GetItem` of the chat and its `Query`; what
-  is left of the `Query` in moto is spread thin (sizing each item, a deep copy of the 20
-  results, the serializer), and botocore parses the 20 items again in the function.
-- **Real time with an offline member at 30 messages/s**: each message costs about 77 ms of
-  CPU in all (the stack process about 48, the fan-out 12, the inbox projection of 6
-  members 11, the chats function and authorizer 7): 30 a second need 2.3 cores, more than
-  this machine has, so the queue grows and the latency with it. The same scenario measured
-  at lower rates (`RATE_PER_SECOND` changed by hand, 2026-12-03): 10 messages/s p50 23.0 ms,
-  p99 45.8 ms; 15 messages/s p50 22.5 ms, p99 97.2 ms (both within the targets); 20
-  messages/s p50 786 ms (saturated). No frame was missing in any run.
+- **POST ≤ 8x GetItem**: the unit got faster too. A `POST` is two function invocations (the
+  authorizer's `GetItem`; the chats function's `GetItem` and `TransactWriteItems`), the edge
+  and the client, while the message's own stream work (the inbox projection and the fan-out,
+  in the CPU table) starts as soon as the transaction is written and shares the 2 cores.
+- **A 20-message read ≤ 5x GetItem** sits at the edge: between 4.8x and 5.6x over five runs of
+  this benchmark on 2026-12-03. It is the authorizer's `GetItem`, the chats function's
+  `GetItem` and its `Query`; what is left of the `Query` in moto is spread thin (sizing each
+  item, a deep copy of the results, the serializer), and botocore parses the items again.
+- **Real time with an offline member**: see the CPU per message in "Real time": at 30
+  messages/s it needs more cores than this machine has.
 """
 
 

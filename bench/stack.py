@@ -78,7 +78,8 @@ class StackReport:
         return self.read.p50 / self.get_item.p50
 
 
-def _request(method: str, url: str, body: Any = None, token: str | None = None) -> Any:
+def call_api(method: str, url: str, body: Any = None, token: str | None = None) -> Any:
+    """One JSON request to the local stack's HTTP API, as a client makes it; the JSON answer."""
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(url, data=data, method=method)  # noqa: S310 - the local stack
     request.add_header("content-type", "application/json")
@@ -113,6 +114,12 @@ def cpu_seconds(stack_pid: int) -> dict[str, float]:
             continue
         used[name] = used.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
     return used
+
+
+def cpu_per_message(before: dict[str, float], after: dict[str, float], messages: int) -> dict[str, float]:
+    """CPU milliseconds per message by process between two ``cpu_seconds`` readings, most first."""
+    used = {name: seconds - before.get(name, 0.0) for name, seconds in after.items()}
+    return {name: ms * 1000 / messages for name, ms in sorted(used.items(), key=lambda kv: -kv[1]) if ms > 0}
 
 
 @contextmanager
@@ -194,9 +201,9 @@ def measure(repeats: int = REPEATS) -> StackReport:
             config=Config(account_id_endpoint_mode="disabled"),
         )
         alice, bob = "+14155550101", "+14155550102"
-        token = _request("POST", f"{url}/v1/sessions", {"phoneNumber": alice})["token"]
-        _request("POST", f"{url}/v1/sessions", {"phoneNumber": bob})
-        chat = _request("POST", f"{url}/v1/chats", {"type": "direct", "members": [bob]}, token)["chatId"]
+        token = call_api("POST", f"{url}/v1/sessions", {"phoneNumber": alice})["token"]
+        call_api("POST", f"{url}/v1/sessions", {"phoneNumber": bob})
+        chat = call_api("POST", f"{url}/v1/chats", {"type": "direct", "members": [bob]}, token)["chatId"]
         key = {"PK": {"S": f"CHAT#{chat}"}, "SK": {"S": "META"}}
 
         def get_item() -> None:
@@ -204,21 +211,17 @@ def measure(repeats: int = REPEATS) -> StackReport:
 
         def post() -> None:
             body = {"text": "hello", "clientMessageId": uuid.uuid4().hex}
-            _request("POST", f"{url}/v1/chats/{chat}/messages", body, token)
+            call_api("POST", f"{url}/v1/chats/{chat}/messages", body, token)
 
         def read() -> None:
-            _request("GET", f"{url}/v1/chats/{chat}/messages?limit=20", token=token)
+            call_api("GET", f"{url}/v1/chats/{chat}/messages?limit=20", token=token)
 
         unit = _timed("GetItem", get_item, repeats)
         before = cpu_seconds(pid)
         posts = _timed("POST message", post, repeats)
         time.sleep(1.0)  # the stream work of the last messages
         after = cpu_seconds(pid)
-        cpu = {
-            name: (seconds - before.get(name, 0.0)) * 1000 / (repeats + 10)
-            for name, seconds in sorted(after.items(), key=lambda kv: before.get(kv[0], 0.0) - kv[1])
-            if seconds - before.get(name, 0.0) > 0
-        }
+        cpu = cpu_per_message(before, after, repeats + 10)
         reads = _timed("GET 20 messages", read, repeats)
         return StackReport(healthy, unit, posts, reads, cpu)
 
