@@ -25,8 +25,8 @@ from typing import Any
 
 from moto.backends import get_backend
 from moto.core.base_backend import BackendDict
-from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
-from werkzeug.serving import BaseWSGIServer, make_server
+from cheroot import wsgi
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
 from local import moto_patches
 
@@ -129,13 +129,6 @@ def _operation(environ: dict[str, Any]) -> str:
     return ""
 
 
-class _QuietRequestHandler(MotoRequestHandler):
-    """No access log: the stack logs function invocations, not every AWS call."""
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        return None
-
-
 class EmulatedAws:
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         moto_patches.install()
@@ -143,14 +136,16 @@ class EmulatedAws:
         self._lock = threading.RLock()
         self._host = host
         self._dispatcher = DomainDispatcherApplication(create_backend_app)
-        self._server: BaseWSGIServer = make_server(
-            host, port, self._app, threaded=True, request_handler=_QuietRequestHandler
-        )
+        # cheroot keeps connections alive (werkzeug's server closes every connection, so
+        # each AWS call of a function paid a TCP connect and a new server thread) and
+        # hands a connection to a pool thread only when a request is ready on it.
+        self._server = wsgi.Server((host, port), self._app, numthreads=16, server_name="chatflow-aws")
+        self._server.prepare()
         self._thread: threading.Thread | None = None
 
     @property
     def port(self) -> int:
-        return int(self._server.server_port)
+        return int(self._server.bind_addr[1])
 
     @property
     def url(self) -> str:
@@ -181,12 +176,11 @@ class EmulatedAws:
         return [body]
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="moto", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve, name="moto", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()
         if self._thread is not None:
             self._thread.join(timeout=5)
 

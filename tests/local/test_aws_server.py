@@ -3,6 +3,8 @@ streams carry what DynamoDB's would (local/moto_patches.py)."""
 
 from __future__ import annotations
 
+import http.client
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -232,3 +234,32 @@ def test_a_background_snapshot_holds_the_state_of_its_moment_and_restores(tmp_pa
     assert keys == ["before"]
     assert extra == {"note": "saved"}
     assert not list(tmp_path.glob("*.tmp*"))
+
+
+def test_a_client_keeps_one_connection_across_requests() -> None:
+    # werkzeug's server closed every connection: each AWS call of a function paid a new
+    # TCP connection and a new server thread.
+    EmulatedAws.reset()
+    aws = EmulatedAws()
+    aws.start()
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", aws.port, timeout=5)
+        headers = {
+            "X-Amz-Target": "DynamoDB_20120810.ListTables",
+            "Content-Type": "application/x-amz-json-1.0",
+            "Authorization": "AWS4-HMAC-SHA256 Credential=x/20261203/us-east-1/dynamodb/aws4_request, "
+            "SignedHeaders=host, Signature=x",
+        }
+        sockets = set()
+        for _ in range(3):
+            connection.request("POST", "/", body=b"{}", headers=headers)
+            response = connection.getresponse()
+            assert response.status == 200
+            assert json.loads(response.read()) == {"TableNames": []}
+            assert not response.will_close
+            sockets.add(id(connection.sock))
+        assert len(sockets) == 1
+        connection.close()
+    finally:
+        aws.stop()
+        EmulatedAws.reset()
