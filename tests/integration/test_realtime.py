@@ -439,6 +439,33 @@ def test_an_offline_member_gets_exactly_one_sms_for_a_burst(
     assert command["metadata"]["chatId"] == chat_id
 
 
+def test_while_a_window_is_open_the_fanout_spends_no_call_on_the_offline_member(
+    api: ApiClient, stack: InProcessStack, direct: tuple[str, str, str]
+) -> None:
+    # Given Bob offline, forwarded Alice's first message (his window is now open)
+    alice, _, chat_id = direct
+    api.send(alice, chat_id, "first")
+    stack.drain_streams()
+    assert len(_sms_commands(stack)) == 1
+    calls: list[str] = []
+    make_request = Endpoint.make_request
+
+    def counted(self: Endpoint, operation_model: Any, request_dict: Any) -> Any:
+        calls.append(operation_model.name)
+        return make_request(self, operation_model, request_dict)
+
+    # When she writes again and the fan-out handles it
+    api.send(alice, chat_id, "second")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Endpoint, "make_request", counted)
+        stack.drain_streams()
+
+    # Then no SMS, and the forward cost nothing: no chat re-read, opt-out read or budget write
+    assert _sms_commands(stack) == []
+    fanout = [c for c in calls if c in ("GetItem", "PutItem", "SendMessageBatch")]
+    assert fanout == [], calls
+
+
 def test_a_long_message_is_cut_to_one_segment_in_the_sms(
     api: ApiClient, stack: InProcessStack, direct: tuple[str, str, str]
 ) -> None:

@@ -281,6 +281,10 @@ class Notifier(Protocol):
 
 
 class ForwardLimiter(Protocol):
+    def known_taken(self, chat_id: str, phone_number: str, *, now: datetime) -> bool:
+        """True when the budget is known, without a call, to be taken at ``now``."""
+        ...
+
     def acquire(self, chat_id: str, phone_number: str, *, now: datetime, window: timedelta) -> bool:
         """True at most once per ``window`` for a chat and member (the SMS forward's budget)."""
         ...

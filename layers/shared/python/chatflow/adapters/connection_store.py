@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from botocore.exceptions import ClientError
 
@@ -167,13 +167,28 @@ class DynamoConnectionRepository:
 
 
 class DynamoForwardLimiter:
-    """One SMS forward per chat and member per window: a conditional write of the window's end."""
+    """One SMS forward per chat and member per window: a conditional write of the window's end.
 
-    def __init__(self, table: str, client: DynamoDBClient) -> None:
+    It remembers the windows it took or saw taken (a refused write returns the item that
+    refused it), so while a member's window is open the fan-out spends no call on them:
+    a busy chat with an offline member costs one write per window, not one per message.
+    A window is only ever shortened by ``release`` (a forward that could not be sent),
+    which the same limiter forgets; one released elsewhere is re-taken by the stream
+    record that released it, as it is retried."""
+
+    def __init__(self, table: str, client: DynamoDBClient, *, remembered: int = 10_000) -> None:
         self._table = table
         self._client = client
+        self._remembered = remembered
+        self._until: dict[tuple[str, str], int] = {}  # (chat, phone) → window end, epoch ms
+
+    def known_taken(self, chat_id: str, phone_number: str, *, now: datetime) -> bool:
+        until = self._until.get((chat_id, phone_number))
+        return until is not None and until > _ms(now)
 
     def acquire(self, chat_id: str, phone_number: str, *, now: datetime, window: timedelta) -> bool:
+        if self.known_taken(chat_id, phone_number, now=now):
+            return False
         until = now + window
         try:
             self._client.put_item(
@@ -186,14 +201,29 @@ class DynamoForwardLimiter:
                 ConditionExpression="attribute_not_exists(PK) OR #u <= :now",
                 ExpressionAttributeNames={"#u": "until"},
                 ExpressionAttributeValues={":now": {"N": str(_ms(now))}},
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as exc:
             if _conditional(exc):
+                # The item that refused the write (ReturnValuesOnConditionCheckFailure).
+                refusing: dict[str, Any] = cast("dict[str, Any]", exc.response).get("Item") or {}
+                if "until" in refusing:
+                    self._remember(chat_id, phone_number, int(refusing["until"]["N"]))
                 return False
             raise translate(exc) from exc
+        self._remember(chat_id, phone_number, _ms(until))
         return True
 
+    def _remember(self, chat_id: str, phone_number: str, until_ms: int) -> None:
+        if len(self._until) >= self._remembered:
+            now = _ms(datetime.now(UTC))
+            self._until = {key: end for key, end in self._until.items() if end > now}
+            while len(self._until) >= self._remembered:  # all still open: drop the oldest
+                del self._until[next(iter(self._until))]
+        self._until[(chat_id, phone_number)] = until_ms
+
     def release(self, chat_id: str, phone_number: str) -> None:
+        self._until.pop((chat_id, phone_number), None)
         try:
             self._client.delete_item(TableName=self._table, Key=_forward_key(chat_id, phone_number))
         except ClientError as exc:

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from chatflow.api.models import ChatOut, ClientMessageId, MessageOut, MessageText
-from chatflow.domain.chats import Chat, Message
+from chatflow.domain.chats import Chat, Member, Message
 from chatflow.domain.clock import to_iso
 from chatflow.domain.realtime import (
     CONNECTION_TTL,
@@ -271,15 +271,25 @@ class RealtimeService:
     def _forward(
         self, chat: Chat, message: Message, presence: Mapping[str, Presence], via: Forwarding
     ) -> None:
-        if not members_to_forward(chat, message, presence):
+        now = self._clock()
+
+        def candidates(of: Chat) -> list[Member]:
+            # Members whose budget is known to be taken cost no call (a busy chat with an
+            # offline member: one write per window, not one per message).
+            return [
+                m
+                for m in members_to_forward(of, message, presence)
+                if not via.limiter.known_taken(chat.chat_id, m.phone_number, now=now)
+            ]
+
+        if not candidates(chat):
             return
         # The record's image is the chat when the message was stored; a member may have
         # read it since (on another device, over HTTP): decide on the chat as it is now.
-        members = members_to_forward(self._chats.get_chat(chat.chat_id) or chat, message, presence)
+        members = candidates(self._chats.get_chat(chat.chat_id) or chat)
         if not members:
             return
         text = forward_text(sender_label(chat, message.sender), message.text)
-        now = self._clock()
         opted_out = via.opt_outs.opted_out([m.phone_number for m in members])
         granted = [
             m.phone_number
