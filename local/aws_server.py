@@ -23,9 +23,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from cheroot import wsgi
 from moto.backends import get_backend
 from moto.core.base_backend import BackendDict
-from cheroot import wsgi
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
 from local import moto_patches
