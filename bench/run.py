@@ -418,26 +418,40 @@ thread of the stack's one process was running). Before the changes:
 - After the HTTP and WebSocket APIs moved to uvicorn, every response written in two parts
   waited for the client's delayed ACK (about 40 ms: the listening socket was made without
   `IPPROTO_TCP`, so asyncio never set `TCP_NODELAY`).
+- A second profile, after those fixes (one-off, 2026-12-03 evening): moto's server was
+  werkzeug's, which closes every connection, so each AWS call of every function paid a TCP
+  connect and a new server thread (about 650 connections a second); and the fan-out spent
+  three calls per message on an offline member whose 10-minute SMS window was already
+  taken (re-read the chat, read opt-outs, a refused budget write).
 
 **What changed**: the pollers read moto's models directly (`local/direct_aws.py`); a write
 wakes only the pollers of its queue or table; moto speed-ups in `local/moto_patches.py`
 (AttributeValue short path, one-partition Query, UpdateItem tree validated in place, method
 names listed once; each with differential tests); `TCP_NODELAY` on every connection of the
-edge; snapshots written by a forked child (requests wait for the fork only). The CPU table
+edge; snapshots written by a forked child (requests wait for the fork only); moto served by
+cheroot with keep-alive connections; the fan-out's forward limiter remembers open windows
+(a product change: it saves DynamoDB calls on AWS too, see docs/realtime.md). The CPU table
 above is the after figure for the stack process's share.
 
 **What is left** (the targets this run misses are marked MISSED in the summary):
 
-- **POST ≤ 8x GetItem**: the unit got faster too. A `POST` is two function invocations (the
-  authorizer's `GetItem`; the chats function's `GetItem` and `TransactWriteItems`), the edge
-  and the client, while the message's own stream work (the inbox projection and the fan-out,
-  in the CPU table) starts as soon as the transaction is written and shares the 2 cores.
-- **A 20-message read ≤ 5x GetItem** sits at the edge: between 4.8x and 5.6x over five runs of
-  this benchmark on 2026-12-03. It is the authorizer's `GetItem`, the chats function's
-  `GetItem` and its `Query`; what is left of the `Query` in moto is spread thin (sizing each
-  item, a deep copy of the results, the serializer), and botocore parses the items again.
-- **Real time with an offline member**: see the CPU per message in "Real time": at 30
-  messages/s it needs more cores than this machine has.
+- **POST ≤ 8x GetItem**: the unit got faster too (keep-alive helps the benchmark's own
+  client). A `POST` is two function invocations (the authorizer's `GetItem`; the chats
+  function's `GetItem` and `TransactWriteItems`), the edge and the client, while the
+  previous message's stream work (the inbox projection, the search index and the fan-out:
+  see the CPU table) runs at the same time on the same 2 cores. One-off experiment
+  (2026-12-03, stream delivery switched off by a temporary edit): the same `POST` took
+  12.4 ms at p50, 6.9x its `GetItem`. What is over 8x is that concurrent stream work.
+- **A 20-message read ≤ 5x GetItem**: three AWS calls (the authorizer's `GetItem`, the
+  chats function's `GetItem` and `Query`), two invocations and the edge. The invocation
+  logs of `make run` show the authorizer at about 2 ms and the chats function at about
+  7 ms, almost all of it its two calls; moto's `Query` still sorts the whole partition
+  (210 messages here). With a unit of about 2 ms, 5x leaves about 4 ms for everything
+  that is not an AWS call.
+- **Real time with an offline member**: see the CPU per message in "Real time". Each
+  message in a group of six is six inbox writes, one presence read, five posts to
+  connections and the search index: at 30 messages/s that is most of this machine's
+  2 cores, and the stack's one process (moto, the APIs, the pollers) is the queue.
 """
 
 
