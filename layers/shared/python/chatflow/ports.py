@@ -192,6 +192,8 @@ class OutgoingSms:
     message_type: Literal["transactional", "promotional"] = "transactional"
     sender_id: str | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
+    # Not accepted by the provider by then: never sent, it ends as expired (CONTRACT §4a).
+    valid_until: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -236,15 +238,17 @@ class SmsCommandRepository(Protocol):
 
 
 class OptOutRepository(Protocol):
-    def is_opted_out(self, phone_number: str) -> bool: ...
+    """Opt-outs by destination: an E.164 number or a SIM's ICCID (CONTRACT §4a)."""
 
-    def opted_out(self, phone_numbers: Sequence[str]) -> set[str]:
-        """Those of ``phone_numbers`` that opted out (batched reads)."""
+    def is_opted_out(self, destination: str) -> bool: ...
+
+    def opted_out(self, destinations: Sequence[str]) -> set[str]:
+        """Those of ``destinations`` that opted out (batched reads)."""
         ...
 
-    def opt_out(self, phone_number: str, *, at: datetime) -> None: ...
+    def opt_out(self, destination: str, *, at: datetime) -> None: ...
 
-    def opt_in(self, phone_number: str) -> None: ...
+    def opt_in(self, destination: str) -> None: ...
 
 
 class RateLimiter(Protocol):
