@@ -302,6 +302,8 @@ def snapshot(raw: RawItem | None) -> CommandSnapshot | None:
         failed_at=item.get("failedAt"),
         delivery=item.get("delivery"),
         delivery_at=item.get("deliveryAt"),
+        valid_until=item.get("validUntil"),
+        expired_at=item.get("expiredAt"),
         metadata={str(k): str(v) for k, v in (item.get("metadata") or {}).items()},
     )
 

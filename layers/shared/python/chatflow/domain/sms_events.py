@@ -35,6 +35,8 @@ class CommandSnapshot:
     failed_at: str | None = None
     delivery: str | None = None
     delivery_at: str | None = None
+    valid_until: str | None = None
+    expired_at: str | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
 
 
