@@ -39,11 +39,10 @@ class InMemoryCommands:
             record = self.records.get(sms.command_id)
             if record is None:
                 record = self.records[sms.command_id] = CommandRecord(sms)
-            elif record.status in ("sent", "failed"):
+            elif record.status in ("sent", "failed", "expired"):
                 return Claim("final", record.attempts)
             elif record.lease_until is not None and record.lease_until > now:
                 return Claim("busy", record.attempts, record.lease_until)
-            record.attempts += 1
             record.lease_until = lease_until
             record.history.append("sending")
             return Claim("claimed", record.attempts, lease_until)
@@ -58,7 +57,14 @@ class InMemoryCommands:
             record.history.append(record.status)
 
     def mark_sent(
-        self, command_id: str, *, provider_message_id: str, segments: int, encoding: str, at: datetime
+        self,
+        command_id: str,
+        *,
+        provider_message_id: str,
+        segments: int,
+        encoding: str,
+        attempts: int,
+        at: datetime,
     ) -> None:
         self._finish(
             command_id,
@@ -66,11 +72,12 @@ class InMemoryCommands:
             provider_message_id=provider_message_id,
             segments=segments,
             encoding=encoding,
+            attempts=attempts,
             lease_until=None,
         )
 
     def mark_failed(
-        self, command_id: str, *, error_code: str, reason: str, permanent: bool, at: datetime
+        self, command_id: str, *, error_code: str, reason: str, permanent: bool, attempts: int, at: datetime
     ) -> None:
         self._finish(
             command_id,
@@ -78,14 +85,35 @@ class InMemoryCommands:
             error_code=error_code,
             reason=reason,
             permanent=permanent,
+            attempts=attempts,
             lease_until=None,
         )
 
-    def release(self, command_id: str, *, error_code: str, reason: str) -> None:
+    def mark_expired(self, command_id: str, *, valid_until: datetime, at: datetime) -> None:
+        self._finish(command_id, status="expired", lease_until=None)
+
+    def mark_dead_lettered(self, sms: OutgoingSms, *, reason: str, at: datetime) -> bool:
+        with self._lock:
+            record = self.records.setdefault(sms.command_id, CommandRecord(sms))
+            if record.status != "sending":
+                return False
+            record.status, record.error_code, record.reason, record.permanent = (
+                "failed",
+                "dead_lettered",
+                reason,
+                False,
+            )
+            record.lease_until = None
+            record.history.append("failed")
+            return True
+
+    def release(self, command_id: str, *, error_code: str, reason: str, attempts: int | None = None) -> None:
         with self._lock:
             record = self.records[command_id]
             record.lease_until = None
             record.last_error = f"{error_code}: {reason}"
+            if attempts is not None:
+                record.attempts = attempts
 
     def record_receipt(self, command_id: str, *, provider_message_id: str, status: str, at: datetime) -> bool:
         with self._lock:
@@ -100,20 +128,22 @@ class InMemoryCommands:
 
 
 class InMemoryOptOuts:
-    def __init__(self, numbers: set[str] | None = None) -> None:
-        self.numbers = set(numbers or ())
+    """Opted-out destinations: E.164 numbers and ICCIDs alike."""
 
-    def is_opted_out(self, phone_number: str) -> bool:
-        return phone_number in self.numbers
+    def __init__(self, destinations: set[str] | None = None) -> None:
+        self.destinations = set(destinations or ())
 
-    def opted_out(self, phone_numbers: Sequence[str]) -> set[str]:
-        return self.numbers & set(phone_numbers)
+    def is_opted_out(self, destination: str) -> bool:
+        return destination in self.destinations
 
-    def opt_out(self, phone_number: str, *, at: datetime) -> None:
-        self.numbers.add(phone_number)
+    def opted_out(self, destinations: Sequence[str]) -> set[str]:
+        return self.destinations & set(destinations)
 
-    def opt_in(self, phone_number: str) -> None:
-        self.numbers.discard(phone_number)
+    def opt_out(self, destination: str, *, at: datetime) -> None:
+        self.destinations.add(destination)
+
+    def opt_in(self, destination: str) -> None:
+        self.destinations.discard(destination)
 
 
 class FixedRate:
@@ -122,6 +152,8 @@ class FixedRate:
     def __init__(self, waits: list[float] | None = None) -> None:
         self.waits = list(waits or [])
         self.calls = 0
+
+    per_second = 10
 
     def acquire(self, now: datetime) -> float:
         self.calls += 1

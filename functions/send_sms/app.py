@@ -3,13 +3,20 @@
 Each record is one command. The sends of a batch run concurrently (at most
 ``SMS_BATCH_CONCURRENCY`` at a time); each ends in one of:
 
-- sent / failed / duplicate / invalid: the message is done (deleted). ``SmsSent`` or
-  ``SmsFailed`` follows from the command's record (see functions/sms_events); an
-  invalid body is recorded for its ``SmsRejected`` and never retried;
-- retry: the message's visibility is set to the backoff delay and it is reported as a
-  batch item failure, so SQS hands it back after that delay;
+- sent / failed / expired / duplicate / invalid: the message is done (deleted).
+  ``SmsSent``, ``SmsFailed`` or ``SmsExpired`` follows from the command's record (see
+  functions/sms_events); an invalid body is recorded for its ``SmsRejected`` and never
+  retried;
+- retry (a provider call failed) or wait (no slot of the provider-wide rate, or another
+  delivery holds the command): the command is sent to the queue again, delayed by the
+  backoff or the wait (``DelaySeconds``), and this message is done. A fresh message has a
+  fresh receive count, so only crashes count toward the queue's ``maxReceiveCount``: a
+  busy campaign can no longer dead-letter a command by bouncing it off the rate. If that
+  send fails, the message's own visibility is set to the delay instead and it is reported
+  as a batch item failure (SQS hands it back then; nothing is lost);
 - an unexpected error: reported as a failure, retried after the queue's visibility
-  timeout; after ``maxReceiveCount`` receives it lands in the dead-letter queue (alarmed).
+  timeout; after ``maxReceiveCount`` receives it lands in the dead-letter queue, whose
+  consumer (functions/sms_dead_letters) ends it as ``SmsFailed`` ``dead_lettered``.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ from botocore.exceptions import ClientError
 from chatflow.adapters import aws
 from chatflow.adapters.sms_provider import HttpSmsProvider
 from chatflow.adapters.sms_store import DynamoOptOutRepository, DynamoRateLimiter, DynamoSmsCommandRepository
-from chatflow.commands import InvalidCommand, parse_command
+from chatflow.commands import InvalidCommand, command_body, parse_command
 from chatflow.domain.clock import utc_now
 from chatflow.domain.gateway import SmsGateway
 from chatflow.domain.sms import RetryPolicy
@@ -43,6 +50,8 @@ AWS = load(AwsSettings)
 SMS = load(SmsGatewaySettings)
 
 # A batch whose every command waits for a retry is not an invocation error: each has its delay.
+# SQS's longest message delay; the retry policy's longest delay is the same 15 minutes.
+MAX_DELAY_SECONDS = 900
 processor = AsyncBatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
@@ -65,6 +74,7 @@ def gateway() -> SmsGateway:
         rate=DynamoRateLimiter(SMS.sms_table, client, SMS.rate_per_second),
         policy=RetryPolicy(max_attempts=SMS.max_attempts, base_seconds=SMS.retry_base_seconds),
         clock=utc_now,
+        in_flight=SMS.concurrency * SMS.max_invocations,
     )
 
 
@@ -77,7 +87,7 @@ def senders() -> ThreadPoolExecutor:
 
 def handle(record: SQSRecord) -> None:
     try:
-        sms = parse_command(record.body)
+        sms = parse_command(record.body, record.message_id)
     except InvalidCommand as exc:
         DynamoSmsCommandRepository(SMS.sms_table, aws.dynamodb(AWS.region)).reject(
             reason=str(exc), body=record.body, at=utc_now()
@@ -90,7 +100,15 @@ def handle(record: SQSRecord) -> None:
         "command handled",
         extra={"command_id": sms.command_id, "outcome": outcome.kind, "detail": outcome.detail},
     )
-    if outcome.kind == "retry":
+    if outcome.kind in ("retry", "wait"):
+        delay = min(outcome.delay_seconds, MAX_DELAY_SECONDS)
+        try:
+            aws.sqs(AWS.region).send_message(
+                QueueUrl=SMS.send_sms_queue_url, MessageBody=command_body(sms), DelaySeconds=delay
+            )
+            return
+        except ClientError as exc:
+            logger.warning("command not sent again", extra={"command_id": sms.command_id, "error": str(exc)})
         try:
             aws.sqs(AWS.region).change_message_visibility(
                 QueueUrl=SMS.send_sms_queue_url,

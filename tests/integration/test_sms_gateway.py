@@ -189,18 +189,144 @@ def test_a_permanent_provider_refusal_gives_smsfailed_at_once(gateway: Gateway) 
     assert (detail["errorCode"], detail["permanent"], detail["attempts"]) == ("invalid_destination", True, 1)
 
 
-def test_a_transient_failure_is_given_back_to_the_queue_with_a_delay(gateway: Gateway) -> None:
+def _delayed(gateway: Gateway) -> int:
+    attributes = gateway.sqs.get_queue_attributes(
+        QueueUrl=gateway.queue_url, AttributeNames=["ApproximateNumberOfMessagesDelayed"]
+    )["Attributes"]
+    return int(attributes["ApproximateNumberOfMessagesDelayed"])
+
+
+def test_a_transient_failure_comes_back_later_as_a_fresh_message_with_one_attempt_counted(
+    gateway: Gateway,
+) -> None:
     # Given a number the provider always answers 503
     gateway.put(command("flaky", phoneNumber="+14155550503"))
 
     # When it is consumed
     response = gateway.deliver()
 
-    # Then it is reported as a batch item failure, nothing is published, and it is invisible for a while
-    assert len(response["batchItemFailures"]) == 1
+    # Then this message is done and the command waits in the queue as a delayed message
+    # (a fresh receive count: retries never count toward the dead-letter queue's limit);
+    # nothing is published, one provider call is counted
+    assert response == {"batchItemFailures": []}
     assert gateway.published() == []
-    assert gateway.record("flaky")["status"] == "sending"
+    record = gateway.record("flaky")
+    assert (record["status"], record["attempts"]) == ("sending", "1")
     assert gateway.sqs.receive_message(QueueUrl=gateway.queue_url).get("Messages") is None
+    assert _delayed(gateway) == 1
+
+
+def test_a_rate_bounce_is_a_wait_not_an_attempt_and_uses_no_receive() -> None:
+    # Given a provider-wide rate of 1 per second and a batch of 10 commands at once
+    settings = FakeProviderSettings(failure_rate=0.0, min_delay_ms=0, max_delay_ms=1, seed=1)
+    provider = FakeSmsProvider(settings, log=lambda line: None)
+    provider.start()
+    try:
+        with mock_aws():
+            stack = InProcessStack.create(
+                parameters={"AuthMode": "phone", "SmsProviderBaseUrl": provider.url, "SmsRatePerSecond": "1"}
+            )
+            gateway = Gateway(stack, provider)
+            gateway.put(*(command(f"r-{i}") for i in range(10)))
+
+            # When the batch is consumed
+            response = gateway.deliver()
+
+            # Then those that found no slot within the wait are sent again, delayed, with no
+            # attempt counted and no batch item failure (no receive used up)
+            assert response == {"batchItemFailures": []}
+            sent = len(provider.outbox())
+            assert 1 <= sent <= 4  # 1 per second over the 2 s an attempt may wait
+            assert _delayed(gateway) == 10 - sent
+            waiting = [gateway.record(f"r-{i}") for i in range(10)]
+            assert sorted(r["attempts"] for r in waiting if r["status"] == "sending") == ["0"] * (10 - sent)
+    finally:
+        provider.stop()
+
+
+def test_a_seed_shaped_command_is_sent_under_its_sqs_message_id(gateway: Gateway) -> None:
+    # Given a producer that knows only seed 004's field names, and no command id
+    gateway.sqs.send_message(
+        QueueUrl=gateway.queue_url,
+        MessageBody=json.dumps({"PhoneNumber": "+14155550101", "SmsText": "Your order"}),
+    )
+
+    # When it is consumed
+    messages = gateway.sqs.receive_message(QueueUrl=gateway.queue_url, VisibilityTimeout=0)["Messages"]
+    response = gateway.deliver()
+    events = gateway.published()
+
+    # Then it is sent, and its events name the SQS message's id as the command id
+    assert response == {"batchItemFailures": []}
+    assert [m["text"] for m in gateway.provider.outbox()] == ["Your order"]
+    assert [(e["detail-type"], e["detail"]["commandId"]) for e in events] == [
+        ("SmsSent", messages[0]["MessageId"])
+    ]
+
+
+def test_a_command_past_its_validity_is_never_sent_and_ends_expired(gateway: Gateway) -> None:
+    gateway.put(command("late", validUntil="2020-01-01T00:00:00Z"))
+
+    response = gateway.deliver()
+
+    assert response == {"batchItemFailures": []}
+    assert gateway.provider.outbox() == []
+    record = gateway.record("late")
+    assert (record["status"], record["validUntil"], record["attempts"]) == (
+        "expired",
+        "2020-01-01T00:00:00.000Z",
+        "0",
+    )
+
+
+def test_a_dead_lettered_command_ends_failed_even_if_no_attempt_recorded_it(gateway: Gateway) -> None:
+    # Given a command that crashed the consumer on every delivery, before its claim
+    dead_letters = gateway.stack.template.physical_ids["SendSmsDeadLetterQueue"]
+    dead_arn = gateway.stack.template.attributes[("SendSmsDeadLetterQueue", "Arn")]
+    gateway.sqs.send_message(QueueUrl=dead_letters, MessageBody=command("poison", metadata={"order": "7"}))
+    messages = gateway.sqs.receive_message(QueueUrl=dead_letters, AttributeNames=["All"])["Messages"]
+
+    # When the dead-letter consumer gets it (twice: a redelivery changes nothing)
+    records = [_sqs_record(dict(m), dead_arn) for m in messages]
+    for _ in range(2):
+        assert gateway.stack.invoke("SmsDeadLettersFunction", {"Records": records}) == {
+            "batchItemFailures": []
+        }
+    events = gateway.published()
+
+    # Then exactly one SmsFailed dead_lettered, with the command's metadata
+    assert [e["detail-type"] for e in events] == ["SmsFailed"]
+    detail = events[0]["detail"]
+    assert (detail["commandId"], detail["errorCode"], detail["permanent"]) == (
+        "poison",
+        "dead_lettered",
+        False,
+    )
+    assert detail["metadata"] == {"order": "7"}
+    assert gateway.provider.outbox() == []
+
+
+def test_a_dead_letter_of_a_command_that_was_sent_changes_nothing(gateway: Gateway) -> None:
+    gateway.put(command("done"))
+    gateway.deliver()
+    gateway.published()
+    dead_arn = gateway.stack.template.attributes[("SendSmsDeadLetterQueue", "Arn")]
+    record = {
+        "messageId": "m-1",
+        "receiptHandle": "h",
+        "body": command("done"),
+        "attributes": {"ApproximateReceiveCount": "5"},
+        "messageAttributes": {},
+        "md5OfBody": "",
+        "eventSource": "aws:sqs",
+        "eventSourceARN": dead_arn,
+        "awsRegion": "us-east-1",
+    }
+
+    assert gateway.stack.invoke("SmsDeadLettersFunction", {"Records": [record]}) == {"batchItemFailures": []}
+
+    assert gateway.published() == []
+    assert gateway.record("done")["status"] == "sent"
 
 
 def test_a_promotional_message_to_a_number_that_sent_stop_fails_as_opted_out(gateway: Gateway) -> None:

@@ -53,18 +53,30 @@ def test_a_claimed_command_is_busy_for_others_until_its_lease_ends(table: str) -
     during = commands.claim(sms(), now=NOW + timedelta(seconds=30), lease_until=NOW + timedelta(seconds=90))
     after = commands.claim(sms(), now=NOW + timedelta(seconds=61), lease_until=NOW + timedelta(seconds=121))
 
-    assert (first.state, first.attempts) == ("claimed", 1)
+    # A claim is not an attempt: only provider calls count
+    assert (first.state, first.attempts) == ("claimed", 0)
     assert during.state == "busy"
     assert during.lease_until is not None
     assert abs((during.lease_until - (NOW + timedelta(seconds=60))).total_seconds()) < 0.01
-    assert (after.state, after.attempts) == ("claimed", 2)
+    assert (after.state, after.attempts) == ("claimed", 0)
+
+
+def test_a_released_attempt_counts_its_provider_call_for_the_next_claim(table: str) -> None:
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    commands = DynamoSmsCommandRepository(table, client)
+    commands.claim(sms(), now=NOW, lease_until=NOW + timedelta(seconds=60))
+    commands.release("c1", error_code="provider_503", reason="down", attempts=1)
+    commands.claim(sms(), now=NOW, lease_until=NOW + timedelta(seconds=60))
+    commands.release("c1", error_code="rate_limited", reason="waited")  # a wait: no call
+
+    assert commands.claim(sms(), now=NOW, lease_until=NOW + timedelta(seconds=60)).attempts == 1
 
 
 def test_an_ended_command_is_final_for_every_later_claim(table: str) -> None:
     client = boto3.client("dynamodb", region_name="us-east-1")
     commands = DynamoSmsCommandRepository(table, client)
     commands.claim(sms(), now=NOW, lease_until=NOW + timedelta(seconds=60))
-    commands.mark_sent("c1", provider_message_id="pm", segments=1, encoding="GSM-7", at=NOW)
+    commands.mark_sent("c1", provider_message_id="pm", segments=1, encoding="GSM-7", attempts=1, at=NOW)
 
     later = commands.claim(sms(), now=NOW + timedelta(hours=1), lease_until=NOW + timedelta(hours=2))
 

@@ -149,10 +149,12 @@ def test_a_command_held_by_another_attempt_is_retried_after_its_lease_without_a_
     # When the same command is delivered again meanwhile
     outcome = _gateway(provider, commands, clock=clock).handle(sms())
 
-    # Then it comes back after the lease, and the provider is not called twice at once
-    assert outcome.kind == "retry"
+    # Then it comes back after the lease (a wait, not an attempt), and the provider is not
+    # called twice at once
+    assert outcome.kind == "wait"
     assert 60 <= outcome.delay_seconds <= 62
     assert provider.requests == []
+    assert commands.records["c1"].attempts == 0
 
 
 def test_the_provider_wide_rate_makes_a_send_wait_its_turn() -> None:
@@ -170,9 +172,12 @@ def test_a_send_that_would_wait_too_long_for_the_rate_goes_back_to_the_queue() -
 
     outcome = _gateway(provider, commands, rate=FixedRate([0.9, 0.9, 0.9])).handle(sms())
 
-    assert outcome.kind == "retry"
+    # A wait, not an attempt: it comes back within (sends in flight / rate) seconds
+    assert outcome.kind == "wait"
+    assert 1 <= outcome.delay_seconds <= 1 + 1 / FixedRate.per_second + 1
     assert provider.requests == []
     assert commands.records["c1"].lease_until is None
+    assert commands.records["c1"].attempts == 0
 
 
 class _CrashOnSent(InMemoryCommands):
@@ -183,13 +188,25 @@ class _CrashOnSent(InMemoryCommands):
         self.crashes = 1
 
     def mark_sent(
-        self, command_id: str, *, provider_message_id: str, segments: int, encoding: str, at: datetime
+        self,
+        command_id: str,
+        *,
+        provider_message_id: str,
+        segments: int,
+        encoding: str,
+        attempts: int,
+        at: datetime,
     ) -> None:
         if self.crashes:
             self.crashes -= 1
             raise SystemExit("killed")
         super().mark_sent(
-            command_id, provider_message_id=provider_message_id, segments=segments, encoding=encoding, at=at
+            command_id,
+            provider_message_id=provider_message_id,
+            segments=segments,
+            encoding=encoding,
+            attempts=attempts,
+            at=at,
         )
 
 
@@ -208,9 +225,88 @@ def test_a_crash_after_the_provider_accepted_loses_nothing_and_the_resend_reuses
     clock.advance(timedelta(minutes=2))
     outcome = gateway.handle(sms())
 
-    # Then the command ends as sent; the provider saw the same key twice and sent one SMS
+    # Then the command ends as sent; the provider saw the same key twice and sent one SMS.
+    # The call cut short by the crash left no outcome and is not counted: a crash never
+    # uses up the retry budget (a message that keeps crashing ends in the dead-letter queue).
     assert outcome.kind == "sent"
     assert commands.records["c1"].status == "sent"
-    assert commands.records["c1"].attempts == 2
+    assert commands.records["c1"].attempts == 1
     assert provider.attempts["c1"] == 2
     assert len(provider.sent) == 1
+
+
+def test_only_provider_calls_count_as_attempts_whatever_waits_come_between() -> None:
+    # Given a provider that fails transiently twice, and a rate that bounces the command
+    # back to the queue between the attempts (max 3 attempts)
+    clock = FakeClock()
+    provider = ScriptedProvider(
+        TransientProviderError("down", code="provider_503"),
+        TransientProviderError("down", code="provider_503"),
+    )
+    commands = InMemoryCommands()
+    bounce = [0.9, 0.9, 0.9]
+    gateway = _gateway(provider, commands, rate=FixedRate([*bounce, 0, *bounce, 0, *bounce, 0]), clock=clock)
+
+    # When the command is delivered until it ends, the lease running out between deliveries
+    kinds = []
+    for _ in range(6):
+        outcome = gateway.handle(sms())
+        kinds.append(outcome.kind)
+        clock.advance(timedelta(minutes=2))
+        if outcome.kind == "sent":
+            break
+
+    # Then three waits cost nothing, and the third provider call, the last allowed, is sent
+    assert kinds == ["wait", "retry", "wait", "retry", "wait", "sent"]
+    assert commands.records["c1"].attempts == 3
+    assert len(provider.requests) == 3
+
+
+def test_a_command_past_its_validity_expires_without_a_send() -> None:
+    clock = FakeClock()
+    provider, commands = ScriptedProvider(), InMemoryCommands()
+
+    outcome = _gateway(provider, commands, clock=clock).handle(
+        sms(valid_until=clock() - timedelta(seconds=1))
+    )
+
+    assert outcome.kind == "expired"
+    assert commands.records["c1"].status == "expired"
+    assert provider.requests == []
+
+
+def test_a_retry_comes_back_by_the_commands_validity_to_end_it_on_time() -> None:
+    # Given a command valid for 5 more seconds whose send fails transiently (backoff > 5 s)
+    clock = FakeClock()
+    provider = ScriptedProvider(TransientProviderError("down", code="provider_503", retry_after=60))
+    commands = InMemoryCommands()
+    gateway = _gateway(provider, commands, clock=clock)
+    command = sms(valid_until=clock() + timedelta(seconds=5))
+
+    # When it is retried
+    first = gateway.handle(command)
+    clock.advance(timedelta(seconds=first.delay_seconds))
+    second = gateway.handle(command)
+
+    # Then it comes back when its validity ends, and ends as expired, not sent late
+    assert (first.kind, first.delay_seconds) == ("retry", 5)
+    assert second.kind == "expired"
+    assert len(provider.requests) == 1
+
+
+def test_a_promotional_message_to_an_opted_out_sim_fails_without_a_send() -> None:
+    iccid = "8944500102198304826"
+    provider, commands = ScriptedProvider(), InMemoryCommands()
+    gateway = _gateway(provider, commands, opt_outs=InMemoryOptOuts({iccid}))
+
+    outcome = gateway.handle(sms(to=iccid, to_type="iccid", message_type="promotional"))
+
+    assert outcome.kind == "failed"
+    record = commands.records["c1"]
+    assert (record.status, record.error_code, record.permanent, record.attempts) == (
+        "failed",
+        "opted_out",
+        True,
+        0,
+    )
+    assert provider.requests == []

@@ -1,21 +1,38 @@
-"""The SendSms command as producers put it on the queue (CONTRACT §4), validated at the edge.
+"""The SendSms command as producers put it on the queue (CONTRACT §4, §4a), validated at the edge.
 
 A body that is not JSON or breaks the schema is rejected (``SmsRejected``, never
 retried); fields the contract does not know are ignored, so producers can add some.
+Seed-shaped producers may write ``PhoneNumber``, ``SmsText``, ``CommandId``, ``Iccid``,
+``SenderId``, ``MessageType``, ``Metadata`` (and ``ValidUntil``) instead of the camelCase
+names; a command without a command id takes the SQS message's id, so redeliveries of
+that message are deduplicated (a producer's own resend is a new message, a new command).
 """
 
 from __future__ import annotations
 
 import json
-from typing import Annotated, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from chatflow.domain.clock import to_iso
 from chatflow.domain.phone import normalize_phone
 from chatflow.errors import InvalidPhoneNumber
 from chatflow.ports import OutgoingSms
 
 MAX_METADATA_ENTRIES = 20
+# Seed 004's names (CONTRACT §4a) and the contract's own.
+SYNONYMS = {
+    "CommandId": "commandId",
+    "PhoneNumber": "phoneNumber",
+    "Iccid": "iccid",
+    "SmsText": "text",
+    "SenderId": "senderId",
+    "MessageType": "messageType",
+    "Metadata": "metadata",
+    "ValidUntil": "validUntil",
+}
 
 
 class InvalidCommand(ValueError):
@@ -32,6 +49,7 @@ class SendSmsCommand(BaseModel):
     senderId: Annotated[str | None, Field(min_length=1, max_length=20)] = None
     messageType: Literal["transactional", "promotional"] = "transactional"
     metadata: dict[str, str] = Field(default_factory=dict)
+    validUntil: str | None = None
 
     @field_validator("phoneNumber")
     @classmethod
@@ -50,6 +68,19 @@ class SendSmsCommand(BaseModel):
             raise ValueError(f"at most {MAX_METADATA_ENTRIES} metadata entries")
         return value
 
+    @field_validator("validUntil")
+    @classmethod
+    def _iso_utc(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError("must be an ISO-8601 date and time, such as 2026-12-03T10:00:00Z") from None
+        if moment.tzinfo is None:
+            raise ValueError("must say its time zone (Z for UTC), such as 2026-12-03T10:00:00Z")
+        return to_iso(moment)
+
     @model_validator(mode="after")
     def _one_destination(self) -> SendSmsCommand:
         if (self.phoneNumber is None) == (self.iccid is None):
@@ -65,17 +96,25 @@ class SendSmsCommand(BaseModel):
             message_type=self.messageType,
             sender_id=self.senderId,
             metadata=dict(self.metadata),
+            valid_until=datetime.fromisoformat(self.validUntil.replace("Z", "+00:00"))
+            if self.validUntil
+            else None,
         )
 
 
-def parse_command(body: str) -> OutgoingSms:
-    """The command in an SQS message body; ``InvalidCommand`` saying why when it is not one."""
+def parse_command(body: str, message_id: str | None = None) -> OutgoingSms:
+    """The command in an SQS message body; ``InvalidCommand`` saying why when it is not one.
+
+    ``message_id`` (the SQS message's) is the command id of a command that names none."""
     try:
         document = json.loads(body)
     except ValueError as exc:
         raise InvalidCommand(f"the body is not JSON: {exc}") from exc
     if not isinstance(document, dict):
         raise InvalidCommand("the body must be a JSON object")
+    document = _canonical(document)
+    if "commandId" not in document and message_id:
+        document["commandId"] = message_id
     try:
         return SendSmsCommand.model_validate(document).to_sms()
     except ValidationError as exc:
@@ -83,3 +122,33 @@ def parse_command(body: str) -> OutgoingSms:
             f"{'.'.join(str(p) for p in error['loc']) or 'body'}: {error['msg']}" for error in exc.errors()
         )
         raise InvalidCommand(problems) from exc
+
+
+def _canonical(document: dict[str, Any]) -> dict[str, Any]:
+    """The document with seed-shaped names moved to the contract's; both forms of one field
+    must agree."""
+    canonical = dict(document)
+    for synonym, name in SYNONYMS.items():
+        if synonym not in canonical:
+            continue
+        value = canonical.pop(synonym)
+        if name in canonical and canonical[name] != value:
+            raise InvalidCommand(f"{synonym} and {name} are the same field with different values: send one")
+        canonical[name] = value
+    return canonical
+
+
+def command_body(sms: OutgoingSms) -> str:
+    """The command as the contract writes it (the queue's body when it is sent again)."""
+    document: dict[str, Any] = {
+        "commandId": sms.command_id,
+        "phoneNumber" if sms.to_type == "phone" else "iccid": sms.to,
+        "text": sms.text,
+        "messageType": sms.message_type,
+        "metadata": dict(sms.metadata),
+    }
+    if sms.sender_id is not None:
+        document["senderId"] = sms.sender_id
+    if sms.valid_until is not None:
+        document["validUntil"] = to_iso(sms.valid_until.astimezone(UTC))
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":"))

@@ -213,19 +213,37 @@ class Claim:
 class SmsCommandRepository(Protocol):
     def claim(self, sms: OutgoingSms, *, now: datetime, lease_until: datetime) -> Claim:
         """Start an attempt: create the command's record (status ``sending``) or move it there
-        again, unless it ended or another invocation's lease is still running."""
+        again, unless it ended or another invocation's lease is still running. The claim's
+        ``attempts`` are the provider calls made so far (a claim is not one)."""
         ...
 
     def mark_sent(
-        self, command_id: str, *, provider_message_id: str, segments: int, encoding: str, at: datetime
+        self,
+        command_id: str,
+        *,
+        provider_message_id: str,
+        segments: int,
+        encoding: str,
+        attempts: int,
+        at: datetime,
     ) -> None: ...
 
     def mark_failed(
-        self, command_id: str, *, error_code: str, reason: str, permanent: bool, at: datetime
+        self, command_id: str, *, error_code: str, reason: str, permanent: bool, attempts: int, at: datetime
     ) -> None: ...
 
-    def release(self, command_id: str, *, error_code: str, reason: str) -> None:
-        """The attempt failed and will be retried: note why and free the lease."""
+    def mark_expired(self, command_id: str, *, valid_until: datetime, at: datetime) -> None:
+        """End a command not sent by its ``validUntil`` (``SmsExpired``)."""
+        ...
+
+    def mark_dead_lettered(self, sms: OutgoingSms, *, reason: str, at: datetime) -> bool:
+        """End as failed (``dead_lettered``) a command whose message reached the dead-letter
+        queue, creating its record if no attempt ever did; False when it had already ended."""
+        ...
+
+    def release(self, command_id: str, *, error_code: str, reason: str, attempts: int | None = None) -> None:
+        """The attempt will be retried: note why, free the lease, and count the provider
+        call it made (``attempts``; None when it made none)."""
         ...
 
     def record_receipt(self, command_id: str, *, provider_message_id: str, status: str, at: datetime) -> bool:
@@ -252,6 +270,11 @@ class OptOutRepository(Protocol):
 
 
 class RateLimiter(Protocol):
+    @property
+    def per_second(self) -> int:
+        """The sends granted per second, all invocations together."""
+        ...
+
     def acquire(self, now: datetime) -> float:
         """Take one send from the provider-wide budget; 0 if granted, else seconds to wait."""
         ...

@@ -63,11 +63,16 @@ class SmsGatewaySettings(_EnvModel):
     send_sms_queue_url: str = Field(validation_alias="SEND_SMS_QUEUE_URL", min_length=1)
     provider_base_url: str = Field(validation_alias="SMS_PROVIDER_BASE_URL", pattern=r"^https?://")
     provider_secret_arn: str = Field(validation_alias="SMS_PROVIDER_SECRET_ARN", min_length=1)
-    max_attempts: int = Field(default=6, ge=1, le=10, validation_alias="SMS_MAX_ATTEMPTS")
+    max_attempts: int = Field(default=15, ge=1, le=30, validation_alias="SMS_MAX_ATTEMPTS")
     retry_base_seconds: float = Field(default=2.0, ge=1, le=60, validation_alias="SMS_RETRY_BASE_SECONDS")
     rate_per_second: int = Field(default=20, ge=1, le=10_000, validation_alias="SMS_RATE_PER_SECOND")
     concurrency: int = Field(default=10, ge=1, le=50, validation_alias="SMS_BATCH_CONCURRENCY")
+    max_invocations: int = Field(default=5, ge=2, le=1000, validation_alias="SMS_MAX_CONCURRENCY")
     provider_timeout_seconds: float = Field(default=5.0, gt=0, le=20, validation_alias="SMS_PROVIDER_TIMEOUT")
+
+
+class SmsDeadLetterSettings(_EnvModel):
+    sms_table: str = Field(validation_alias="SMS_TABLE", min_length=1)
 
 
 class SmsEventsSettings(_EnvModel):
@@ -88,6 +93,8 @@ class CampaignSettings(_EnvModel):
 class CampaignLoaderSettings(CampaignSettings):
     send_sms_queue_url: str = Field(validation_alias="SEND_SMS_QUEUE_URL", min_length=1)
     load_queue_url: str = Field(validation_alias="CAMPAIGN_LOAD_QUEUE_URL", min_length=1)
+    # The SMS table, read for opt-outs: opted-out recipients are skipped when loaded.
+    sms_table: str = Field(validation_alias="SMS_TABLE", min_length=1)
     # Rows one invocation handles before it hands over to the next (from its checkpoint);
     # also bounded by the invocation's remaining time.
     max_rows_per_invocation: int = Field(

@@ -7,7 +7,7 @@ Items (PK / SK):
   the events publisher reads. Kept 30 days (``ttl``): a command id is idempotent for
   that long.
 - ``REJ#<uuid>`` / ``REJ``: an invalid command, for its ``SmsRejected`` event; 7 days.
-- ``OPTOUT#<phone>`` / ``OPTOUT``: the number sent STOP.
+- ``OPTOUT#<destination>`` / ``OPTOUT``: the number, or the SIM (ICCID), sent STOP.
 - ``RATE#<epoch second>`` / ``RATE``: sends granted in that second, all invocations
   together; expires after a minute.
 """
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
 
 COMMAND_RETENTION = timedelta(days=30)
+FINAL_STATUSES = ("sent", "failed", "expired")
 REJECTION_RETENTION = timedelta(days=7)
 _STATE = "STATE"
 
@@ -56,7 +57,6 @@ class DynamoSmsCommandRepository:
         values = {
             ":sending": "sending",
             ":zero": 0,
-            ":one": 1,
             ":lease": _ms(lease_until),
             ":nowms": _ms(now),
             ":now": to_iso(now),
@@ -67,15 +67,17 @@ class DynamoSmsCommandRepository:
             ":md": dict(sms.metadata),
             ":ttl": int((now + COMMAND_RETENTION).timestamp()),
         }
+        if sms.valid_until:
+            values[":vu"] = to_iso(sms.valid_until)
         try:
             response = self._client.update_item(
                 TableName=self._table,
                 Key=_command_key(sms.command_id),
                 UpdateExpression=(
-                    "SET #s = :sending, #n = if_not_exists(#n, :zero) + :one, "
+                    "SET #s = :sending, #n = if_not_exists(#n, :zero), "
                     "leaseUntil = :lease, updatedAt = :now, commandId = :id, #to = :to, toType = :tt, "
                     "messageType = :mt, #md = :md, createdAt = if_not_exists(createdAt, :now), "
-                    "#ttl = if_not_exists(#ttl, :ttl)"
+                    "#ttl = if_not_exists(#ttl, :ttl)" + (", validUntil = :vu" if sms.valid_until else "")
                 ),
                 ConditionExpression="attribute_not_exists(PK) OR (#s = :sending AND leaseUntil < :nowms)",
                 ExpressionAttributeNames={
@@ -99,7 +101,7 @@ class DynamoSmsCommandRepository:
         raw = self._client.get_item(TableName=self._table, Key=_command_key(command_id), ConsistentRead=True)
         item = from_raw(raw.get("Item") or {})
         attempts = int(item.get("attempts", 0))
-        if item.get("status") in ("sent", "failed"):
+        if item.get("status") in FINAL_STATUSES:
             return Claim("final", attempts)
         lease = item.get("leaseUntil")
         until = datetime.fromtimestamp(int(lease) / 1000, tz=UTC) if lease else None
@@ -128,7 +130,14 @@ class DynamoSmsCommandRepository:
             raise translate(exc) from exc
 
     def mark_sent(
-        self, command_id: str, *, provider_message_id: str, segments: int, encoding: str, at: datetime
+        self,
+        command_id: str,
+        *,
+        provider_message_id: str,
+        segments: int,
+        encoding: str,
+        attempts: int,
+        at: datetime,
     ) -> None:
         when = to_iso(at)
         sets = {
@@ -136,13 +145,14 @@ class DynamoSmsCommandRepository:
             "providerMessageId": provider_message_id,
             "segments": segments,
             "encoding": encoding,
+            "attempts": attempts,
             "sentAt": when,
             "updatedAt": when,
         }
         self._finish(command_id, sets, removes=("leaseUntil",))
 
     def mark_failed(
-        self, command_id: str, *, error_code: str, reason: str, permanent: bool, at: datetime
+        self, command_id: str, *, error_code: str, reason: str, permanent: bool, attempts: int, at: datetime
     ) -> None:
         when = to_iso(at)
         sets = {
@@ -150,13 +160,70 @@ class DynamoSmsCommandRepository:
             "errorCode": error_code,
             "reason": reason,
             "permanent": permanent,
+            "attempts": attempts,
             "failedAt": when,
             "updatedAt": when,
         }
         self._finish(command_id, sets, removes=("leaseUntil",))
 
-    def release(self, command_id: str, *, error_code: str, reason: str) -> None:
-        self._finish(command_id, {"leaseUntil": 0, "lastError": f"{error_code}: {reason}"})
+    def mark_expired(self, command_id: str, *, valid_until: datetime, at: datetime) -> None:
+        when = to_iso(at)
+        sets = {"status": "expired", "validUntil": to_iso(valid_until), "expiredAt": when, "updatedAt": when}
+        self._finish(command_id, sets, removes=("leaseUntil",))
+
+    def mark_dead_lettered(self, sms: OutgoingSms, *, reason: str, at: datetime) -> bool:
+        when = to_iso(at)
+        values: dict[str, Any] = {
+            ":failed": "failed",
+            ":sending": "sending",
+            ":code": "dead_lettered",
+            ":reason": reason,
+            ":false": False,
+            ":zero": 0,
+            ":now": when,
+            ":id": sms.command_id,
+            ":to": sms.to,
+            ":tt": sms.to_type,
+            ":mt": sms.message_type,
+            ":md": dict(sms.metadata),
+            ":ttl": int((at + COMMAND_RETENTION).timestamp()),
+        }
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=_command_key(sms.command_id),
+                # Also when no attempt ever created the record (it crashed before its claim):
+                # the record's creation is what publishes the SmsFailed.
+                UpdateExpression=(
+                    "SET #s = :failed, errorCode = :code, reason = :reason, #p = :false, "
+                    "failedAt = :now, updatedAt = :now, #n = if_not_exists(#n, :zero), "
+                    "commandId = :id, #to = if_not_exists(#to, :to), toType = if_not_exists(toType, :tt), "
+                    "messageType = if_not_exists(messageType, :mt), #md = if_not_exists(#md, :md), "
+                    "createdAt = if_not_exists(createdAt, :now), #ttl = if_not_exists(#ttl, :ttl) "
+                    "REMOVE leaseUntil"
+                ),
+                ConditionExpression="attribute_not_exists(PK) OR #s = :sending",
+                ExpressionAttributeNames={
+                    "#s": "status",
+                    "#p": "permanent",
+                    "#n": "attempts",
+                    "#to": "to",
+                    "#md": "metadata",
+                    "#ttl": "ttl",
+                },
+                ExpressionAttributeValues={k: to_value(v) for k, v in values.items()},
+            )
+        except ClientError as exc:
+            if _conditional_failure(exc):
+                return False  # it ended meanwhile (sent, failed or expired): keep that outcome
+            raise translate(exc) from exc
+        return True
+
+    def release(self, command_id: str, *, error_code: str, reason: str, attempts: int | None = None) -> None:
+        sets: dict[str, Any] = {"leaseUntil": 0, "lastError": f"{error_code}: {reason}"}
+        if attempts is not None:
+            sets["attempts"] = attempts
+        self._finish(command_id, sets)
 
     def record_receipt(self, command_id: str, *, provider_message_id: str, status: str, at: datetime) -> bool:
         try:
@@ -195,35 +262,43 @@ class DynamoSmsCommandRepository:
 
 
 class DynamoOptOutRepository:
+    """Opt-outs by destination, an E.164 number or an ICCID: ``OPTOUT#<destination>`` / ``OPTOUT``.
+
+    Every item has ``destination``; a number's item also keeps ``phoneNumber``, the only
+    attribute of items written before ICCIDs could opt out (they are still read).
+    """
+
     def __init__(self, table: str, client: DynamoDBClient) -> None:
         self._table = table
         self._client = client
 
     @staticmethod
-    def _key(phone_number: str) -> dict[str, Any]:
-        return to_raw({"PK": f"OPTOUT#{phone_number}", "SK": "OPTOUT"})
+    def _key(destination: str) -> dict[str, Any]:
+        return to_raw({"PK": f"OPTOUT#{destination}", "SK": "OPTOUT"})
 
-    def is_opted_out(self, phone_number: str) -> bool:
+    def is_opted_out(self, destination: str) -> bool:
         try:
-            response = self._client.get_item(TableName=self._table, Key=self._key(phone_number))
+            response = self._client.get_item(TableName=self._table, Key=self._key(destination))
         except ClientError as exc:
             raise translate(exc) from exc
         return "Item" in response
 
-    def opted_out(self, phone_numbers: Sequence[str]) -> set[str]:
-        items = batch_get(self._client, self._table, [self._key(p) for p in sorted(set(phone_numbers))])
-        return {str(item["phoneNumber"]) for item in items}
+    def opted_out(self, destinations: Sequence[str]) -> set[str]:
+        items = batch_get(self._client, self._table, [self._key(d) for d in sorted(set(destinations))])
+        return {str(item.get("destination") or item["phoneNumber"]) for item in items}
 
-    def opt_out(self, phone_number: str, *, at: datetime) -> None:
-        item = {"PK": f"OPTOUT#{phone_number}", "SK": "OPTOUT", "phoneNumber": phone_number, "at": to_iso(at)}
+    def opt_out(self, destination: str, *, at: datetime) -> None:
+        item = {"PK": f"OPTOUT#{destination}", "SK": "OPTOUT", "destination": destination, "at": to_iso(at)}
+        if destination.startswith("+"):
+            item["phoneNumber"] = destination
         try:
             self._client.put_item(TableName=self._table, Item=to_raw(item))
         except ClientError as exc:
             raise translate(exc) from exc
 
-    def opt_in(self, phone_number: str) -> None:
+    def opt_in(self, destination: str) -> None:
         try:
-            self._client.delete_item(TableName=self._table, Key=self._key(phone_number))
+            self._client.delete_item(TableName=self._table, Key=self._key(destination))
         except ClientError as exc:
             raise translate(exc) from exc
 
@@ -240,7 +315,7 @@ class DynamoRateLimiter:
     def __init__(self, table: str, client: DynamoDBClient, per_second: int) -> None:
         self._table = table
         self._client = client
-        self._per_second = per_second
+        self.per_second = per_second
         self._chunk = max(1, min(10, per_second // 10))
         self._lock = threading.Lock()
         self._second = -1
@@ -268,7 +343,7 @@ class DynamoRateLimiter:
                 ExpressionAttributeNames={"#ttl": "ttl"},
                 ExpressionAttributeValues={
                     ":n": to_value(size),
-                    ":most": to_value(self._per_second - size),
+                    ":most": to_value(self.per_second - size),
                     ":ttl": to_value(second + 60),
                 },
             )

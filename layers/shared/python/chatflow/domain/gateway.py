@@ -2,13 +2,18 @@
 
 Each attempt claims the command's record first (a lease, so two deliveries of the same
 message never call the provider at once, and an ended command is never sent again),
-checks the opt-out list for promotional messages, takes a slot of the provider-wide
-rate, calls the provider, and records the outcome. The record's changes are the
-transactional outbox: ``SmsSent`` / ``SmsFailed`` are published from them.
+ends it as expired past its ``validUntil``, checks the opt-out list for promotional
+messages (by number or ICCID), takes a slot of the provider-wide rate, calls the
+provider, and records the outcome. The record's changes are the transactional outbox:
+``SmsSent`` / ``SmsFailed`` / ``SmsExpired`` are published from them.
+
+``attempts`` counts provider calls only. Waiting for the rate or for another delivery's
+lease is not an attempt: the command comes back later (``wait``) with nothing counted.
 """
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections.abc import Callable
@@ -37,10 +42,12 @@ MAX_RATE_WAIT_SECONDS = 2.0
 
 @dataclass(frozen=True)
 class Outcome:
-    """``sent`` / ``failed``: the command ended. ``retry``: try again in ``delay_seconds``.
-    ``duplicate``: it had already ended; nothing was sent."""
+    """``sent`` / ``failed`` / ``expired``: the command ended. ``retry``: a provider call
+    failed, try again in ``delay_seconds``. ``wait``: no provider call was made (the rate
+    or another delivery's lease), try again in ``delay_seconds``. ``duplicate``: it had
+    already ended; nothing was sent."""
 
-    kind: Literal["sent", "failed", "retry", "duplicate"]
+    kind: Literal["sent", "failed", "expired", "retry", "wait", "duplicate"]
     delay_seconds: int = 0
     detail: str = ""
 
@@ -58,6 +65,7 @@ class SmsGateway:
         rng: random.Random | None = None,
         sleep: Callable[[float], None] = time.sleep,
         lease: timedelta = DEFAULT_LEASE,
+        in_flight: int = 1,
     ) -> None:
         self._provider = provider
         self._commands = commands
@@ -68,6 +76,9 @@ class SmsGateway:
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not crypto
         self._sleep = sleep
         self._lease = lease
+        # Most sends that can be waiting for the rate at once (batch size x concurrency):
+        # a command that found no slot comes back within in_flight / rate seconds.
+        self._in_flight = max(1, in_flight)
 
     def handle(self, sms: OutgoingSms) -> Outcome:
         now = self._clock()
@@ -76,45 +87,64 @@ class SmsGateway:
             return Outcome("duplicate", detail="the command already ended")
         if claim.state == "busy":
             wait = (claim.lease_until - now).total_seconds() if claim.lease_until else 1.0
-            return Outcome("retry", max(1, int(wait) + 1), "another attempt is in flight")
-        if (
-            sms.message_type == "promotional"
-            and sms.to_type == "phone"
-            and self._opt_outs.is_opted_out(sms.to)
-        ):
-            return self._fail(sms, "opted_out", "the number opted out (STOP) of promotional messages", True)
+            return Outcome(
+                "wait", self._until_valid(sms, max(1, int(wait) + 1)), "another attempt is in flight"
+            )
+        if sms.valid_until is not None and now >= sms.valid_until:
+            self._commands.mark_expired(sms.command_id, valid_until=sms.valid_until, at=now)
+            return Outcome("expired", detail=f"not sent by its validUntil {sms.valid_until.isoformat()}")
+        if sms.message_type == "promotional" and self._opt_outs.is_opted_out(sms.to):
+            what = "SIM" if sms.to_type == "iccid" else "number"
+            reason = f"the {what} opted out (STOP) of promotional messages"
+            return self._fail(sms, "opted_out", reason, True, attempts=claim.attempts)
         if not self._take_rate_slot():
             self._commands.release(
                 sms.command_id, error_code="rate_limited", reason="provider-wide rate reached"
             )
-            return Outcome("retry", 1, "provider-wide rate reached")
+            delay = 1 + self._rng.uniform(0, self._in_flight / self._rate.per_second)
+            return Outcome("wait", self._until_valid(sms, math.ceil(delay)), "provider-wide rate reached")
         request = SmsRequest(
             to=sms.to, to_type=sms.to_type, text=sms.text, reference=sms.command_id, sender_id=sms.sender_id
         )
+        attempts = claim.attempts + 1  # this provider call
         try:
             provider_id = self._provider.send(request)
         except PermanentProviderError as exc:
-            return self._fail(sms, exc.code, str(exc), True)
+            return self._fail(sms, exc.code, str(exc), True, attempts=attempts)
         except TransientProviderError as exc:
-            if self._policy.exhausted(claim.attempts):
-                reason = f"{exc} (gave up after {claim.attempts} attempts)"
-                return self._fail(sms, exc.code, reason, False)
-            self._commands.release(sms.command_id, error_code=exc.code, reason=str(exc))
-            delay = self._policy.delay_seconds(claim.attempts, rng=self._rng, retry_after=exc.retry_after)
-            return Outcome("retry", delay, str(exc))
+            if self._policy.exhausted(attempts):
+                reason = f"{exc} (gave up after {attempts} attempts)"
+                return self._fail(sms, exc.code, reason, False, attempts=attempts)
+            self._commands.release(sms.command_id, error_code=exc.code, reason=str(exc), attempts=attempts)
+            delay = self._policy.delay_seconds(attempts, rng=self._rng, retry_after=exc.retry_after)
+            return Outcome("retry", self._until_valid(sms, delay), str(exc))
         parts = segments(sms.text)
         self._commands.mark_sent(
             sms.command_id,
             provider_message_id=provider_id,
             segments=parts.count,
             encoding=parts.encoding.value,
+            attempts=attempts,
             at=self._clock(),
         )
         return Outcome("sent", detail=provider_id)
 
-    def _fail(self, sms: OutgoingSms, code: str, reason: str, permanent: bool) -> Outcome:
+    def _until_valid(self, sms: OutgoingSms, delay: int) -> int:
+        """``delay``, shortened so that a command with a ``validUntil`` comes back by then
+        (to end as expired, not later than it says)."""
+        if sms.valid_until is None:
+            return delay
+        left = math.ceil((sms.valid_until - self._clock()).total_seconds())
+        return max(1, min(delay, left))
+
+    def _fail(self, sms: OutgoingSms, code: str, reason: str, permanent: bool, *, attempts: int) -> Outcome:
         self._commands.mark_failed(
-            sms.command_id, error_code=code, reason=reason, permanent=permanent, at=self._clock()
+            sms.command_id,
+            error_code=code,
+            reason=reason,
+            permanent=permanent,
+            attempts=attempts,
+            at=self._clock(),
         )
         return Outcome("failed", detail=f"{code}: {reason}")
 
