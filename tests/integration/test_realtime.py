@@ -9,7 +9,7 @@ client vanished without ``$disconnect``): posting to it then fails with 410.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import unquote
 
@@ -436,6 +436,9 @@ def test_an_offline_member_gets_exactly_one_sms_for_a_burst(
     assert command["phoneNumber"] == BOB
     assert command["text"] == "Alice: message 0"
     assert command["messageType"] == "transactional"
+    # News for the member's 10-minute window: not sent later than that (SmsExpired)
+    valid_until = datetime.fromisoformat(command["validUntil"].replace("Z", "+00:00"))
+    assert timedelta(minutes=9) < valid_until - datetime.now(UTC) <= timedelta(minutes=10)
     assert command["metadata"]["chatId"] == chat_id
 
 

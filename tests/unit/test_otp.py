@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import pytest
 
+from chatflow.domain.clock import to_iso
 from chatflow.domain.identity import IdentityService
 from chatflow.domain.otp import (
     CODE_TTL,
@@ -215,6 +216,16 @@ def test_starting_sends_the_code_by_sms(otp: IdentityService, sms: FakeSmsComman
     assert command["text"] == sms_text(last_code(sms))
     assert command["messageType"] == "transactional"
     assert command["metadata"] == {"purpose": "sign-in"}
+
+
+def test_the_code_is_valid_for_the_gateway_only_until_it_expires(
+    otp: IdentityService, sms: FakeSmsCommandSender, otp_clock: FakeClock
+) -> None:
+    # A code stuck behind a campaign backlog is dropped once useless (SmsExpired), not sent late
+    started_at = otp_clock()
+    otp.start_verification(ALICE)
+    [command] = sms.commands
+    assert command["validUntil"] == to_iso(started_at + timedelta(seconds=300))
 
 
 def test_only_the_hash_of_the_code_is_stored(

@@ -300,7 +300,7 @@ class RealtimeService:
         if not granted:
             return
         try:
-            via.sender.send_all([self._forward_command(chat, message, phone, text) for phone in granted])
+            via.sender.send_all([self._forward_command(chat, message, phone, text, now) for phone in granted])
         except Exception:
             # Give the budgets back: the stream record is retried and must send them then.
             for phone in granted:
@@ -312,11 +312,15 @@ class RealtimeService:
         )
 
     @staticmethod
-    def _forward_command(chat: Chat, message: Message, phone_number: str, text: str) -> dict[str, Any]:
+    def _forward_command(
+        chat: Chat, message: Message, phone_number: str, text: str, now: datetime
+    ) -> dict[str, Any]:
         return {
             "commandId": forward_command_id(chat.chat_id, phone_number, message.seq),
             "phoneNumber": phone_number,
             "text": text,
             "messageType": "transactional",
             "metadata": {"chatId": chat.chat_id, "messageId": message.message_id},
+            # A forward is news for 10 minutes (the member's window); later, the app says it.
+            "validUntil": to_iso(now + FORWARD_WINDOW),
         }

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Literal, NamedTuple
 
-from chatflow.domain.clock import Clock
+from chatflow.domain.clock import Clock, to_iso
 from chatflow.domain.otp import (
     CODE_TTL,
     CODES_PER_HOUR,
@@ -107,6 +107,8 @@ class IdentityService:
                 "text": sms_text(code),
                 "messageType": "transactional",
                 "metadata": {"purpose": "sign-in"},
+                # A code that arrives after it expired is no use: the gateway drops it then.
+                "validUntil": to_iso(verification.expires_at),
             }
         )
         return VerificationStarted(phone, int(CODE_TTL.total_seconds()))
