@@ -370,12 +370,14 @@ def test_a_signed_receipt_gives_smsdelivered_once_and_never_moves_back(gateway: 
     # Then exactly one SmsDelivered is published and the status stays delivered
     assert [r.json()["recorded"] for r in (first, again, late)] == [True, False, False]
     assert [e["detail-type"] for e in events] == ["SmsDelivered"]
-    assert events[0]["detail"] | {"at": None} == {
+    assert events[0]["detail"] == {
         "commandId": "r-1",
         "providerMessageId": provider_id,
         "status": "delivered",
-        "at": None,
+        "at": "2026-11-24T10:00:01.000Z",
         "metadata": {},
+        "occurredAt": "2026-11-24T10:00:01.000Z",
+        "sequence": 2,
     }
     assert gateway.record("r-1")["delivery"] == "delivered"
 
