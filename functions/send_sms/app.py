@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
-from functools import cache
+from datetime import datetime, timedelta
+from functools import cache, partial
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import (
@@ -85,7 +86,7 @@ def senders() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=SMS.concurrency, thread_name_prefix="send")
 
 
-def handle(record: SQSRecord) -> None:
+def handle(record: SQSRecord, deadline: datetime | None = None) -> None:
     try:
         sms = parse_command(record.body, record.message_id)
     except InvalidCommand as exc:
@@ -95,7 +96,7 @@ def handle(record: SQSRecord) -> None:
         logger.warning("command rejected", extra={"message_id": record.message_id, "reason": str(exc)})
         metrics.add_metric(name="SmsRejected", unit="Count", value=1)
         return
-    outcome = gateway().handle(sms)
+    outcome = gateway().handle(sms, deadline=deadline)
     logger.info(
         "command handled",
         extra={"command_id": sms.command_id, "outcome": outcome.kind, "detail": outcome.detail},
@@ -121,13 +122,18 @@ def handle(record: SQSRecord) -> None:
         raise RetryLater(f"{sms.command_id}: retry in {outcome.delay_seconds} s ({outcome.detail})")
 
 
-async def record_handler(record: SQSRecord) -> None:
-    await asyncio.get_running_loop().run_in_executor(senders(), handle, record)
+async def record_handler(record: SQSRecord, deadline: datetime | None = None) -> None:
+    await asyncio.get_running_loop().run_in_executor(senders(), handle, record, deadline)
 
 
 @metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+    # The invocation's end: no attempt can outlive it, so its leases end then too.
+    deadline = utc_now() + timedelta(milliseconds=context.get_remaining_time_in_millis())
     return async_process_partial_response(
-        event=event, record_handler=record_handler, processor=processor, context=context
+        event=event,
+        record_handler=partial(record_handler, deadline=deadline),
+        processor=processor,
+        context=context,
     )

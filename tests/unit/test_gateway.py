@@ -310,3 +310,21 @@ def test_a_promotional_message_to_an_opted_out_sim_fails_without_a_send() -> Non
         0,
     )
     assert provider.requests == []
+
+
+def test_the_lease_ends_with_the_invocation_so_a_redelivery_after_a_crash_finds_the_command_free() -> None:
+    # Given an attempt that crashed in an invocation that had 30 s left (its timeout)
+    clock = FakeClock()
+    provider = FakeSmsProvider(failure_rate=0.0, seed=3, min_delay_ms=0, max_delay_ms=0)
+    commands = _CrashOnSent()
+    gateway = _gateway(provider, commands, clock=clock)
+    with pytest.raises(SystemExit):
+        gateway.handle(sms(), deadline=clock() + timedelta(seconds=30))
+
+    # When SQS delivers it again once the queue's visibility timeout (>= the function's) passed
+    clock.advance(timedelta(seconds=32))
+    outcome = gateway.handle(sms())
+
+    # Then it is claimed at once, not after the default 60 s lease, and sent
+    assert outcome.kind == "sent"
+    assert commands.records["c1"].status == "sent"

@@ -18,7 +18,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Literal
 
 from chatflow.domain.clock import Clock
@@ -35,6 +35,8 @@ from chatflow.ports import (
 
 # Longer than any provider call (its timeout) plus the bookkeeping around it.
 DEFAULT_LEASE = timedelta(seconds=60)
+# Clocks of different hosts disagree a little: a lease ends this long after its invocation.
+LEASE_MARGIN = timedelta(seconds=1)
 # How long an attempt may wait for a slot of the provider-wide rate before giving the
 # message back to the queue instead.
 MAX_RATE_WAIT_SECONDS = 2.0
@@ -80,9 +82,15 @@ class SmsGateway:
         # a command that found no slot comes back within in_flight / rate seconds.
         self._in_flight = max(1, in_flight)
 
-    def handle(self, sms: OutgoingSms) -> Outcome:
+    def handle(self, sms: OutgoingSms, *, deadline: datetime | None = None) -> Outcome:
+        """One attempt. ``deadline``: when the invocation ends at the latest (its timeout);
+        the lease then ends with it, since no attempt can outlive its invocation, so a
+        redelivery after a crash finds the command free."""
         now = self._clock()
-        claim = self._commands.claim(sms, now=now, lease_until=now + self._lease)
+        lease_until = now + self._lease
+        if deadline is not None:
+            lease_until = min(lease_until, deadline + LEASE_MARGIN)
+        claim = self._commands.claim(sms, now=now, lease_until=lease_until)
         if claim.state == "final":
             return Outcome("duplicate", detail="the command already ended")
         if claim.state == "busy":
