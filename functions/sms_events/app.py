@@ -16,8 +16,6 @@ group that did go out may be published twice, never lost).
 
 from __future__ import annotations
 
-from dataclasses import replace
-from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
@@ -25,7 +23,6 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from chatflow.adapters.events import EventBridgePublisher
 from chatflow.adapters.sms_store import rejection, snapshot
-from chatflow.domain.clock import to_iso
 from chatflow.domain.sms_events import events_between, rejected_event
 from chatflow.errors import ChatFlowError
 from chatflow.observability import logger, metrics
@@ -45,20 +42,11 @@ def events_of(raw: dict[str, Any], event_id: str) -> list[BusEvent]:
     new_image = raw.get("NewImage")
     rejected = rejection(new_image) if not raw.get("OldImage") else None
     if rejected is not None:
-        if rejected.at is None:
-            # sms_store.rejection() does not read the record's own ``at`` back; the
-            # stream record's creation time is when the record was written (to the second).
-            rejected = replace(rejected, at=_written_at(raw))
         return [rejected_event(rejected, event_id)]
     new = snapshot(new_image)
     if new is None:
         return []
     return events_between(snapshot(raw.get("OldImage")), new)
-
-
-def _written_at(raw: dict[str, Any]) -> str | None:
-    created = raw.get("ApproximateCreationDateTime")
-    return to_iso(datetime.fromtimestamp(float(created), tz=UTC)) if created is not None else None
 
 
 def _publish(group: list[BusEvent]) -> None:

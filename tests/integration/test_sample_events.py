@@ -37,6 +37,7 @@ FUNCTION_OF_PREFIX = {
     "api_meta": "ApiMetaFunction",
     "chat_activity": "ChatActivityFunction",
     "send_sms": "SendSmsFunction",
+    "sms_dead_letters": "SmsDeadLettersFunction",
     "sms_events": "SmsEventsFunction",
     "sms_webhooks": "SmsWebhooksFunction",
     "campaigns": "CampaignsFunction",

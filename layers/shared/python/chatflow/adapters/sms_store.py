@@ -390,4 +390,4 @@ def rejection(raw: RawItem | None) -> Rejection | None:
     item = from_raw(raw)
     if not str(item.get("PK", "")).startswith("REJ#"):
         return None
-    return Rejection(reason=str(item["reason"]), body=str(item["body"]))
+    return Rejection(reason=str(item["reason"]), body=str(item["body"]), at=item.get("at"))
