@@ -32,6 +32,7 @@ import boto3
 from moto import mock_aws
 
 from chatflow.adapters.campaign_store import DynamoCampaignRepository, S3RecipientFiles, SqsCommandQueue
+from chatflow.adapters.sms_store import DynamoOptOutRepository
 from chatflow.domain.campaigns import Campaign, CampaignLoader, CampaignRecipient, Counts, Progress, Upload
 from chatflow.domain.pagination import Page
 from local import moto_patches
@@ -142,6 +143,7 @@ def _ours(stack: InProcessStack, rows: int) -> LoaderRun:
         campaigns=repository,
         files=S3RecipientFiles(bucket, s3),
         commands=SqsCommandQueue(queue_url, sqs),
+        opt_outs=DynamoOptOutRepository(stack.template.physical_ids["SmsTable"], dynamodb),
         clock=lambda: datetime.now(UTC),
     )
     started = time.perf_counter()
@@ -200,7 +202,7 @@ class _NullRepository:
     def put_recipients(self, recipients: Sequence[CampaignRecipient]) -> None:
         return None
 
-    def save_progress(self, upload: Upload, *, added: int, lease_until: datetime) -> None:
+    def save_progress(self, upload: Upload, *, added: int, lease_until: datetime, skipped: int = 0) -> None:
         self.upload = upload
 
     def finish_upload(self, upload: Upload, *, added: int) -> None:
@@ -237,12 +239,25 @@ class _NullQueue:
         return None
 
 
+class _NoOptOuts:
+    def is_opted_out(self, destination: str) -> bool:
+        return False
+
+    def opted_out(self, destinations: Sequence[str]) -> set[str]:
+        return set()
+
+    def opt_out(self, destination: str, *, at: datetime) -> None: ...
+
+    def opt_in(self, destination: str) -> None: ...
+
+
 def _peak_mb(rows: int) -> float:
     repository = _NullRepository()
     loader = CampaignLoader(
         campaigns=repository,
         files=_StreamedFile(rows),
         commands=_NullQueue(),
+        opt_outs=_NoOptOuts(),
         clock=lambda: datetime.now(UTC),
     )
     tracemalloc.start()

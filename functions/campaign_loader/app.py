@@ -7,7 +7,8 @@ Two triggers, one job:
   delivered twice only adds a message that finds the work done.
 - The campaign load queue: each message loads (or resumes) one upload from its
   checkpoint, streaming the object, until the invocation's budget (rows, time) is
-  spent; then it puts a new load message to go on in a fresh invocation. So any file
+  spent; then it puts a new load message to go on in a fresh invocation. Recipients whose
+  ICCID opted out (the SMS table's opt-outs) are stored ``skipped`` and never queued. So any file
   size works within Lambda's limits, and a crash resumes from the last checkpoint (SQS
   redelivers; after 5 failures the message is in the dead-letter queue, alarmed).
 """
@@ -25,6 +26,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from chatflow.adapters import aws
 from chatflow.adapters.campaign_store import DynamoCampaignRepository, S3RecipientFiles, SqsCommandQueue
+from chatflow.adapters.sms_store import DynamoOptOutRepository
 from chatflow.domain.campaigns import CampaignLoader
 from chatflow.domain.clock import utc_now
 from chatflow.observability import logger
@@ -41,10 +43,12 @@ TIME_RESERVE = 0.3
 
 @cache
 def loader() -> CampaignLoader:
+    dynamodb = aws.dynamodb(AWS.region)
     return CampaignLoader(
-        campaigns=DynamoCampaignRepository(SETTINGS.campaigns_table, aws.dynamodb(AWS.region)),
+        campaigns=DynamoCampaignRepository(SETTINGS.campaigns_table, dynamodb),
         files=S3RecipientFiles(SETTINGS.campaign_bucket, aws.s3(AWS.region)),
         commands=SqsCommandQueue(SETTINGS.send_sms_queue_url, aws.sqs(AWS.region)),
+        opt_outs=DynamoOptOutRepository(SETTINGS.sms_table, dynamodb),
         clock=utc_now,
     )
 

@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
 import pytest
 from moto import mock_aws
 
+from chatflow.adapters.sms_store import DynamoOptOutRepository
+from local.patterns import matches
 from local.stack import InProcessStack
+from local.template import Template
 from tests.integration.conftest import ApiClient, assert_error
 
 OPERATOR = "+14155550100"
 USER = "+14155550101"
+NO_COUNTS = dict.fromkeys(
+    ("total", "queued", "sent", "failed", "delivered", "skipped", "expired", "cancelled"), 0
+)
 
 
 @pytest.fixture
@@ -86,8 +93,9 @@ def test_a_campaign_lists_its_template_variables_and_starts_as_a_draft(api: ApiC
     campaign = _campaign(api, api.sign_in(OPERATOR), "Hi {{ name }}, code {{code}} for {{name}}")
     assert campaign["variables"] == ["name", "code"]
     assert campaign["status"] == "draft"
-    assert campaign["counts"] == {"total": 0, "queued": 0, "sent": 0, "failed": 0, "delivered": 0}
+    assert campaign["counts"] == NO_COUNTS
     assert campaign["lastError"] is None
+    assert campaign["validFor"] == 86400
 
 
 def test_a_malformed_template_is_400_invalid_template_saying_where(api: ApiClient) -> None:
@@ -143,7 +151,7 @@ def test_a_csv_queues_one_promotional_command_per_new_recipient(api: ApiClient) 
     assert all(c["metadata"] == {"campaignId": campaign["campaignId"]} for c in commands)
     assert commands[0]["commandId"] == f"cmp-{campaign['campaignId']}-89000000000000000001"
     got = api.call("GET", f"/v1/campaigns/{campaign['campaignId']}", token=token).json()
-    assert got["counts"] == {"total": 2, "queued": 2, "sent": 0, "failed": 0, "delivered": 0}
+    assert got["counts"] == NO_COUNTS | {"total": 2, "queued": 2}
     assert got["status"] == "sending"
 
 
@@ -193,7 +201,7 @@ def test_gateway_events_move_recipients_and_counts_forward_once(api: ApiClient) 
 
     # Then the counts add up, the campaign completed, and the failure is explained
     got = api.call("GET", f"/v1/campaigns/{cid}", token=token).json()
-    assert got["counts"] == {"total": 2, "queued": 0, "sent": 0, "failed": 1, "delivered": 1}
+    assert got["counts"] == NO_COUNTS | {"total": 2, "failed": 1, "delivered": 1}
     assert got["status"] == "completed"
     assert got["lastError"] == "invalid_destination: no"
     failed = api.call(
@@ -234,3 +242,179 @@ def test_a_file_too_big_for_one_invocation_is_continued_from_its_checkpoint() ->
         commands = _commands()
         assert len(commands) == 350
         assert len({c["commandId"] for c in commands}) == 350
+
+
+def _event(cid: str, detail_type: str, recipient: str, **detail: Any) -> dict[str, Any]:
+    """A gateway event about the campaign command of ``recipient`` (an ICCID), as the bus delivers it."""
+    base = {"commandId": f"cmp-{cid}-{recipient}", "metadata": {"campaignId": cid}}
+    return {"detail-type": detail_type, "source": "chatflow.sms", "detail": base | detail}
+
+
+def _recipients(api: ApiClient, cid: str, token: str, status: str | None = None) -> list[dict[str, Any]]:
+    query = {"status": status} if status else {}
+    response = api.call("GET", f"/v1/campaigns/{cid}/recipients", token=token, query=query)
+    assert response.status == 200, response.body
+    return list(response.json()["items"])
+
+
+def _adds_up(counts: dict[str, int]) -> bool:
+    return sum(n for name, n in counts.items() if name != "total") == counts["total"]
+
+
+def test_a_campaign_keeps_the_validity_it_was_created_with(api: ApiClient) -> None:
+    token = api.sign_in(OPERATOR)
+    response = api.call(
+        "POST",
+        "/v1/campaigns",
+        {"name": "flash sale", "template": "Today only", "validFor": 3600},
+        token=token,
+    )
+    assert response.status == 201, response.body
+    assert response.json()["validFor"] == 3600
+    got = api.call("GET", f"/v1/campaigns/{response.json()['campaignId']}", token=token).json()
+    assert got["validFor"] == 3600
+
+
+@pytest.mark.parametrize("valid_for", [0, 59, 1_209_601, "1 day", 3600.5])
+def test_a_validity_outside_a_minute_to_14_days_is_400_naming_validFor(
+    api: ApiClient, valid_for: Any
+) -> None:
+    response = api.call(
+        "POST",
+        "/v1/campaigns",
+        {"name": "x", "template": "hi", "validFor": valid_for},
+        token=api.sign_in(OPERATOR),
+    )
+    error = assert_error(response, 400, "validation_error")
+    assert "validFor" in json.dumps(error)
+
+
+def test_each_command_is_valid_for_the_campaigns_validFor_from_when_it_is_queued(api: ApiClient) -> None:
+    # Given a campaign whose SMS are worth sending for an hour
+    token = api.sign_in(OPERATOR)
+    response = api.call(
+        "POST", "/v1/campaigns", {"name": "flash", "template": "Hi {{name}}", "validFor": 3600}, token=token
+    )
+    cid = response.json()["campaignId"]
+
+    # When its recipients are loaded
+    before = datetime.now(UTC)
+    _load(api, cid, b"iccid,name\n89000000000000000001,Ada\n89000000000000000002,Bob\n")
+    after = datetime.now(UTC)
+
+    # Then each command carries validUntil: the moment it was queued plus an hour, in UTC
+    commands = _commands()
+    assert len(commands) == 2
+    for command in commands:
+        assert command["validUntil"].endswith("Z")
+        valid_until = datetime.fromisoformat(command["validUntil"])
+        lower = before + timedelta(seconds=3600) - timedelta(milliseconds=1)
+        assert lower <= valid_until <= after + timedelta(seconds=3600)
+
+
+def test_an_opted_out_iccid_is_skipped_never_queued_and_counted(api: ApiClient) -> None:
+    # Given a campaign, and a SIM whose owner sent STOP earlier
+    token = api.sign_in(OPERATOR)
+    cid = _campaign(api, token)["campaignId"]
+    refused, kept = "89000000000000000001", "89000000000000000002"
+    sms_table = api.stack.template.physical_ids["SmsTable"]
+    opt_outs = DynamoOptOutRepository(sms_table, boto3.client("dynamodb", region_name="us-east-1"))
+    opt_outs.opt_out(refused, at=datetime.now(UTC))
+
+    # When a file naming both is loaded
+    upload = _load(api, cid, f"iccid,name\n{refused},Ada\n{kept},Bob\n".encode())
+
+    # Then only the other is queued; the opted-out one is a skipped recipient that says why
+    assert (upload["accepted"], upload["skipped"], upload["duplicates"]) == (1, 1, 0)
+    assert [c["iccid"] for c in _commands()] == [kept]
+    got = api.call("GET", f"/v1/campaigns/{cid}", token=token).json()
+    assert got["counts"] == NO_COUNTS | {"total": 2, "queued": 1, "skipped": 1}
+    skipped = _recipients(api, cid, token, "skipped")
+    assert [r["iccid"] for r in skipped] == [refused]
+    assert skipped[0]["lastError"].startswith("opted_out")
+
+    # And loading the file again queues neither
+    again = _load(api, cid, f"iccid,name\n{refused},Ada\n{kept},Bob\n".encode(), "again")
+    assert (again["accepted"], again["skipped"], again["duplicates"]) == (0, 0, 2)
+    assert _commands() == []
+
+
+def test_a_campaign_whose_every_recipient_opted_out_completes_with_nothing_sent(api: ApiClient) -> None:
+    token = api.sign_in(OPERATOR)
+    cid = _campaign(api, token)["campaignId"]
+    sms_table = api.stack.template.physical_ids["SmsTable"]
+    opt_outs = DynamoOptOutRepository(sms_table, boto3.client("dynamodb", region_name="us-east-1"))
+    opt_outs.opt_out("89000000000000000001", at=datetime.now(UTC))
+
+    _load(api, cid, b"iccid,name\n89000000000000000001,Ada\n")
+
+    got = api.call("GET", f"/v1/campaigns/{cid}", token=token).json()
+    assert (got["status"], got["counts"]) == ("completed", NO_COUNTS | {"total": 1, "skipped": 1})
+    assert _commands() == []
+
+
+def test_an_expired_command_moves_its_recipient_to_expired_and_counts_it(api: ApiClient) -> None:
+    # Given a campaign with two queued recipients
+    token = api.sign_in(OPERATOR)
+    cid = _campaign(api, token)["campaignId"]
+    one, two = "89000000000000000001", "89000000000000000002"
+    _load(api, cid, f"iccid,name\n{one},Ada\n{two},Bob\n".encode())
+    progress = "CampaignProgressFunction"
+
+    # When one is sent and the other's command expires in the queue (then a late SmsSent of it)
+    api.stack.invoke(progress, _event(cid, "SmsSent", one, iccid=one, providerMessageId="pm_1", attempts=1))
+    expired = {"iccid": two, "validUntil": "2026-12-04T10:00:00.000Z", "attempts": 0}
+    api.stack.invoke(
+        progress, _event(cid, "SmsExpired", two, expiredAt="2026-12-04T10:00:01.000Z", **expired)
+    )
+    api.stack.invoke(progress, _event(cid, "SmsSent", two, iccid=two, providerMessageId="pm_2", attempts=1))
+
+    # Then it is expired, counted as such, and says until when it was worth sending
+    got = api.call("GET", f"/v1/campaigns/{cid}", token=token).json()
+    assert got["counts"] == NO_COUNTS | {"total": 2, "sent": 1, "expired": 1}
+    assert got["status"] == "completed"
+    [recipient] = _recipients(api, cid, token, "expired")
+    assert recipient["iccid"] == two
+    assert "2026-12-04T10:00:00.000Z" in recipient["lastError"]
+
+
+def test_the_progress_rule_takes_expiries_of_campaign_commands() -> None:
+    template = Template.load()
+    rules = [
+        r for r in template.event_rules() if any(t.function == "CampaignProgressFunction" for t in r.targets)
+    ]
+    event = {
+        "source": "chatflow.sms",
+        "detail-type": "SmsExpired",
+        "detail": {"commandId": "cmp-c_1-8900", "metadata": {"campaignId": "c_1"}},
+    }
+    assert rules
+    assert any(rule.pattern and matches(rule.pattern, event) for rule in rules)
+
+
+def test_a_dead_lettered_command_fails_its_recipient_so_none_stays_queued(api: ApiClient) -> None:
+    # Given a campaign whose only recipient's command was dead-lettered by the gateway
+    token = api.sign_in(OPERATOR)
+    cid = _campaign(api, token)["campaignId"]
+    iccid = "89000000000000000001"
+    _load(api, cid, f"iccid,name\n{iccid},Ada\n".encode())
+
+    # When the gateway reports it (SmsFailed dead_lettered, not permanent)
+    failure = {"errorCode": "dead_lettered", "reason": "never handled", "permanent": False, "attempts": 2}
+    api.stack.invoke("CampaignProgressFunction", _event(cid, "SmsFailed", iccid, iccid=iccid, **failure))
+
+    # Then the recipient is failed, nothing is left queued and the campaign is completed
+    got = api.call("GET", f"/v1/campaigns/{cid}", token=token).json()
+    assert (got["status"], got["counts"]) == ("completed", NO_COUNTS | {"total": 1, "failed": 1})
+    assert _recipients(api, cid, token, "queued") == []
+    [recipient] = _recipients(api, cid, token, "failed")
+    assert recipient["lastError"] == "dead_lettered: never handled"
+
+
+@pytest.mark.parametrize("status", ["skipped", "expired", "cancelled"])
+def test_the_new_statuses_are_accepted_as_recipient_filters(api: ApiClient, status: str) -> None:
+    token = api.sign_in(OPERATOR)
+    cid = _campaign(api, token)["campaignId"]
+    _load(api, cid, b"iccid,name\n89000000000000000001,Ada\n")
+    assert _recipients(api, cid, token, status) == []
+    assert _adds_up(api.call("GET", f"/v1/campaigns/{cid}", token=token).json()["counts"])

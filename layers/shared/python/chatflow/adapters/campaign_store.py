@@ -2,8 +2,10 @@
 
 Items (PK / SK):
 
-- ``CAMPAIGN#<id>`` / ``META``: the campaign, its counts (total, queued, sent, failed,
-  delivered), ``lastError``, and while an upload loads ``loadingUpload`` / ``loadingUntil``
+- ``CAMPAIGN#<id>`` / ``META``: the campaign, ``validFor``, its counts (total, queued, sent,
+  failed, delivered, skipped, expired, cancelled; an absent count is 0: campaigns stored
+  before a count existed read as 0), ``lastError``, and while an upload loads
+  ``loadingUpload`` / ``loadingUntil``
   (one upload of a campaign loads at a time, so duplicate ICCIDs are found reliably).
 - ``CAMPAIGNS`` / ``<createdAt>#<id>``: the list, newest first.
 - ``CAMPAIGN#<id>`` / ``UPLOAD#<uploadId>``: an upload, its counters, first row errors and
@@ -15,6 +17,7 @@ Items (PK / SK):
 from __future__ import annotations
 
 import json
+import random
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
@@ -24,6 +27,7 @@ from botocore.exceptions import ClientError
 
 from chatflow.adapters.dynamo import batch_get, batch_write, error_code, from_raw, to_raw, to_value, translate
 from chatflow.domain.campaigns import (
+    DEFAULT_VALID_FOR,
     Campaign,
     CampaignRecipient,
     Checkpoint,
@@ -35,7 +39,7 @@ from chatflow.domain.campaigns import (
 )
 from chatflow.domain.clock import from_iso, to_iso
 from chatflow.domain.pagination import Page
-from chatflow.errors import InvalidCursor, Throttled
+from chatflow.errors import ConcurrentUpdate, InvalidCursor, Throttled
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -43,7 +47,10 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs.client import SQSClient
 
 STATUS_INDEX = "ByStatus"
-_COUNTS = ("total", "queued", "sent", "failed", "delivered")
+_COUNTS = ("total", "queued", "sent", "failed", "delivered", "skipped", "expired", "cancelled")
+# A progress write refused because another event moved the recipient first is re-read and
+# tried again; each retry follows a move, so a handful is plenty (statuses only go forward).
+_APPLY_ROUNDS = 8
 
 
 def _meta_key(campaign_id: str) -> dict[str, Any]:
@@ -70,6 +77,7 @@ def _campaign(item: Mapping[str, Any]) -> Campaign:
         last_error=item.get("lastError"),
         created_at=from_iso(str(item["createdAt"])),
         created_by=str(item.get("createdBy", "")),
+        valid_for=int(item.get("validFor", DEFAULT_VALID_FOR)),
     )
 
 
@@ -91,6 +99,7 @@ def _upload(item: Mapping[str, Any]) -> Upload:
         accepted=int(item.get("accepted", 0)),
         duplicates=int(item.get("duplicates", 0)),
         invalid_rows=int(item.get("invalidRows", 0)),
+        skipped=int(item.get("skipped", 0)),
         errors=errors,
         error=item.get("error"),
         checkpoint=checkpoint,
@@ -119,6 +128,7 @@ def _upload_values(upload: Upload) -> dict[str, Any]:
         ":accepted": upload.accepted,
         ":duplicates": upload.duplicates,
         ":invalid": upload.invalid_rows,
+        ":skipped": upload.skipped,
         ":errors": json.dumps([{"row": e.row, "message": e.message} for e in upload.errors]),
         ":checkpoint": (
             {"offset": checkpoint.offset, "row": checkpoint.row, "columns": list(checkpoint.columns)}
@@ -152,6 +162,7 @@ class DynamoCampaignRepository:
             "status": campaign.status,
             "createdAt": created,
             "createdBy": campaign.created_by,
+            "validFor": campaign.valid_for,
             **dict.fromkeys(_COUNTS, 0),
         }
         entry = {
@@ -291,7 +302,8 @@ class DynamoCampaignRepository:
                 "Key": _upload_key(upload.campaign_id, upload.upload_id),
                 "UpdateExpression": (
                     "SET #s = :status, accepted = :accepted, duplicates = :duplicates, "
-                    "invalidRows = :invalid, #e = :errors, #c = :checkpoint, #err = :error"
+                    "invalidRows = :invalid, skipped = :skipped, #e = :errors, #c = :checkpoint, "
+                    "#err = :error"
                 ),
                 "ExpressionAttributeNames": {
                     "#s": "status",
@@ -306,7 +318,7 @@ class DynamoCampaignRepository:
             }
         }
 
-    def save_progress(self, upload: Upload, *, added: int, lease_until: datetime) -> None:
+    def save_progress(self, upload: Upload, *, added: int, lease_until: datetime, skipped: int = 0) -> None:
         self._transact(
             [
                 self._upload_update(upload),
@@ -314,10 +326,12 @@ class DynamoCampaignRepository:
                     "Update": {
                         "TableName": self._table,
                         "Key": _meta_key(upload.campaign_id),
-                        "UpdateExpression": "ADD #t :n, #q :n SET loadingUntil = :lease",
-                        "ExpressionAttributeNames": {"#t": "total", "#q": "queued"},
+                        "UpdateExpression": "ADD #t :all, #q :n, #k :k SET loadingUntil = :lease",
+                        "ExpressionAttributeNames": {"#t": "total", "#q": "queued", "#k": "skipped"},
                         "ExpressionAttributeValues": {
+                            ":all": to_value(added + skipped),
                             ":n": to_value(added),
+                            ":k": to_value(skipped),
                             ":lease": to_value(to_iso(lease_until)),
                         },
                     }
@@ -393,6 +407,7 @@ class DynamoCampaignRepository:
                             "iccid": r.iccid,
                             "status": r.status,
                             "attempts": r.attempts,
+                            "lastError": r.last_error,
                             "updatedAt": to_iso(r.updated_at) if r.updated_at else None,
                             "uploadId": r.upload_id,
                             "row": r.row,
@@ -441,16 +456,38 @@ class DynamoCampaignRepository:
         return Page(items, {"iccid": items[-1].iccid} if last and items else None)
 
     def apply(self, progress: Progress) -> bool:
+        """Move the recipient from its current status, if that is one ``progress`` moves from.
+
+        The write is conditional on the status just read. Refused (another event moved the
+        recipient in between, or DynamoDB cancelled the transaction for a conflicting one),
+        the recipient is read again and the move retried from its new status: SmsDelivered
+        that loses the race to SmsSent still ends ``delivered``, and SmsSent that loses to
+        SmsDelivered finds it past ``sent`` and changes nothing.
+        """
         key = _recipient_key(progress.campaign_id, progress.iccid)
-        try:
-            raw = self._client.get_item(TableName=self._table, Key=key, ConsistentRead=True)
-        except ClientError as exc:
-            raise translate(exc) from exc
-        if "Item" not in raw:
-            return False
-        current = str(from_raw(raw["Item"])["status"])
-        if current not in progress.from_statuses:
-            return False
+        for attempt in range(_APPLY_ROUNDS):
+            try:
+                raw = self._client.get_item(TableName=self._table, Key=key, ConsistentRead=True)
+            except ClientError as exc:
+                raise translate(exc) from exc
+            if "Item" not in raw:
+                return False
+            current = str(from_raw(raw["Item"])["status"])
+            if current not in progress.from_statuses:
+                return False  # already there or past it: a duplicate or late event
+            if self._move(progress, key, current):
+                if current == "queued":
+                    self._settle(progress.campaign_id)  # only leaving "queued" can empty the queue
+                return True
+            time.sleep(random.uniform(0, 0.01 * 2**attempt))  # noqa: S311 - jitter, not a secret
+        raise ConcurrentUpdate(
+            f"recipient {progress.iccid} of campaign {progress.campaign_id} kept changing while "
+            f"moving it to {progress.to}: the event will be retried"
+        )
+
+    def _move(self, progress: Progress, key: dict[str, Any], current: str) -> bool:
+        """One conditional transaction: recipient ``current`` → ``progress.to`` and the counts;
+        False when it was refused (the recipient is no longer ``current``, or a conflict)."""
         sets: dict[str, tuple[str, Any]] = {
             "#s": ("status", progress.to),
             "#g": ("GSI1PK", f"CAMPAIGN#{progress.campaign_id}#{progress.to}"),
@@ -497,10 +534,8 @@ class DynamoCampaignRepository:
             )
         except ClientError as exc:
             if _cancelled(exc):
-                return False  # a concurrent event moved it first: that one counted
+                return False
             raise translate(exc) from exc
-        if current == "queued":
-            self._settle(progress.campaign_id)  # only leaving "queued" can empty the queue
         return True
 
 

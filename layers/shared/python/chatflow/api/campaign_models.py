@@ -6,7 +6,14 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from chatflow.domain.campaigns import Campaign, CampaignRecipient, Upload
+from chatflow.domain.campaigns import (
+    DEFAULT_VALID_FOR,
+    MAX_VALID_FOR,
+    MIN_VALID_FOR,
+    Campaign,
+    CampaignRecipient,
+    Upload,
+)
 from chatflow.domain.clock import to_iso
 
 
@@ -18,14 +25,27 @@ class CreateCampaignRequest(BaseModel):
         str, Field(min_length=1, max_length=1600, description="Message text; variables as {{name}}")
     ]
     senderId: Annotated[str | None, Field(min_length=1, max_length=20)] = None
+    validFor: Annotated[
+        int,
+        Field(
+            ge=MIN_VALID_FOR,
+            le=MAX_VALID_FOR,
+            description="Seconds each SMS may wait to be sent once queued; then it expires, unsent",
+        ),
+    ] = DEFAULT_VALID_FOR
 
 
 class CountsOut(BaseModel):
+    """Recipients by status; they add up to ``total``."""
+
     total: int
     queued: int
     sent: int
     failed: int
     delivered: int
+    skipped: int = Field(description="Opted out when loaded: never queued")
+    expired: int = Field(description="Not sent within the campaign's validFor")
+    cancelled: int
 
 
 class CampaignOut(BaseModel):
@@ -37,6 +57,7 @@ class CampaignOut(BaseModel):
     status: Literal["draft", "sending", "completed"]
     counts: CountsOut
     lastError: str | None
+    validFor: int = Field(description="Seconds each SMS may wait to be sent once queued")
     createdAt: str
 
     @classmethod
@@ -50,9 +71,17 @@ class CampaignOut(BaseModel):
             senderId=campaign.sender_id,
             status=campaign.status,
             counts=CountsOut(
-                total=c.total, queued=c.queued, sent=c.sent, failed=c.failed, delivered=c.delivered
+                total=c.total,
+                queued=c.queued,
+                sent=c.sent,
+                failed=c.failed,
+                delivered=c.delivered,
+                skipped=c.skipped,
+                expired=c.expired,
+                cancelled=c.cancelled,
             ),
             lastError=campaign.last_error,
+            validFor=campaign.valid_for,
             createdAt=to_iso(campaign.created_at),
         )
 
@@ -81,6 +110,7 @@ class UploadOut(BaseModel):
     accepted: int
     duplicates: int
     invalidRows: int
+    skipped: int = Field(description="Rows whose ICCID had opted out: recipients, never queued")
     errors: list[RowErrorOut] = Field(description="The first 100 rows that were skipped, and why")
     error: str | None = Field(description="Why the whole file was rejected")
 
@@ -93,6 +123,7 @@ class UploadOut(BaseModel):
             accepted=upload.accepted,
             duplicates=upload.duplicates,
             invalidRows=upload.invalid_rows,
+            skipped=upload.skipped,
             errors=[RowErrorOut(row=e.row, message=e.message) for e in upload.errors],
             error=upload.error,
         )
@@ -100,7 +131,7 @@ class UploadOut(BaseModel):
 
 class RecipientOut(BaseModel):
     iccid: str
-    status: Literal["queued", "sent", "failed", "delivered"]
+    status: Literal["queued", "sent", "failed", "delivered", "skipped", "expired", "cancelled"]
     attempts: int
     lastError: str | None
     providerMessageId: str | None

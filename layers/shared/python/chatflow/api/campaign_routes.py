@@ -25,12 +25,19 @@ from chatflow.domain.campaigns import CampaignService
 from chatflow.domain.pagination import DEFAULT_LIMIT
 
 Status = Annotated[
-    str | None, Query(description="Only recipients with this status: queued, sent, failed or delivered")
+    str | None,
+    Query(
+        description=(
+            "Only recipients with this status: queued, sent, failed, delivered, skipped, expired or cancelled"
+        )
+    ),
 ]
 
 
 _ERRORS: dict[int, Any] = {
-    400: error_doc("Invalid input (invalid_template says where the template is malformed)"),
+    400: error_doc(
+        "Invalid input (invalid_template says where the template is malformed; validFor is 60 to 1209600 s)"
+    ),
     401: error_doc("Not signed in"),
     403: error_doc("Not an operator"),
     404: error_doc("No such campaign or upload"),
@@ -50,7 +57,9 @@ def campaign_router(service: Callable[[], CampaignService]) -> Router:
         responses=ok_doc(CampaignOut, 201) | _ERRORS,
     )
     def create(body: CreateCampaignRequest) -> Response[CampaignOut]:
-        campaign = service().create(me(), name=body.name, template=body.template, sender_id=body.senderId)
+        campaign = service().create(
+            me(), name=body.name, template=body.template, sender_id=body.senderId, valid_for=body.validFor
+        )
         return json_response(201, CampaignOut.of(campaign))
 
     @router.get(

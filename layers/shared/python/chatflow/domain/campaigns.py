@@ -3,9 +3,10 @@
 A campaign is a template; uploads add recipients (ICCIDs with their variables). Each new
 recipient becomes one SendSms command (promotional, ``metadata.campaignId``, command id
 ``cmp-<campaignId>-<iccid>`` so a redelivery never sends twice), and the gateway's events
-move the recipient forward: queued → sent → delivered, or → failed. Counts live on the
+move the recipient forward: queued → sent → delivered, or → failed | expired. A recipient
+opted out when its row is loaded is ``skipped`` and never queued. Counts live on the
 campaign and change in the same write as the recipient, so they always add up:
-``queued + sent + failed + delivered == total``.
+``queued + sent + failed + delivered + skipped + expired + cancelled == total``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
 
-from chatflow.domain.clock import Clock
+from chatflow.domain.clock import Clock, to_iso
 from chatflow.domain.pagination import CursorCodec, Page
 from chatflow.domain.recipients_csv import (
     Header,
@@ -28,11 +29,36 @@ from chatflow.domain.recipients_csv import (
 )
 from chatflow.domain.templates import MAX_TEXT, MessageTemplate, parse_template
 from chatflow.errors import FieldProblem, Forbidden, InvalidFile, NotFound, ValidationFailed
+from chatflow.ports import OptOutRepository
 
 CampaignStatus = Literal["draft", "sending", "completed"]
 UploadStatus = Literal["pending", "processing", "accepted", "rejected"]
-RecipientStatus = Literal["queued", "sent", "failed", "delivered"]
-RECIPIENT_STATUSES: tuple[RecipientStatus, ...] = ("queued", "sent", "failed", "delivered")
+RecipientStatus = Literal["queued", "sent", "failed", "delivered", "skipped", "expired", "cancelled"]
+RECIPIENT_STATUSES: tuple[RecipientStatus, ...] = (
+    "queued",
+    "sent",
+    "failed",
+    "delivered",
+    "skipped",
+    "expired",
+    "cancelled",
+)
+# Where each status stands in the only order a recipient moves in: queued → sent → one of
+# the ends. An event may only move a recipient to a later rank, so a late or duplicate
+# event changes nothing and "delivered" is never undone by a SmsSent that arrives after it.
+RANK: dict[RecipientStatus, int] = {
+    "queued": 0,
+    "sent": 1,
+    "failed": 2,
+    "delivered": 2,
+    "skipped": 2,
+    "expired": 2,
+    "cancelled": 2,
+}
+DEFAULT_VALID_FOR = 86_400  # seconds a campaign's SMS may wait in the queue before it expires
+MIN_VALID_FOR = 60
+# The SendSms queue keeps a message 14 days: a command cannot wait longer than that anyway.
+MAX_VALID_FOR = 14 * 86_400
 MAX_ROW_ERRORS = 100
 CHUNK = 100  # recipients read, checked and written per step of the loader
 
@@ -44,6 +70,9 @@ class Counts:
     sent: int = 0
     failed: int = 0
     delivered: int = 0
+    skipped: int = 0
+    expired: int = 0
+    cancelled: int = 0
 
 
 @dataclass(frozen=True)
@@ -58,6 +87,7 @@ class Campaign:
     last_error: str | None
     created_at: datetime
     created_by: str
+    valid_for: int = DEFAULT_VALID_FOR
 
 
 @dataclass(frozen=True)
@@ -84,6 +114,7 @@ class Upload:
     accepted: int = 0
     duplicates: int = 0
     invalid_rows: int = 0
+    skipped: int = 0
     errors: tuple[RowError, ...] = ()
     error: str | None = None
     checkpoint: Checkpoint | None = None
@@ -105,7 +136,10 @@ class CampaignRecipient:
 
 @dataclass(frozen=True)
 class Progress:
-    """What one gateway event means for a recipient: from one of ``from_statuses`` to ``to``."""
+    """What one gateway event means for a recipient: from one of ``from_statuses`` to ``to``.
+
+    ``from_statuses`` are always of a lower rank than ``to`` (see ``RANK``).
+    """
 
     campaign_id: str
     iccid: str
@@ -130,8 +164,9 @@ def progress_of(detail_type: str, detail: Mapping[str, Any], at: datetime) -> Pr
     """The recipient change a gateway event means; None when the event is not a campaign's.
 
     Moves only forward (a duplicate or late event finds the recipient past ``from_statuses``
-    and changes nothing): queued → sent | failed | delivered (a receipt may overtake
-    SmsSent); sent → delivered | failed (undelivered).
+    and changes nothing): queued → sent | failed | expired | delivered (a receipt may
+    overtake SmsSent); sent → delivered | failed (undelivered). A dead-lettered command's
+    ``SmsFailed`` (``errorCode: dead_lettered``) fails its recipient like any other.
     """
     metadata = detail.get("metadata") or {}
     campaign_id = metadata.get("campaignId") if isinstance(metadata, Mapping) else None
@@ -141,13 +176,15 @@ def progress_of(detail_type: str, detail: Mapping[str, Any], at: datetime) -> Pr
     if not isinstance(iccid, str) or not iccid:
         return None
     provider_id = detail.get("providerMessageId")
+    attempts = detail.get("attempts")
     if detail_type == "SmsSent":
-        return Progress(
-            campaign_id, iccid, "sent", ("queued",), detail.get("attempts"), None, provider_id, at
-        )
+        return Progress(campaign_id, iccid, "sent", ("queued",), attempts, None, provider_id, at)
     if detail_type == "SmsFailed":
         reason = f"{detail.get('errorCode')}: {detail.get('reason')}"
-        return Progress(campaign_id, iccid, "failed", ("queued",), detail.get("attempts"), reason, None, at)
+        return Progress(campaign_id, iccid, "failed", ("queued",), attempts, reason, None, at)
+    if detail_type == "SmsExpired":
+        reason = f"expired: not sent by {detail.get('validUntil')}, the end of the campaign's validFor"
+        return Progress(campaign_id, iccid, "expired", ("queued",), attempts, reason, None, at)
     if detail_type == "SmsDelivered":
         return Progress(campaign_id, iccid, "delivered", ("queued", "sent"), None, None, provider_id, at)
     if detail_type == "SmsUndelivered":
@@ -179,9 +216,9 @@ class CampaignRepository(Protocol):
 
     def put_recipients(self, recipients: Sequence[CampaignRecipient]) -> None: ...
 
-    def save_progress(self, upload: Upload, *, added: int, lease_until: datetime) -> None:
-        """Store the upload's checkpoint and counters and add ``added`` recipients to the
-        campaign's total and queued, in one write."""
+    def save_progress(self, upload: Upload, *, added: int, lease_until: datetime, skipped: int = 0) -> None:
+        """Store the upload's checkpoint and counters, add ``added`` recipients to the
+        campaign's total and queued and ``skipped`` ones to its total and skipped, in one write."""
         ...
 
     def finish_upload(self, upload: Upload, *, added: int) -> None:
@@ -194,7 +231,11 @@ class CampaignRepository(Protocol):
     ) -> Page[CampaignRecipient]: ...
 
     def apply(self, progress: Progress) -> bool:
-        """Move the recipient and the campaign's counts in one write; False when it is past that."""
+        """Move the recipient and the campaign's counts in one write; False when it is past that.
+
+        Race-proof: when another event moves the recipient between this one's read and its
+        write, the write is refused, the recipient read again and the move retried from
+        there (or dropped when the recipient is now at or past ``progress.to``)."""
         ...
 
 
@@ -241,8 +282,22 @@ class CampaignService:
         if not self._operators.is_operator(caller):
             raise Forbidden("Campaigns are for operators: ask an administrator for the operator role.")
 
-    def create(self, caller: str, *, name: str, template: str, sender_id: str | None) -> Campaign:
+    def create(
+        self,
+        caller: str,
+        *,
+        name: str,
+        template: str,
+        sender_id: str | None,
+        valid_for: int = DEFAULT_VALID_FOR,
+    ) -> Campaign:
         self._require_operator(caller)
+        if not MIN_VALID_FOR <= valid_for <= MAX_VALID_FOR:
+            message = (
+                f"validFor is seconds an SMS may wait before it expires: "
+                f"from {MIN_VALID_FOR} to {MAX_VALID_FOR} (14 days)"
+            )
+            raise ValidationFailed(message, details=(FieldProblem("validFor", message),))
         parsed = parse_template(template)
         campaign = Campaign(
             campaign_id=f"c_{uuid.uuid4().hex}",
@@ -255,6 +310,7 @@ class CampaignService:
             last_error=None,
             created_at=self._clock(),
             created_by=caller,
+            valid_for=valid_for,
         )
         self._campaigns.create(campaign)
         return campaign
@@ -319,6 +375,7 @@ class _Tally:
     accepted: int = 0
     duplicates: int = 0
     invalid: int = 0
+    skipped: int = 0
     errors: list[RowError] = field(default_factory=list)
 
     def problem(self, row: int, message: str) -> None:
@@ -340,10 +397,15 @@ class Loaded:
 class CampaignLoader:
     """Reads an uploaded CSV in a stream and queues one SendSms command per new recipient.
 
+    A recipient whose ICCID opted out (one batched read per chunk) is stored ``skipped``
+    and gets no command. Each command carries ``validUntil``: the moment it is queued plus
+    the campaign's ``validFor``.
+
     Crash-safe order per chunk: recipients are written, then their commands sent (command
     ids are idempotent), then the checkpoint and the counts saved in one write. After a
     crash the chunk is read again: recipients of this very row and upload are taken as
-    this load's own (counted, their commands sent again, which sends nothing twice).
+    this load's own (counted as stored, queued ones' commands sent again, which sends
+    nothing twice; skipped ones stay skipped).
     """
 
     def __init__(
@@ -352,12 +414,14 @@ class CampaignLoader:
         campaigns: CampaignRepository,
         files: RecipientFiles,
         commands: CommandQueue,
+        opt_outs: OptOutRepository,
         clock: Clock,
         lease_seconds: float = 120.0,
     ) -> None:
         self._campaigns = campaigns
         self._files = files
         self._commands = commands
+        self._opt_outs = opt_outs
         self._clock = clock
         self._lease_seconds = lease_seconds
 
@@ -402,15 +466,17 @@ class CampaignLoader:
             checkpoint = Checkpoint(first.end_offset, first.row, header.columns)
         else:
             header = check_header(checkpoint.columns, template.variables)
-        tally = _Tally(upload.accepted, upload.duplicates, upload.invalid_rows, list(upload.errors))
+        tally = _Tally(
+            upload.accepted, upload.duplicates, upload.invalid_rows, upload.skipped, list(upload.errors)
+        )
         seen_rows = checkpoint.row > 1
         for chunk in _chunks(records, CHUNK):
             seen_rows = True
-            added = self._chunk(campaign, template, header, upload, chunk, tally)
+            added, skipped = self._chunk(campaign, template, header, upload, chunk, tally)
             last = chunk[-1]
             checkpoint = Checkpoint(last.end_offset, last.row, header.columns)
             upload = self._with(upload, tally, checkpoint)
-            self._campaigns.save_progress(upload, added=added, lease_until=self._lease())
+            self._campaigns.save_progress(upload, added=added, skipped=skipped, lease_until=self._lease())
             if not budget():
                 return Loaded(upload, done=False)
         if not seen_rows:
@@ -426,6 +492,7 @@ class CampaignLoader:
             accepted=tally.accepted,
             duplicates=tally.duplicates,
             invalid_rows=tally.invalid,
+            skipped=tally.skipped,
             errors=tuple(tally.errors),
             checkpoint=checkpoint,
         )
@@ -438,7 +505,8 @@ class CampaignLoader:
         upload: Upload,
         records: Sequence[Any],
         tally: _Tally,
-    ) -> int:
+    ) -> tuple[int, int]:
+        """Write the chunk's new recipients and queue their commands: (queued, skipped)."""
         candidates: dict[str, tuple[Recipient, str]] = {}
         for record in records:
             parsed = parse_row(header, record, template.variables)
@@ -456,26 +524,37 @@ class CampaignLoader:
                 continue
             candidates[parsed.iccid] = (parsed, text)
         existing = self._campaigns.existing(campaign.campaign_id, list(candidates))
+        fresh = [iccid for iccid in candidates if iccid not in existing]
+        opted_out = self._opt_outs.opted_out(fresh) if fresh else set()
         now = self._clock()
+        valid_until = to_iso(now + timedelta(seconds=campaign.valid_for))
         new: list[CampaignRecipient] = []
         commands: list[dict[str, Any]] = []
+        skipped = 0
         for iccid, (recipient, text) in candidates.items():
             stored = existing.get(iccid)
             ours = stored is not None and stored.upload_id == upload.upload_id and stored.row == recipient.row
             if stored is not None and not ours:
                 tally.duplicates += 1
                 continue
+            skip = iccid in opted_out if stored is None else stored.status == "skipped"
             if stored is None:
                 new.append(
                     CampaignRecipient(
                         campaign.campaign_id,
                         iccid,
-                        "queued",
+                        "skipped" if skip else "queued",
+                        last_error="opted_out: this ICCID sent STOP before the campaign reached it"
+                        if skip
+                        else None,
                         updated_at=now,
                         upload_id=upload.upload_id,
                         row=recipient.row,
                     )
                 )
+            if skip:
+                skipped += 1
+                continue
             commands.append(
                 {
                     "commandId": command_id(campaign.campaign_id, iccid),
@@ -483,13 +562,15 @@ class CampaignLoader:
                     "text": text,
                     "messageType": "promotional",
                     "metadata": {"campaignId": campaign.campaign_id},
+                    "validUntil": valid_until,
                     **({"senderId": campaign.sender_id} if campaign.sender_id else {}),
                 }
             )
         self._campaigns.put_recipients(new)
         self._commands.send_batch(commands)
         tally.accepted += len(commands)
-        return len(commands)
+        tally.skipped += skipped
+        return len(commands), skipped
 
 
 def _chunks(records: Iterator[Any], size: int) -> Iterator[list[Any]]:
