@@ -6,12 +6,15 @@ import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from unittest.mock import patch
 
 import boto3
 import pytest
 from moto import mock_aws
 
+from chatflow.adapters.campaign_store import SqsCommandQueue
 from chatflow.adapters.sms_store import DynamoOptOutRepository
+from chatflow.errors import Throttled
 from local.patterns import matches
 from local.stack import InProcessStack
 from local.template import Template
@@ -418,3 +421,37 @@ def test_the_new_statuses_are_accepted_as_recipient_filters(api: ApiClient, stat
     _load(api, cid, b"iccid,name\n89000000000000000001,Ada\n")
     assert _recipients(api, cid, token, status) == []
     assert _adds_up(api.call("GET", f"/v1/campaigns/{cid}", token=token).json()["counts"])
+
+
+def test_a_load_that_crashed_after_writing_a_skipped_recipient_keeps_it_skipped(api: ApiClient) -> None:
+    # Given a file with an opted-out ICCID, and a load that wrote the chunk's recipients
+    # but crashed queueing their commands (before its checkpoint)
+    token = api.sign_in(OPERATOR)
+    cid = _campaign(api, token)["campaignId"]
+    refused, kept = "89000000000000000001", "89000000000000000002"
+    sms_table = api.stack.template.physical_ids["SmsTable"]
+    opt_outs = DynamoOptOutRepository(sms_table, boto3.client("dynamodb", region_name="us-east-1"))
+    opt_outs.opt_out(refused, at=datetime.now(UTC))
+    key = f"campaigns/{cid}/list.csv"
+    bucket = api.stack.template.physical_ids["CampaignBucket"]
+    boto3.client("s3", region_name="us-east-1").put_object(
+        Bucket=bucket, Key=key, Body=f"iccid,name\n{refused},Ada\n{kept},Bob\n".encode()
+    )
+    loader = api.stack.functions["CampaignLoaderFunction"].module.loader()
+    with (
+        patch.object(SqsCommandQueue, "send_batch", side_effect=Throttled("queue down")),
+        pytest.raises(Throttled),
+    ):
+        loader.load(cid, "u_crash", key, budget=lambda: True)
+
+    # When the owner opts back in, then the load is retried from the start of that chunk
+    opt_outs.opt_in(refused)
+    loaded = loader.load(cid, "u_crash", key, budget=lambda: True)
+
+    # Then the recipient written skipped stays skipped (no command), counted once, and the
+    # counts add up
+    assert loaded.upload is not None
+    assert (loaded.upload.accepted, loaded.upload.skipped) == (1, 1)
+    assert [c["iccid"] for c in _commands()] == [kept]
+    got = api.call("GET", f"/v1/campaigns/{cid}", token=token).json()
+    assert got["counts"] == NO_COUNTS | {"total": 2, "queued": 1, "skipped": 1}
