@@ -40,6 +40,15 @@ class RecipientStatus(StrEnum):
     sent = "sent"
     failed = "failed"
     delivered = "delivered"
+    skipped = "skipped"
+    expired = "expired"
+    cancelled = "cancelled"
+
+
+# Every recipient is in exactly one of these; they add up to the campaign's total.
+STATUSES = ("queued", "sent", "failed", "delivered", "skipped", "expired", "cancelled")
+# The ones a recipient leaves queued for (sent is on its way to delivered or failed).
+DONE = ("sent", "failed", "delivered", "skipped", "expired", "cancelled")
 
 
 Limit = Annotated[int, typer.Option("--limit", min=1, max=PAGE_LIMIT_MAX, help="Items per page (1-100).")]
@@ -60,15 +69,25 @@ def create(
     name: Annotated[str, typer.Option("--name", help="The campaign's name.")],
     template: Annotated[str, typer.Option("--template", help="The text, with {{variables}} from the CSV.")],
     sender_id: Annotated[str | None, typer.Option("--sender-id", help="Sender shown to recipients.")] = None,
+    valid_for: Annotated[
+        int | None,
+        typer.Option(
+            "--valid-for",
+            help="Seconds each SMS may wait to be sent once queued (60-1209600, default 86400).",
+        ),
+    ] = None,
 ) -> None:
     """Create a campaign (draft) and print its id and template variables."""
     rt = runtime(ctx)
     body: dict[str, Any] = {"name": name, "template": template}
     if sender_id is not None:
         body["senderId"] = sender_id
+    if valid_for is not None:
+        body["validFor"] = valid_for
     campaign = rt.api.call_object("POST", "/v1/campaigns", body)
     rt.out.print(f"campaign {text(campaign.get('campaignId'))} created ({text(campaign.get('status'))})")
     rt.out.print(f"variables: {text(campaign.get('variables'))}")
+    rt.out.print(f"valid for: {text(campaign.get('validFor'))} s")
 
 
 @app.command("list")
@@ -77,7 +96,7 @@ def list_campaigns(ctx: typer.Context, limit: Limit = 20, follow: FollowAll = Fa
     rt = runtime(ctx)
     pages = rt.api.pages("/v1/campaigns", {"limit": limit}, follow=follow)
     columns: tuple[tuple[str, int], ...] = (("id", 36), ("name", 24), ("status", 9), ("total", 8))
-    columns += (("queued", 8), ("sent", 8), ("failed", 8), ("delivered", 9), ("created", 24))
+    columns += (*((name, max(7, len(name))) for name in STATUSES), ("created", 24))
     shown, more = 0, False
     for items, cursor in pages:
         more = cursor is not None
@@ -88,7 +107,7 @@ def list_campaigns(ctx: typer.Context, limit: Limit = 20, follow: FollowAll = Fa
                 text(campaign.get("campaignId")),
                 text(campaign.get("name")),
                 text(campaign.get("status")),
-                *(str(count(counts, n)) for n in ("total", "queued", "sent", "failed", "delivered")),
+                *(str(count(counts, n)) for n in ("total", *STATUSES)),
                 text(campaign.get("createdAt")),
             )
         if items:
@@ -119,7 +138,8 @@ def _print_campaign(console: Console, campaign: dict[str, Any]) -> None:
     table.add_row("template", text(campaign.get("template")))
     table.add_row("variables", text(campaign.get("variables")))
     table.add_row("sender id", text(campaign.get("senderId")))
-    for name in ("total", "queued", "sent", "failed", "delivered"):
+    table.add_row("valid for", f"{text(campaign.get('validFor'))} s")
+    for name in ("total", *STATUSES):
         table.add_row(name, str(count(counts, name)))
     table.add_row("last error", text(campaign.get("lastError")))
     table.add_row("created", text(campaign.get("createdAt")))
@@ -210,7 +230,8 @@ def upload(
         )
         return
     counts = campaign.get("counts") or {}
-    summary = ", ".join(f"{count(counts, n)} {n}" for n in ("sent", "failed", "delivered"))
+    shown = [n for n in DONE if n in ("sent", "failed", "delivered") or count(counts, n)]
+    summary = ", ".join(f"{count(counts, n)} {n}" for n in shown)
     rt.out.print(f"nothing left queued: {summary} of {count(counts, 'total')}")
     if campaign.get("lastError"):
         rt.out.print(f"last error: {text(campaign.get('lastError'))}")
@@ -266,9 +287,11 @@ def _print_upload(console: Console, result: dict[str, Any]) -> None:
     if result.get("status") == "rejected":
         console.print(f"[red]upload rejected: {text(result.get('error'))}[/red]")
     else:
+        skipped = result.get("skipped") or 0
         console.print(
             f"upload accepted: {text(result.get('accepted'))} recipients, "
-            f"{text(result.get('duplicates'))} duplicates, {text(result.get('invalidRows'))} invalid rows"
+            + (f"{text(skipped)} skipped (opted out), " if skipped else "")
+            + f"{text(result.get('duplicates'))} duplicates, {text(result.get('invalidRows'))} invalid rows"
         )
     errors = [e for e in result.get("errors") or [] if isinstance(e, dict)]
     for error in errors[:ROW_ERRORS_SHOWN]:
@@ -281,30 +304,26 @@ def _print_upload(console: Console, result: dict[str, Any]) -> None:
 
 
 def _follow_sending(api: ApiClient, campaign_id: str, interval: float, console: Console) -> dict[str, Any]:
-    """Poll the campaign until nothing is queued, with a bar of (sent + failed + delivered) / total."""
+    """Poll the campaign until nothing is queued, with a bar of (total - queued) / total."""
     columns = (
         SpinnerColumn(),
         TextColumn("sending"),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn(
-            "{task.fields[sent]} sent, {task.fields[failed]} failed, {task.fields[delivered]} delivered"
+            "{task.fields[sent]} sent, {task.fields[failed]} failed, {task.fields[delivered]} delivered, "
+            "{task.fields[skipped]} skipped, {task.fields[expired]} expired"
         ),
         TimeElapsedColumn(),
     )
     with Progress(*columns, console=console) as progress:
-        task = progress.add_task("sending", total=None, sent=0, failed=0, delivered=0)
+        task = progress.add_task("sending", total=None, **dict.fromkeys(DONE, 0))
         while True:
             campaign = api.call_object("GET", _path(campaign_id))
             counts = campaign.get("counts") or {}
-            done = sum(count(counts, n) for n in ("sent", "failed", "delivered"))
+            done = sum(count(counts, n) for n in DONE)
             progress.update(
-                task,
-                total=count(counts, "total"),
-                completed=done,
-                sent=count(counts, "sent"),
-                failed=count(counts, "failed"),
-                delivered=count(counts, "delivered"),
+                task, total=count(counts, "total"), completed=done, **{n: count(counts, n) for n in DONE}
             )
             if count(counts, "queued") == 0:
                 return campaign

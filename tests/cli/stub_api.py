@@ -66,6 +66,7 @@ class StubApi:
         self.uploads: dict[str, StubUpload] = {}
         self.puts: list[Put] = []
         self.requests: list[str] = []
+        self.opted_out: set[str] = set()  # ICCIDs loaded as skipped recipients
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
@@ -173,8 +174,11 @@ class StubApi:
             "variables": sorted(set(_VARIABLE.findall(template))),
             "senderId": body.get("senderId"),
             "status": "draft",
-            "counts": {"total": 0, "queued": 0, "sent": 0, "failed": 0, "delivered": 0},
+            "counts": dict.fromkeys(
+                ("total", "queued", "sent", "failed", "delivered", "skipped", "expired", "cancelled"), 0
+            ),
             "lastError": None,
+            "validFor": body.get("validFor", 86400),
             "createdAt": f"2026-11-23T20:01:{len(self.campaigns):02d}.000Z",
         }
         self.campaigns[campaign_id] = campaign
@@ -182,12 +186,14 @@ class StubApi:
         return campaign
 
     def _add_recipient(self, campaign_id: str, iccid: str) -> None:
+        """Queued, or skipped when the ICCID is in ``opted_out``."""
+        status = "skipped" if iccid in self.opted_out else "queued"
         self.recipients[campaign_id].append(
-            {"iccid": iccid, "status": "queued", "attempts": 0, "lastError": None, "providerMessageId": None}
+            {"iccid": iccid, "status": status, "attempts": 0, "lastError": None, "providerMessageId": None}
         )
         campaign = self.campaigns[campaign_id]
         campaign["counts"]["total"] += 1
-        campaign["counts"]["queued"] += 1
+        campaign["counts"][status] += 1
         campaign["status"] = "sending"
 
     def _send_some(self, campaign: dict[str, Any]) -> None:
@@ -232,7 +238,7 @@ class StubApi:
         reader = csv.DictReader(io.StringIO(body.decode("utf-8-sig")))
         columns = set(reader.fieldnames or [])
         result: dict[str, Any] = {"uploadId": upload_id, "key": key, "accepted": 0, "duplicates": 0}
-        result |= {"invalidRows": 0, "errors": [], "error": None}
+        result |= {"invalidRows": 0, "skipped": 0, "errors": [], "error": None}
         missing = sorted(({"iccid"} | set(campaign["variables"])) - columns)
         if missing:
             return result | {"status": "rejected", "error": f"missing columns: {', '.join(missing)}"}
@@ -247,7 +253,7 @@ class StubApi:
             else:
                 known.add(iccid)
                 self._add_recipient(campaign_id, iccid)
-                result["accepted"] += 1
+                result["skipped" if iccid in self.opted_out else "accepted"] += 1
         return result | {"status": "accepted"}
 
     def _read_upload(self, upload: StubUpload) -> dict[str, Any]:

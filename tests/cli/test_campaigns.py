@@ -97,6 +97,7 @@ def test_status_shows_the_counts_and_the_last_error(stub: StubApi, stub_state: P
     assert "name Autumn" in lines
     assert "status sending" in lines
     assert {"total 3", "queued 1", "sent 1", "failed 1", "delivered 0"} <= set(lines)
+    assert {"skipped 0", "expired 0", "cancelled 0", "valid for 86400 s"} <= set(lines)
     assert "last error invalid_destination: the provider refused the number" in lines
 
 
@@ -254,3 +255,36 @@ def test_the_token_cache_is_readable_by_its_owner_only(stub: StubApi, stub_state
 
     # Then the cached token is in a file no one else may read
     assert (stub_state / "cli-tokens.json").stat().st_mode & 0o777 == 0o600
+
+
+def test_an_opted_out_recipient_is_shown_skipped_and_the_sending_ends_without_it(
+    stub: StubApi, stub_state: Path, tmp_path: Path
+) -> None:
+    # Given a campaign and a CSV of two recipients, one of whom opted out
+    campaign_id = stub.add_campaign("Spring")
+    stub.opted_out.add(ICCID_B)
+    file = tmp_path / "recipients.csv"
+    file.write_text(f"iccid,name\n{ICCID_A},Ann\n{ICCID_B},Bob\n", encoding="utf-8")
+
+    # When the operator uploads it and then asks for the skipped recipients
+    result = chatflow(stub_state, *AS, "campaign", "upload", campaign_id, str(file), "--interval", "0")
+    skipped = chatflow(stub_state, *AS, "campaign", "recipients", campaign_id, "--status", "skipped")
+
+    # Then the upload and the summary say one was skipped, and it is listed as such
+    assert result.exit_code == 0, result.output
+    assert "upload accepted: 1 recipients, 1 skipped (opted out), 0 duplicates" in result.stdout
+    assert "nothing left queued: 1 sent, 0 failed, 0 delivered, 1 skipped of 2" in result.stdout
+    assert skipped.exit_code == 0, skipped.output
+    assert ICCID_B in skipped.stdout
+    assert ICCID_A not in skipped.stdout
+
+
+def test_create_passes_the_validity_of_the_campaigns_sms(stub: StubApi, stub_state: Path) -> None:
+    result = chatflow(
+        stub_state, *AS, "campaign", "create", "--name", "Flash", "--template", "Today", "--valid-for", "3600"
+    )
+
+    assert result.exit_code == 0, result.output
+    assert "valid for: 3600 s" in result.stdout
+    (campaign,) = stub.campaigns.values()
+    assert campaign["validFor"] == 3600

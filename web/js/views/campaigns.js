@@ -5,7 +5,8 @@ import { describeError } from "../api.js";
 import { fullTime, h, replaceChildren } from "../dom.js";
 
 const POLL_MS = 1500;
-const COUNTS = ["queued", "sent", "failed", "delivered"];
+// Every recipient is in exactly one of these; they add up to the total (CONTRACT §5a).
+const COUNTS = ["queued", "sent", "failed", "delivered", "skipped", "expired", "cancelled"];
 
 export class CampaignsView {
   constructor(root, api) {
@@ -98,7 +99,7 @@ export class CampaignsView {
       h("th", { scope: "row" }, h("a", { href: `#/campaigns/${encodeURIComponent(campaign.campaignId)}` }, campaign.name)),
       h("td", {}, campaign.status),
       h("td", {}, String(c.total)),
-      COUNTS.map((name) => h("td", {}, String(c[name]))),
+      COUNTS.map((name) => h("td", {}, String(c[name] ?? 0))),
       h("td", {}, fullTime(campaign.createdAt)),
     );
   }
@@ -186,7 +187,7 @@ export class CampaignsView {
       statusLine.textContent = `Status: ${current.status}`;
       replaceChildren(
         counts,
-        ["total", ...COUNTS].map((name) => h("div", { class: `count ${name}` }, h("dt", {}, capital(name)), h("dd", { dataset: { count: name } }, String(c[name])))),
+        ["total", ...COUNTS].map((name) => h("div", { class: `count ${name}` }, h("dt", {}, capital(name)), h("dd", { dataset: { count: name } }, String(c[name] ?? 0)))),
       );
       progress.max = Math.max(1, c.total);
       progress.value = c.total - c.queued;
@@ -200,6 +201,7 @@ export class CampaignsView {
       h("h2", { id: "campaigns-title" }, campaign.name),
       h("p", { class: "template" }, h("span", { class: "hint" }, "Template: "), campaign.template),
       campaign.variables.length ? h("p", { class: "hint" }, `Variables: ${campaign.variables.join(", ")}`) : null,
+      h("p", { class: "hint" }, `Each SMS expires unsent ${validity(campaign.validFor)} after it is queued.`),
       statusLine,
       progress,
       counts,
@@ -277,7 +279,8 @@ export class CampaignsView {
         ["accepted", "Accepted"],
         ["duplicates", "Duplicates"],
         ["invalidRows", "Invalid rows"],
-      ].map(([key, label]) => h("div", { class: "count" }, h("dt", {}, label), h("dd", { dataset: { upload: key } }, String(upload[key])))),
+        ["skipped", "Skipped (opted out)"],
+      ].map(([key, label]) => h("div", { class: "count" }, h("dt", {}, label), h("dd", { dataset: { upload: key } }, String(upload[key] ?? 0)))),
     );
     replaceChildren(
       result,
@@ -291,7 +294,7 @@ export class CampaignsView {
             h(
               "table",
               { class: "row-errors" },
-              h("caption", {}, upload.invalidRows > upload.errors.length ? `The first ${upload.errors.length} skipped rows` : "Skipped rows"),
+              h("caption", {}, upload.invalidRows > upload.errors.length ? `The first ${upload.errors.length} invalid rows` : "Invalid rows"),
               h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Row"), h("th", { scope: "col" }, "Problem"))),
               h("tbody", {}, upload.errors.map((e) => h("tr", {}, h("td", {}, String(e.row)), h("td", {}, e.message)))),
             ),
@@ -303,4 +306,10 @@ export class CampaignsView {
 
 function capital(word) {
   return word.charAt(0).toUpperCase() + word.slice(1);
+}
+
+function validity(seconds) {
+  if (seconds % 86400 === 0) return `${seconds / 86400} day${seconds === 86400 ? "" : "s"}`;
+  if (seconds % 3600 === 0) return `${seconds / 3600} hour${seconds === 3600 ? "" : "s"}`;
+  return `${seconds} seconds`;
 }
