@@ -317,14 +317,14 @@ def _follow_sending(api: ApiClient, campaign_id: str, interval: float, console: 
         TimeElapsedColumn(),
     )
     with Progress(*columns, console=console) as progress:
-        task = progress.add_task("sending", total=None, **dict.fromkeys(DONE, 0))
+        fields: dict[str, Any] = dict.fromkeys(DONE, 0)
+        task = progress.add_task("sending", total=None, **fields)
         while True:
             campaign = api.call_object("GET", _path(campaign_id))
             counts = campaign.get("counts") or {}
             done = sum(count(counts, n) for n in DONE)
-            progress.update(
-                task, total=count(counts, "total"), completed=done, **{n: count(counts, n) for n in DONE}
-            )
+            fields = {n: count(counts, n) for n in DONE}
+            progress.update(task, total=count(counts, "total"), completed=done, **fields)
             if count(counts, "queued") == 0:
                 return campaign
             sleep(interval)
