@@ -7,8 +7,8 @@ whole pipeline going through one emulator). CHATFLOW_E2E_ROWS sets another numbe
 The operator creates a campaign over HTTP, PUTs a CSV to the presigned URL (the local
 AWS endpoint), and the stack does the rest: the S3 notification, the loader, the SMS
 gateway, the events, the progress. At the end the counts add up, each recipient's status
-matches them, failed recipients say why, and uploading the same file again queues
-nothing new.
+matches them, failed recipients say why, recipients who opted out beforehand are skipped
+and got nothing, and uploading the same file again queues nothing new.
 """
 
 from __future__ import annotations
@@ -17,9 +17,11 @@ import os
 import time
 import urllib.request
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from chatflow.adapters.sms_store import DynamoOptOutRepository
 from local.stack_server import StackServer
 from tests.local.conftest import Lines, free_config, http
 
@@ -27,6 +29,8 @@ OPERATOR = "+14155550100"
 ROWS = int(os.environ.get("CHATFLOW_E2E_ROWS", "5000"))
 BAD_ROWS = 3
 REPEATED = 2
+OPTED_OUT = [f"89{i:018d}" for i in (10, 11)]  # sent STOP before the campaign
+STATUSES = ("queued", "sent", "failed", "delivered", "skipped", "expired", "cancelled")
 
 
 def _csv() -> bytes:
@@ -97,6 +101,9 @@ def test_a_campaign_goes_out_and_its_counts_add_up(tmp_path: Path) -> None:
         assert status == 201, campaign
         campaign_id = campaign["campaignId"]
         data = _csv()
+        opt_outs = DynamoOptOutRepository(stack.outputs["SmsTableName"], stack.client("dynamodb"))
+        for iccid in OPTED_OUT:
+            opt_outs.opt_out(iccid, at=datetime.now(UTC))
 
         # When the operator uploads it
         upload = _upload(url, auth, campaign_id, data)
@@ -104,7 +111,8 @@ def test_a_campaign_goes_out_and_its_counts_add_up(tmp_path: Path) -> None:
         # Then the good rows are accepted (the loader went through several invocations),
         # the bad ones listed, the repeated ICCIDs counted as duplicates
         assert upload["status"] == "accepted", upload["error"]
-        assert upload["accepted"] == ROWS + 1
+        assert upload["accepted"] == ROWS + 1 - len(OPTED_OUT)
+        assert upload["skipped"] == len(OPTED_OUT)
         assert upload["invalidRows"] == BAD_ROWS - 1
         assert upload["duplicates"] == REPEATED
         assert sorted(e["row"] for e in upload["errors"]) == [ROWS + 2, ROWS + 4]
@@ -119,8 +127,9 @@ def test_a_campaign_goes_out_and_its_counts_add_up(tmp_path: Path) -> None:
         counts = campaign["counts"]
         assert campaign["status"] == "completed", campaign
         assert counts["total"] == ROWS + 1
-        assert counts["queued"] + counts["sent"] + counts["failed"] + counts["delivered"] == counts["total"]
+        assert sum(counts[s] for s in STATUSES) == counts["total"]
         assert counts["queued"] == 0
+        assert counts["skipped"] == len(OPTED_OUT)
         assert counts["failed"] > 0
         assert campaign["lastError"]
 
@@ -136,14 +145,19 @@ def test_a_campaign_goes_out_and_its_counts_add_up(tmp_path: Path) -> None:
                 break
         by_status = Counter(r["status"] for r in recipients)
         assert len(recipients) == counts["total"]
-        assert {s: by_status.get(s, 0) for s in ("queued", "sent", "failed", "delivered")} == {
-            s: counts[s] for s in ("queued", "sent", "failed", "delivered")
-        }
+        assert {s: by_status.get(s, 0) for s in STATUSES} == {s: counts[s] for s in STATUSES}
         failed = http(
             "GET", f"{url}/v1/campaigns/{campaign_id}/recipients?status=failed&limit=100", headers=auth
         )[1]
         assert failed["items"]
         assert all(r["status"] == "failed" and r["lastError"] for r in failed["items"])
+
+        # And the opted-out recipients are skipped, and the provider never got a message for them
+        skipped = http("GET", f"{url}/v1/campaigns/{campaign_id}/recipients?status=skipped", headers=auth)[1]
+        assert sorted(r["iccid"] for r in skipped["items"]) == OPTED_OUT
+        provider = stack.outputs["SmsProviderUrl"]
+        for iccid in OPTED_OUT:
+            assert http("GET", f"{provider}/messages?to={iccid}")[1]["items"] == []
 
         # And uploading the same file again queues nothing new
         again = _upload(url, auth, campaign_id, data)
