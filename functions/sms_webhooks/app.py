@@ -1,4 +1,6 @@
-"""The provider's callbacks: delivery receipts and inbound SMS (STOP / START), both signed.
+"""The provider's callbacks: delivery receipts and inbound SMS (STOP / START / HELP), both signed.
+
+Replies to inbound keywords (confirmations, help) are SendSms commands on the gateway's queue.
 
 The signature (``X-Signature``: hex HMAC-SHA256 of the raw body with the webhook secret)
 is checked on the raw body before anything else: a bad one is ``401`` whatever the body.
@@ -13,6 +15,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from chatflow.adapters import aws
+from chatflow.adapters.sms_commands import SqsSmsCommandSender
 from chatflow.adapters.sms_store import DynamoOptOutRepository, DynamoSmsCommandRepository
 from chatflow.api.errors import error_response
 from chatflow.api.http import build_resolver, http_handler, proxy_result
@@ -20,10 +23,11 @@ from chatflow.api.sms_routes import sms_router
 from chatflow.domain.clock import utc_now
 from chatflow.domain.sms import signature_matches
 from chatflow.domain.webhooks import WebhookService
-from chatflow.settings import AwsSettings, SmsWebhookSettings, load
+from chatflow.settings import AwsSettings, SendSmsQueueSettings, SmsWebhookSettings, load
 
 AWS = load(AwsSettings)
 SETTINGS = load(SmsWebhookSettings)
+QUEUE = load(SendSmsQueueSettings)
 
 
 @cache
@@ -32,6 +36,7 @@ def webhooks() -> WebhookService:
     return WebhookService(
         commands=DynamoSmsCommandRepository(SETTINGS.sms_table, client),
         opt_outs=DynamoOptOutRepository(SETTINGS.sms_table, client),
+        replies=SqsSmsCommandSender(QUEUE.send_sms_queue_url, region=AWS.region),
         clock=utc_now,
     )
 

@@ -335,7 +335,8 @@ def test_a_promotional_message_to_a_number_that_sent_stop_fails_as_opted_out(gat
         "/v1/sms/inbound", {"from": "+1 415 555 0101", "text": "Stop", "timestamp": "2026-11-24T10:00:00Z"}
     )
     assert inbound.status == 200, inbound.body
-    assert inbound.json() == {"phoneNumber": "+14155550101", "action": "opted_out"}
+    assert inbound.json()["phoneNumber"] == "+14155550101"
+    assert inbound.json()["action"] == "opted_out"
 
     # When a promotional and a transactional command go to it
     gateway.put(command("promo", messageType="promotional"), command("otp", messageType="transactional"))

@@ -1,4 +1,4 @@
-"""SMS rules: segments, command and delivery statuses, retry delays, STOP/START keywords, signatures."""
+"""SMS rules: segments, command and delivery statuses, retry delays, STOP/START/HELP keywords, signatures."""
 
 from __future__ import annotations
 
@@ -6,12 +6,14 @@ import hashlib
 import hmac
 import math
 import random
+import unicodedata
 
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from chatflow.domain.sms import (
+    HELP_KEYWORDS,
     OPT_IN_KEYWORDS,
     OPT_OUT_KEYWORDS,
     CommandStatus,
@@ -21,6 +23,7 @@ from chatflow.domain.sms import (
     Segments,
     can_move,
     delivery_can_move,
+    inbound_keyword,
     opt_keyword,
     segments,
     sign,
@@ -542,72 +545,93 @@ def test_once_the_cap_is_reached_further_attempts_wait_the_same(
     assert policy.delay_seconds(capped + extra, rng=random.Random(seed)) == first
 
 
-# --- STOP / START keywords -----------------------------------------------------------------
+# --- STOP / START / HELP keywords -----------------------------------------------------------
 
 
 @pytest.mark.parametrize(
     "text",
-    ["STOP", "stop", "Stop", " Stop please", "stop.", "STOP!!", "stop-", "\n\tStOp\n", "STOPALL",
-     "unsubscribe", "End", "quit", "Cancel", "optout", "OPTOUT!"],
+    ["STOP", "stop", "Stop", "stop.", "STOP!!", "stop-", "\n\tStOp\n", " Stop . ", "STOPALL", "unsubscribe",
+     "End", "quit", "Cancel", "optout", "OPTOUT!", "revoke", "Revoke."],
 )  # fmt: skip
-def test_a_message_starting_with_an_opt_out_keyword_opts_out(text: str) -> None:
+def test_a_message_that_is_an_opt_out_keyword_opts_out(text: str) -> None:
     assert opt_keyword(text) == "out"
 
 
-@pytest.mark.parametrize("text", ["START", "start", " Start again", "unstop.", "UNSTOP"])
-def test_a_message_starting_with_an_opt_in_keyword_opts_in(text: str) -> None:
+@pytest.mark.parametrize("text", ["START", "start", " Start ", "unstop.", "UNSTOP", "yes", "Yes!"])
+def test_a_message_that_is_an_opt_in_keyword_opts_in(text: str) -> None:
     assert opt_keyword(text) == "in"
+
+
+@pytest.mark.parametrize("text", ["HELP", "help", "Help?", " info ", "INFO."])
+def test_a_message_that_is_help_or_info_asks_for_help(text: str) -> None:
+    assert opt_keyword(text) == "help"
 
 
 @pytest.mark.parametrize(
     "text",
-    ["", "   ", "stopping", "OPT OUT", "opt-out", "please stop", "start-up", "restart", ".stop", "\u017ftop",
-     "s t o p", "hello"],
+    ["", "   ", "stopping", "OPT OUT", "opt-out", "please stop", "stop please", " Stop please",
+     "Start again", "yes please", "help me", "start-up", "restart", ".stop", "\u017ftop", "s t o p", "hello",
+     "STOP \U0001f6d1"],
 )  # fmt: skip
-def test_a_message_whose_first_word_is_not_a_keyword_is_no_keyword(text: str) -> None:
+def test_a_message_that_only_contains_a_keyword_is_no_keyword(text: str) -> None:
     assert opt_keyword(text) is None
 
 
-def test_the_keyword_lists_are_the_carriers_usual_ones() -> None:
-    assert {"STOP", "STOPALL", "UNSUBSCRIBE", "END", "QUIT", "CANCEL", "OPTOUT"} == OPT_OUT_KEYWORDS
-    assert {"START", "UNSTOP"} == OPT_IN_KEYWORDS
+def test_the_keyword_lists_are_the_contracts() -> None:
+    assert {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "OPTOUT", "REVOKE"} == OPT_OUT_KEYWORDS
+    assert {"START", "UNSTOP", "YES"} == OPT_IN_KEYWORDS
+    assert {"HELP", "INFO"} == HELP_KEYWORDS
+
+
+ALL_KEYWORDS = sorted(OPT_OUT_KEYWORDS | OPT_IN_KEYWORDS | HELP_KEYWORDS)
+
+
+def _kind(keyword: str) -> str:
+    return "out" if keyword in OPT_OUT_KEYWORDS else "in" if keyword in OPT_IN_KEYWORDS else "help"
 
 
 @st.composite
 def keyword_messages(draw: st.DrawFn) -> tuple[str, str]:
-    keyword = draw(st.sampled_from(sorted(OPT_OUT_KEYWORDS | OPT_IN_KEYWORDS)))
+    keyword = draw(st.sampled_from(ALL_KEYWORDS))
     upper = draw(st.lists(st.booleans(), min_size=len(keyword), max_size=len(keyword)))
     cased = "".join(c.upper() if u else c.lower() for c, u in zip(keyword, upper, strict=True))
     before = draw(st.text(alphabet=" \t\r\n", max_size=3))
-    punctuation = draw(st.text(alphabet=".,!?;:-)'\"", max_size=3))
-    rest = draw(st.one_of(st.just(""), st.text(max_size=20).map(lambda t: " " + t)))
-    return keyword, before + cased + punctuation + rest
+    after = draw(st.text(alphabet=" \t\r\n.,!?;:-)'\"", max_size=4))
+    return keyword, before + cased + after
 
 
 @given(message=keyword_messages())
-def test_a_keyword_in_any_case_with_spacing_punctuation_and_more_words_is_recognised(
+def test_a_keyword_in_any_case_with_spacing_and_trailing_punctuation_is_recognised(
     message: tuple[str, str],
 ) -> None:
     keyword, text = message
 
-    expected = "out" if keyword in OPT_OUT_KEYWORDS else "in"
-    assert opt_keyword(text) == expected
+    assert opt_keyword(text) == _kind(keyword)
+    assert inbound_keyword(text) == keyword
+
+
+@given(keyword=st.sampled_from(ALL_KEYWORDS), rest=st.text(min_size=1, max_size=20))
+def test_a_keyword_followed_by_more_words_is_no_keyword(keyword: str, rest: str) -> None:
+    # Given more than spacing and punctuation after the keyword ("stop please", "start 2")
+    assume(any(not (c.isspace() or unicodedata.category(c).startswith("P")) for c in rest))
+
+    assert opt_keyword(f"{keyword} {rest}") is None
 
 
 @given(
-    keyword=st.sampled_from(sorted(OPT_OUT_KEYWORDS | OPT_IN_KEYWORDS)),
+    keyword=st.sampled_from(ALL_KEYWORDS),
     suffix=st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789", min_size=1, max_size=5),
 )
 def test_a_keyword_glued_to_more_letters_is_no_keyword(keyword: str, suffix: str) -> None:
     word = keyword + suffix
-    assume(word.upper() not in OPT_OUT_KEYWORDS | OPT_IN_KEYWORDS)  # e.g. "STOP" + "ALL"
+    assume(word.upper() not in ALL_KEYWORDS)  # e.g. "STOP" + "ALL"
 
     assert opt_keyword(word) is None
 
 
 @given(text=st.text(max_size=50))
-def test_any_text_gives_out_in_or_none_without_failing(text: str) -> None:
-    assert opt_keyword(text) in ("out", "in", None)
+def test_any_text_gives_out_in_help_or_none_without_failing(text: str) -> None:
+    assert opt_keyword(text) in ("out", "in", "help", None)
 
 
 # --- signatures ------------------------------------------------------------------------------

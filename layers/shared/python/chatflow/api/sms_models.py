@@ -1,4 +1,4 @@
-"""Request and response models of the provider's callbacks (CONTRACT §4).
+"""Request and response models of the provider's callbacks (CONTRACT §4, §4a).
 
 Providers add fields over time: unknown fields are ignored here, unlike the client API.
 """
@@ -23,7 +23,24 @@ class ReceiptRequest(_Callback):
 
 
 class InboundRequest(_Callback):
-    sender: Annotated[str, Field(alias="from", min_length=1, max_length=64)]
+    id: Annotated[
+        str | None,
+        Field(
+            min_length=1,
+            max_length=256,
+            description="The provider's id of the inbound SMS: a retried webhook keeps it (one reply)",
+        ),
+    ] = None
+    sender: Annotated[
+        str, Field(alias="from", min_length=1, max_length=64, description="The number that wrote")
+    ]
+    iccid: Annotated[
+        str | None,
+        Field(
+            pattern=r"^[0-9]{19,20}$",
+            description="The sending SIM's ICCID (19-20 digits), when the provider knows it: opted out too",
+        ),
+    ] = None
     text: Annotated[str, Field(max_length=1600)]
     timestamp: datetime
 
@@ -34,4 +51,12 @@ class ReceiptOut(BaseModel):
 
 class InboundOut(BaseModel):
     phoneNumber: str
-    action: Literal["opted_out", "opted_in", "none"]
+    iccid: str | None = Field(
+        description="The ICCID opted out or in with the number, if the provider gave one"
+    )
+    action: Literal["opted_out", "opted_in", "help", "none"] = Field(
+        description="What the text was: an opt-out keyword, an opt-in keyword, HELP / INFO, or ordinary text"
+    )
+    replyCommandId: str | None = Field(
+        description="The SendSms command of the reply (confirmation or help), the same for a retried webhook"
+    )

@@ -12,7 +12,7 @@ from datetime import UTC
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
 from chatflow.api.sms_models import InboundOut, InboundRequest, ReceiptOut, ReceiptRequest
-from chatflow.domain.webhooks import WebhookService
+from chatflow.domain.webhooks import InboundSms, WebhookService
 
 SIGNED = (
     "Called by the SMS provider. Header X-Signature: hex HMAC-SHA256 of the raw body with the "
@@ -39,11 +39,23 @@ def sms_router(service: Callable[[], WebhookService]) -> Router:
     @router.post(
         "/v1/sms/inbound",
         tags=["sms"],
-        summary="Inbound SMS (STOP / START) from the provider",
-        description=SIGNED,
+        summary="Inbound SMS (STOP / START / HELP) from the provider",
+        description=SIGNED
+        + " The whole text, any case, is a keyword: STOP, STOPALL, UNSUBSCRIBE, CANCEL, END, QUIT, OPTOUT,"
+        " REVOKE opt the number (and the ICCID, when given) out; START, UNSTOP, YES opt back in; HELP, INFO"
+        " get a help reply. Each STOP, START and HELP is answered by one SMS, once per inbound id.",
     )
     def inbound(body: InboundRequest) -> InboundOut:
-        result = service().inbound(sender=body.sender, text=body.text)
-        return InboundOut(phoneNumber=result.phone_number, action=result.action)
+        raw = (router.current_event.decoded_body or "").encode("utf-8")
+        sms = InboundSms(
+            sender=body.sender, text=body.text, iccid=body.iccid, inbound_id=body.id, raw_body=raw
+        )
+        result = service().inbound(sms)
+        return InboundOut(
+            phoneNumber=result.phone_number,
+            iccid=result.iccid,
+            action=result.action,
+            replyCommandId=result.reply_command_id,
+        )
 
     return router

@@ -1,4 +1,4 @@
-"""SMS rules: segment counting, status transitions, retry delays, STOP/START keywords, signatures."""
+"""SMS rules: segment counting, status transitions, retry delays, STOP/START/HELP keywords, signatures."""
 
 from __future__ import annotations
 
@@ -173,33 +173,54 @@ class RetryPolicy:
         return max(1, math.ceil(min(delay, _MAX_DELAY_SECONDS)))
 
 
+# CONTRACT §4a: the carriers' usual lists (CTIA).
 OPT_OUT_KEYWORDS: frozenset[str] = frozenset(
-    {"STOP", "STOPALL", "UNSUBSCRIBE", "END", "QUIT", "CANCEL", "OPTOUT"}
+    {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "OPTOUT", "REVOKE"}
 )
-OPT_IN_KEYWORDS: frozenset[str] = frozenset({"START", "UNSTOP"})
+OPT_IN_KEYWORDS: frozenset[str] = frozenset({"START", "UNSTOP", "YES"})
+HELP_KEYWORDS: frozenset[str] = frozenset({"HELP", "INFO"})
+_KEYWORDS = OPT_OUT_KEYWORDS | OPT_IN_KEYWORDS | HELP_KEYWORDS
+
+KeywordKind = Literal["out", "in", "help"]
 
 
-def opt_keyword(text: str) -> Literal["out", "in"] | None:
-    """``"out"`` / ``"in"`` when the message's first word is an opt-out / opt-in keyword.
+def _trailing_noise(character: str) -> bool:
+    return character.isspace() or unicodedata.category(character).startswith("P")
 
-    Case does not matter, nor whitespace around the message or punctuation after the
-    word (``"Stop."``, ``" stop please"``); ``"stopping"`` or ``"OPT OUT"`` are not keywords.
+
+def inbound_keyword(text: str) -> str | None:
+    """The keyword (upper case) an inbound SMS is, or None when it is ordinary text.
+
+    The whole message counts (CONTRACT §4a), in any case, with whitespace around it and
+    punctuation after it ignored: ``" Stop. "`` and ``"STOP!"`` are STOP (a phone's
+    auto-punctuation or an emphatic "!" does not make an opt-out ordinary text), while
+    ``"stop please"``, ``"stopping"``, ``"OPT OUT"`` and ``".stop"`` are not keywords.
     """
-    words = text.split(maxsplit=1)
-    if not words:
-        return None
-    word = words[0]
-    while word and unicodedata.category(word[-1]).startswith("P"):
+    word = text.strip()
+    while word and _trailing_noise(word[-1]):
         word = word[:-1]
     # Keywords are ASCII: this keeps Unicode case mappings out ("\u017ftop".upper() == "STOP").
     if not word.isascii():
         return None
     word = word.upper()
-    if word in OPT_OUT_KEYWORDS:
+    return word if word in _KEYWORDS else None
+
+
+def keyword_kind(keyword: str) -> KeywordKind:
+    """What a keyword of ``inbound_keyword`` asks for: opt out, opt back in, or help."""
+    if keyword in OPT_OUT_KEYWORDS:
         return "out"
-    if word in OPT_IN_KEYWORDS:
+    if keyword in OPT_IN_KEYWORDS:
         return "in"
-    return None
+    if keyword in HELP_KEYWORDS:
+        return "help"
+    raise ValueError(f"{keyword!r} is not an inbound SMS keyword")
+
+
+def opt_keyword(text: str) -> KeywordKind | None:
+    """``"out"`` / ``"in"`` / ``"help"`` when the inbound SMS is such a keyword, else None."""
+    keyword = inbound_keyword(text)
+    return None if keyword is None else keyword_kind(keyword)
 
 
 _HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
