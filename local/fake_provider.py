@@ -5,7 +5,12 @@
 with probability ``failure_rate``, 2/3 transient (503, 429 with ``Retry-After: 1``, or a
 timeout that hangs and drops the connection), 1/3 permanent (400). Each accepted
 message gets a signed delivery receipt POSTed to ChatFlow's receipts route.
-``GET /messages?to=`` lists what was accepted; ``GET /health`` answers ok. Anything else
+``GET /messages?to=`` lists what was accepted; ``GET /health`` answers ok.
+``POST /inbound {"from", "iccid"?, "text"}`` simulates a handset texting ChatFlow (STOP,
+START, HELP...): the fake gives it an id and a timestamp, signs it with the webhook secret
+and POSTs it to ChatFlow's inbound route, as the real provider would, and answers ``202``
+with ChatFlow's answer once ChatFlow took it (``502`` when ChatFlow refused it or could not
+be reached, retried as receipts are: the same id each time). Anything else
 (an unknown route, another method, a WebSocket handshake) gets the provider's JSON error,
 ``{"error": {"code", "message"}}``, as does a body that is not a valid message.
 
@@ -128,9 +133,9 @@ def _env_delay(environ: Mapping[str, str], name: str, default: tuple[int, int]) 
     return int(low), int(high)
 
 
-def _check_receipts_url(url: str) -> None:
+def _check_receipts_url(url: str, name: str = "receipts_url") -> None:
     if urlsplit(url).scheme not in ("http", "https"):
-        raise ValueError(f"receipts_url must be an http(s) URL, got {url!r}")
+        raise ValueError(f"{name} must be an http(s) URL, got {url!r}")
 
 
 @dataclass(frozen=True)
@@ -142,6 +147,9 @@ class FakeProviderSettings:
     receipt_delay_ms: int = 300
     receipts_url: str | None = None
     receipts_secret: str | None = None
+    # ChatFlow's POST /v1/sms/inbound, and the webhook secret that signs what goes there.
+    inbound_url: str | None = None
+    inbound_secret: str | None = None
     api_key: str | None = None
     seed: int | None = None
 
@@ -161,6 +169,10 @@ class FakeProviderSettings:
             _check_receipts_url(self.receipts_url)
             if not self.receipts_secret:
                 raise ValueError("receipts_secret is required when receipts_url is set")
+        if self.inbound_url is not None:
+            _check_receipts_url(self.inbound_url, "inbound_url")
+            if not self.inbound_secret:
+                raise ValueError("inbound_secret is required when inbound_url is set")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> FakeProviderSettings:
@@ -236,6 +248,28 @@ def _invalid_field(payload: Any) -> str | None:
     sender = payload.get("from")
     if sender is not None and (not isinstance(sender, str) or not sender):
         return "'from' must be a non-empty string when present"
+    return None
+
+
+INBOUND_FIELDS = frozenset({"from", "iccid", "text"})
+
+
+def _invalid_inbound(payload: Any) -> str | None:
+    """Why a simulated handset's message is invalid, or None when it is valid."""
+    if not isinstance(payload, dict):
+        return 'the body must be a JSON object: {"from", "iccid"?, "text"}'
+    unknown = sorted(set(payload) - INBOUND_FIELDS)
+    if unknown:
+        return f"unknown fields {unknown}: send only 'from', 'iccid' (optional) and 'text'"
+    sender = payload.get("from")
+    if not isinstance(sender, str) or not sender.strip():
+        return "'from' must be the handset's number, such as '+14155550101'"
+    iccid = payload.get("iccid")
+    if iccid is not None and not (isinstance(iccid, str) and _is_whole(iccid) and 19 <= len(iccid) <= 20):
+        return "'iccid' must be the SIM's ICCID, 19 or 20 digits, when present"
+    text = payload.get("text")
+    if not isinstance(text, str) or not 1 <= len(text) <= MAX_TEXT_LENGTH:
+        return f"'text' must be a string of 1 to {MAX_TEXT_LENGTH} characters"
     return None
 
 
@@ -366,6 +400,8 @@ class FakeSmsProvider:
         self._receipts: set[asyncio.Task[None]] = set()  # touched on the event loop only
         self._receipts_url = settings.receipts_url
         self._receipts_secret = settings.receipts_secret
+        self._inbound_url = settings.inbound_url
+        self._inbound_secret = settings.inbound_secret
         self._senders: ThreadPoolExecutor | None = None
         self._server: AsgiServer | None = None
         self._stopped = False
@@ -432,6 +468,15 @@ class FakeSmsProvider:
         with self._lock:
             self._receipts_url, self._receipts_secret = url, secret
 
+    def configure_inbound(self, url: str, secret: str) -> None:
+        """Where ``POST /inbound`` delivers handset messages (ChatFlow's inbound route), and the
+        secret that signs them."""
+        _check_receipts_url(url, "the inbound URL")
+        if not secret:
+            raise ValueError("the inbound secret must not be empty")
+        with self._lock:
+            self._inbound_url, self._inbound_secret = url, secret
+
     def outbox(self, to: str | None = None) -> list[dict[str, Any]]:
         """Accepted messages, oldest first; only those sent to ``to`` when given."""
         wanted = _compact(to) if to else None
@@ -450,6 +495,7 @@ class FakeSmsProvider:
             routes=[
                 Route("/messages", self._messages_route, methods=["GET", "POST"]),
                 Route("/health", self._health_route, methods=["GET"]),
+                Route("/inbound", self._inbound_route, methods=["POST"]),
             ],
             exception_handlers={HTTPException: _http_error, Exception: _internal_error},
         )
@@ -473,6 +519,57 @@ class FakeSmsProvider:
         exchange = _exchange(request.scope)
         exchange.to, exchange.text = reply.to, reply.text
         return _Unanswered() if reply.status is None else _json_response(reply)
+
+    async def _inbound_route(self, request: Request) -> Response:
+        try:
+            body = await _read_body(request)
+        except ClientDisconnect:
+            return _NoOneListening()
+        if body is None:
+            too_large = _error(413, "payload_too_large", f"the body is over {MAX_BODY_BYTES} bytes")
+            return _json_response(_Reply(413, too_large.payload, {"Connection": "close"}))
+        reply = await self._inbound(body)
+        exchange = _exchange(request.scope)
+        exchange.to, exchange.text = reply.to, reply.text
+        return _json_response(reply)
+
+    async def _inbound(self, body: bytes) -> _Reply:
+        """Delivers one handset message to ChatFlow's inbound route, signed; retried as receipts are."""
+        try:
+            payload = json.loads(body)
+        except (ValueError, RecursionError):
+            return _error(400, "invalid_request", "the body is not valid JSON")
+        problem = _invalid_inbound(payload)
+        if problem is not None:
+            return _error(400, "invalid_request", problem)
+        with self._lock:
+            url, secret = self._inbound_url, self._inbound_secret
+        if url is None or secret is None:
+            return _error(503, "not_configured", "no ChatFlow inbound URL is configured (configure_inbound)")
+        message = {"id": f"in_{uuid.uuid4().hex}", **payload, "timestamp": _iso_now()}
+        signed = json.dumps(message, separators=(",", ":")).encode()
+        signature = hmac.new(secret.encode(), signed, sha256).hexdigest()
+        loop = asyncio.get_running_loop()
+        outcome: tuple[int | None, bytes, str] = (None, b"", "")
+        for attempt in range(len(RECEIPT_RETRY_DELAYS) + 1):
+            if attempt and await self._pause(RECEIPT_RETRY_DELAYS[attempt - 1]):
+                break
+            outcome = await loop.run_in_executor(self._senders, _post_signed, url, signed, signature)
+            status = outcome[0]
+            if status is not None and status < HTTPStatus.INTERNAL_SERVER_ERROR:
+                break
+        status, answer, problem = outcome
+        said_by = f"from {payload['from']}: {payload['text']}"  # the log line's text
+        if status is not None and status < HTTPStatus.MULTIPLE_CHOICES:
+            return _Reply(202, {"id": message["id"], "chatflow": _json_or_text(answer)}, text=said_by)
+        said = f"ChatFlow answered {status}" if status is not None else f"ChatFlow did not answer: {problem}"
+        refusal = {
+            "code": "chatflow_refused" if status is not None else "chatflow_unreachable",
+            "message": said,
+            "chatflowStatus": status,
+            "chatflow": _json_or_text(answer),
+        }
+        return _Reply(502, {"error": refusal, "id": message["id"]}, text=said_by)
 
     # ---- sending ------------------------------------------------------------------------
 
@@ -593,19 +690,35 @@ class FakeSmsProvider:
 
 def _post_once(url: str, body: bytes, signature: str) -> tuple[int | None, str]:
     """One blocking POST of a receipt: the status answered (None if none), and what went wrong."""
+    status, _, problem = _post_signed(url, body, signature)
+    return status, problem
+
+
+def _post_signed(url: str, body: bytes, signature: str) -> tuple[int | None, bytes, str]:
+    """One blocking signed POST: the status answered (None if none), the answer, what went wrong."""
     headers = {"Content-Type": "application/json", "X-Signature": signature}
     # The scheme is checked to be http(s) wherever the URL is set.
     request = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:
         with urllib.request.urlopen(request, timeout=RECEIPT_TIMEOUT_SECONDS) as response:
-            return int(response.status), ""
+            return int(response.status), response.read(MAX_BODY_BYTES), ""
     except urllib.error.HTTPError as exc:
-        exc.close()
-        return exc.code, f"HTTP {exc.code}"
+        with exc:
+            return exc.code, exc.read(MAX_BODY_BYTES), f"HTTP {exc.code}"
     except urllib.error.URLError as exc:
-        return None, str(exc.reason)
+        return None, b"", str(exc.reason)
     except (OSError, http.client.HTTPException) as exc:
-        return None, str(exc) or type(exc).__name__
+        return None, b"", str(exc) or type(exc).__name__
+
+
+def _json_or_text(answer: bytes) -> Any:
+    """ChatFlow's answer as JSON when it is JSON, else as text (None when empty)."""
+    if not answer:
+        return None
+    try:
+        return json.loads(answer)
+    except (ValueError, RecursionError):
+        return answer.decode("utf-8", "replace")
 
 
 class _ProviderApp:

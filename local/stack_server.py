@@ -116,7 +116,9 @@ class StackServer:
 
         self.provisioned = provision(template, self.client, endpoints)
         self.runner = FunctionRunner(template.functions(), self._function_env(), log=self.log)
-        self.provider.configure_receipts(f"{self.http.url}/v1/sms/receipts", self._webhook_secret(template))
+        webhook_secret = self._webhook_secret(template)
+        self.provider.configure_receipts(f"{self.http.url}/v1/sms/receipts", webhook_secret)
+        self.provider.configure_inbound(f"{self.http.url}/v1/sms/inbound", webhook_secret)
         self._start_sources(template, self.provisioned)
         self._start_thread("snapshots", self._snapshots)
         self.outputs = template.outputs() | {

@@ -107,16 +107,20 @@ def send(
 
 
 class ReceiptReceiver:
-    """ChatFlow's receipts route stand-in: records each POST and answers ``answers`` in turn, then 200."""
+    """ChatFlow's receipts (or inbound) route stand-in: records each POST and answers ``answers``
+    in turn, then 200, each with ``answer`` as its JSON body when given."""
 
-    def __init__(self, answers: list[int]) -> None:
+    def __init__(
+        self, answers: list[int], path: str = "/v1/sms/receipts", answer: dict[str, Any] | None = None
+    ) -> None:
         self.answers = list(answers)
+        self.answer = answer
         self.calls: list[tuple[dict[str, str], bytes]] = []
         self.arrived = threading.Condition()
-        app = Starlette(routes=[Route("/v1/sms/receipts", self._receive, methods=["POST"])])
+        app = Starlette(routes=[Route(path, self._receive, methods=["POST"])])
         self.server = AsgiServer(app, name="receipts-receiver")
         self.server.start()
-        self.url = f"{self.server.url}/v1/sms/receipts"
+        self.url = f"{self.server.url}{path}"
 
     async def _receive(self, request: Request) -> Response:
         body = await request.body()
@@ -124,7 +128,9 @@ class ReceiptReceiver:
             self.calls.append((dict(request.headers.items()), body))
             status = self.answers.pop(0) if self.answers else 200
             self.arrived.notify_all()
-        return Response(status_code=status)
+        if self.answer is None:
+            return Response(status_code=status)
+        return Response(json.dumps(self.answer), status_code=status, media_type="application/json")
 
     def wait_for(self, count: int, timeout: float = 3.0) -> list[tuple[dict[str, str], bytes]]:
         with self.arrived:
@@ -901,3 +907,170 @@ def test_settings_refuse_a_receipts_url_without_a_secret() -> None:
     # Then they are refused, since receipts could not be signed
     with pytest.raises(ValueError, match="receipts_secret"):
         FakeProviderSettings(receipts_url="http://127.0.0.1:3000/v1/sms/receipts")
+
+
+# ---- POST /inbound: a handset texting ChatFlow -------------------------------------------------
+
+ICCID = "8944500102198304826"
+
+
+def text_in(provider: FakeSmsProvider, body: dict[str, Any] | None = None, raw: bytes | None = None) -> Reply:
+    data = raw if raw is not None else json.dumps(body).encode()
+    return request(f"{provider.url}/inbound", "POST", data, {"Content-Type": "application/json"})
+
+
+@pytest.fixture
+def chatflow_inbound() -> Iterator[Callable[..., ReceiptReceiver]]:
+    receivers: list[ReceiptReceiver] = []
+
+    def make(*answers: int, answer: dict[str, Any] | None = None) -> ReceiptReceiver:
+        receivers.append(ReceiptReceiver(list(answers), path="/v1/sms/inbound", answer=answer))
+        return receivers[-1]
+
+    yield make
+    for receiver in receivers:
+        receiver.close()
+
+
+def test_inbound_is_signed_and_delivered_to_chatflow_then_answered_202_with_its_answer(
+    start: Callable[..., FakeSmsProvider], chatflow_inbound: Callable[..., ReceiptReceiver]
+) -> None:
+    # Given ChatFlow's inbound route
+    chatflow = chatflow_inbound(answer={"action": "opted_out"})
+    provider = start(inbound_url=chatflow.url, inbound_secret=SECRET)
+
+    # When a handset texts STOP naming its SIM
+    reply = text_in(provider, {"from": "+14155550101", "iccid": ICCID, "text": "STOP"})
+
+    # Then ChatFlow got it once, signed over the raw body, with an id and a timestamp
+    assert reply.status == 202, reply.body
+    [(headers, body)] = chatflow.calls
+    assert headers["x-signature"] == hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    delivered = json.loads(body)
+    assert delivered | {"timestamp": "t"} == {
+        "id": reply.body["id"],
+        "from": "+14155550101",
+        "iccid": ICCID,
+        "text": "STOP",
+        "timestamp": "t",
+    }
+    assert str(delivered["id"]).startswith("in_")
+    assert ISO_UTC_MS.match(delivered["timestamp"])
+    assert reply.body["chatflow"] == {"action": "opted_out"}
+
+
+def test_inbound_is_logged_with_its_sender_and_text(
+    start: Callable[..., FakeSmsProvider], chatflow_inbound: Callable[..., ReceiptReceiver], logs: list[str]
+) -> None:
+    chatflow = chatflow_inbound()
+    provider = start(inbound_url=chatflow.url, inbound_secret=SECRET)
+
+    text_in(provider, {"from": "+14155550101", "text": "STOP"})
+
+    # (the line is written once the answer has gone)
+    assert wait_until(
+        lambda: any(
+            line.startswith("provider POST /inbound -> 202 (") and line.endswith("'from +14155550101: STOP'")
+            for line in logs
+        )
+    ), logs
+
+
+def test_inbound_that_chatflow_refuses_is_a_502_carrying_chatflows_answer_and_not_retried(
+    start: Callable[..., FakeSmsProvider], chatflow_inbound: Callable[..., ReceiptReceiver]
+) -> None:
+    refusal = {"error": {"code": "invalid_phone_number", "message": "'12' is not a valid phone number"}}
+    chatflow = chatflow_inbound(400, answer=refusal)
+    provider = start(inbound_url=chatflow.url, inbound_secret=SECRET)
+
+    reply = text_in(provider, {"from": "12", "text": "STOP"})
+
+    assert reply.status == 502
+    assert reply.body["error"] | {"message": "m"} == {
+        "code": "chatflow_refused",
+        "message": "m",
+        "chatflowStatus": 400,
+        "chatflow": refusal,
+    }
+    assert len(chatflow.calls) == 1
+
+
+def test_inbound_is_retried_with_the_same_id_when_chatflow_fails(
+    start: Callable[..., FakeSmsProvider], chatflow_inbound: Callable[..., ReceiptReceiver]
+) -> None:
+    # Given ChatFlow answers 503 once
+    chatflow = chatflow_inbound(503)
+    provider = start(inbound_url=chatflow.url, inbound_secret=SECRET)
+
+    reply = text_in(provider, {"from": "+14155550101", "text": "HELP"})
+
+    # Then the webhook came twice, as one message (same id, same bytes), and the answer is 202
+    assert reply.status == 202
+    assert [json.loads(body)["id"] for _, body in chatflow.calls] == [reply.body["id"]] * 2
+    assert chatflow.calls[0][1] == chatflow.calls[1][1]
+
+
+def test_inbound_when_chatflow_is_unreachable_is_a_502_saying_so(
+    start: Callable[..., FakeSmsProvider],
+) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    provider = start(inbound_url=f"http://127.0.0.1:{closed_port}/v1/sms/inbound", inbound_secret=SECRET)
+
+    reply = text_in(provider, {"from": "+14155550101", "text": "STOP"})
+
+    assert (reply.status, reply.body["error"]["code"]) == (502, "chatflow_unreachable")
+
+
+@pytest.mark.parametrize(
+    ("body", "raw", "says"),
+    [
+        (None, b"{not json", "not valid JSON"),
+        (["STOP"], None, "JSON object"),
+        ({"text": "STOP"}, None, "'from'"),
+        ({"from": "+14155550101"}, None, "'text'"),
+        ({"from": "+14155550101", "text": ""}, None, "'text'"),
+        ({"from": "+14155550101", "text": "STOP", "iccid": "8944"}, None, "'iccid'"),
+        ({"from": "+14155550101", "text": "STOP", "iccid": 8944500102198304826}, None, "'iccid'"),
+        ({"from": "+14155550101", "text": "STOP", "to": "+1"}, None, "unknown fields ['to']"),
+    ],
+)
+def test_a_bad_inbound_body_is_a_400_saying_what_to_send_and_nothing_is_delivered(
+    start: Callable[..., FakeSmsProvider],
+    chatflow_inbound: Callable[..., ReceiptReceiver],
+    body: Any,
+    raw: bytes | None,
+    says: str,
+) -> None:
+    chatflow = chatflow_inbound()
+    provider = start(inbound_url=chatflow.url, inbound_secret=SECRET)
+
+    reply = text_in(provider, body, raw)
+
+    assert reply.status == 400
+    assert reply.body["error"]["code"] == "invalid_request"
+    assert says in reply.body["error"]["message"]
+    assert chatflow.calls == []
+
+
+def test_inbound_without_a_chatflow_to_deliver_to_says_so(start: Callable[..., FakeSmsProvider]) -> None:
+    reply = text_in(start(), {"from": "+14155550101", "text": "STOP"})
+
+    assert (reply.status, reply.body["error"]["code"]) == (503, "not_configured")
+
+
+def test_configure_inbound_points_a_running_provider_at_chatflow(
+    start: Callable[..., FakeSmsProvider], chatflow_inbound: Callable[..., ReceiptReceiver]
+) -> None:
+    chatflow = chatflow_inbound()
+    provider = start()
+    provider.configure_inbound(chatflow.url, SECRET)
+
+    assert text_in(provider, {"from": "+14155550101", "text": "START"}).status == 202
+    assert len(chatflow.calls) == 1
+
+
+def test_settings_refuse_an_inbound_url_without_a_secret() -> None:
+    with pytest.raises(ValueError, match="inbound_secret"):
+        FakeProviderSettings(inbound_url="http://127.0.0.1:3000/v1/sms/inbound")
