@@ -61,6 +61,7 @@ from chatflow.adapters.fake_sms import RATE_LIMITED_RETRY_AFTER, FailureModel, F
 from local.asgi_server import AsgiServer
 
 MAX_TEXT_LENGTH = 1600
+MAX_OUTAGE_SECONDS = 3600
 MAX_BODY_BYTES = 64 * 1024
 # Pauses before the 2nd, 3rd and 4th attempt to deliver a receipt.
 RECEIPT_RETRY_DELAYS = (0.1, 0.5, 1.0)
@@ -397,6 +398,7 @@ class FakeSmsProvider:
         self._messages: list[_Message] = []
         self._by_key: dict[str, _Message] = {}
         self._replays: dict[str, int] = {}
+        self._outage: tuple[float, int] = (0.0, 503)  # (until, on time.monotonic(); status)
         self._receipts: set[asyncio.Task[None]] = set()  # touched on the event loop only
         self._receipts_url = settings.receipts_url
         self._receipts_secret = settings.receipts_secret
@@ -483,6 +485,16 @@ class FakeSmsProvider:
         with self._lock:
             return [m.as_dict() for m in self._messages if wanted is None or _compact(m.to) == wanted]
 
+    def outage(self, *, seconds: float, status: int = 503) -> None:
+        """Answer every send with ``status`` (``unavailable``) for ``seconds`` from now, as
+        a provider that is down would; then recover. A new call replaces the last one."""
+        if not (math.isfinite(seconds) and 0 <= seconds <= MAX_OUTAGE_SECONDS):
+            raise ValueError(f"seconds must be between 0 and {MAX_OUTAGE_SECONDS}, got {seconds!r}")
+        if status not in (429, 500, 502, 503, 504):
+            raise ValueError(f"status must be 429, 500, 502, 503 or 504, got {status!r}")
+        with self._lock:
+            self._outage = (time.monotonic() + seconds, status)
+
     def replays(self) -> dict[str, int]:
         """Idempotency keys sent again after they were accepted, and how many times."""
         with self._lock:
@@ -496,6 +508,7 @@ class FakeSmsProvider:
                 Route("/messages", self._messages_route, methods=["GET", "POST"]),
                 Route("/health", self._health_route, methods=["GET"]),
                 Route("/inbound", self._inbound_route, methods=["POST"]),
+                Route("/outage", self._outage_route, methods=["POST"]),
             ],
             exception_handlers={HTTPException: _http_error, Exception: _internal_error},
         )
@@ -519,6 +532,20 @@ class FakeSmsProvider:
         exchange = _exchange(request.scope)
         exchange.to, exchange.text = reply.to, reply.text
         return _Unanswered() if reply.status is None else _json_response(reply)
+
+    async def _outage_route(self, request: Request) -> Response:
+        """``POST /outage {"seconds", "status"?}``: the provider is down that long (``make run``)."""
+        try:
+            payload = json.loads(await request.body() or b"{}")
+            self.outage(seconds=float(payload["seconds"]), status=int(payload.get("status", 503)))
+        except (ValueError, TypeError, KeyError, RecursionError) as exc:
+            detail = (
+                f'send {{"seconds": 60}} (at most {MAX_OUTAGE_SECONDS}), optionally "status": 503 ({exc})'
+            )
+            return _json_response(_error(400, "invalid_request", detail))
+        return _json_response(
+            _Reply(202, {"outage": {"seconds": payload["seconds"], "status": payload.get("status", 503)}})
+        )
 
     async def _inbound_route(self, request: Request) -> Response:
         try:
@@ -604,6 +631,10 @@ class FakeSmsProvider:
         with self._lock:
             delay = self._rng.uniform(self._settings.min_delay_ms, self._settings.max_delay_ms) / 1000
         await self._pause(delay)
+        with self._lock:
+            outage_until, outage_status = self._outage
+        if time.monotonic() < outage_until:
+            return _error(outage_status, "unavailable", "the provider is down (a simulated outage)", to)
         with self._lock:
             earlier = self._by_key.get(key)
             if earlier is not None:

@@ -1074,3 +1074,41 @@ def test_configure_inbound_points_a_running_provider_at_chatflow(
 def test_settings_refuse_an_inbound_url_without_a_secret() -> None:
     with pytest.raises(ValueError, match="inbound_secret"):
         FakeProviderSettings(inbound_url="http://127.0.0.1:3000/v1/sms/inbound")
+
+
+def test_an_outage_answers_every_send_503_until_it_ends_then_sends_again(
+    start: Callable[..., FakeSmsProvider],
+) -> None:
+    # Given a provider that never fails, told over HTTP that it is down for half a second
+    provider = start()
+    down = request(
+        f"{provider.url}/outage",
+        "POST",
+        json.dumps({"seconds": 0.5}).encode(),
+        {"content-type": "application/json"},
+    )
+    assert down.status == 202
+
+    # When a message is sent during the outage, and again after it
+    during = send(provider, key="cmd_outage")
+    assert wait_until(lambda: send(provider, key="cmd_outage").status == 202, timeout=3)
+
+    # Then the first got 503 (transient for the gateway) and nothing was accepted until the end
+    assert during.status == 503
+    assert during.body["error"]["code"] == "unavailable"
+    assert len(provider.outbox()) == 1
+
+
+@pytest.mark.parametrize("body", [{}, {"seconds": -1}, {"seconds": 10_000}, {"seconds": 5, "status": 404}])
+def test_a_bad_outage_request_is_refused_saying_what_to_send(
+    start: Callable[..., FakeSmsProvider], body: dict[str, Any]
+) -> None:
+    provider = start()
+
+    refused = request(
+        f"{provider.url}/outage", "POST", json.dumps(body).encode(), {"content-type": "application/json"}
+    )
+
+    assert refused.status == 400
+    assert "seconds" in refused.body["error"]["message"]
+    assert send(provider).status == 202  # and no outage started

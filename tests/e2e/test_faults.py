@@ -1,0 +1,43 @@
+"""Faults on the local stack (issue 12), through bench/faults.py's runs at smaller sizes.
+
+``make bench`` runs the same code at the issue's sizes and writes docs/reliability.md; here
+each run must end with every invariant held (``FaultReport.violations`` lists the broken
+ones, with what was seen): every command and recipient in one terminal state with one
+terminal event, counts that add up, nothing sent to an opted-out destination, no failure
+the provider did not cause, duplicates bounded by the sends in flight at the crashes.
+"""
+
+from __future__ import annotations
+
+from bench import faults
+
+
+def test_a_campaign_survives_crashes_of_its_senders_without_a_failure_of_its_own() -> None:
+    report = faults.campaign_with_crashes(recipients=300, kills=2, opted_out=6)
+
+    assert report.violations == []
+    assert report.killed_workers > 0
+    assert report.recipients["skipped"] == 6
+    assert report.counts["total"] == 300
+
+
+def test_a_provider_outage_is_ridden_out_and_every_command_is_sent_after_it() -> None:
+    report = faults.provider_outage(commands=30, seconds=8)
+
+    assert report.violations == []
+    assert report.commands == {"sent": 30}
+    assert max(report.attempts) > 1  # they were retried through the outage
+
+
+def test_duplicate_deliveries_send_nothing_twice() -> None:
+    report = faults.duplicate_deliveries(commands=20, recipients=40)
+
+    assert report.violations == []
+    assert report.duplicate_sends == 0
+
+
+def test_a_burst_above_the_rate_waits_without_using_attempts() -> None:
+    report = faults.rate_burst(rate=3, commands=30)
+
+    assert report.violations == []
+    assert report.attempts == {1: 30}
