@@ -252,7 +252,7 @@ def campaign_with_crashes(recipients: int = 1500, kills: int = 3, opted_out: int
     mid-batch; ``opted_out`` of the SIMs sent STOP before the file was loaded."""
     report = FaultReport(f"campaign of {recipients:,} recipients, 10% provider failures, {kills} crashes")
     started = time.monotonic()
-    iccids = [f"89{i:018d}" for i in range(recipients)]
+    iccids = [_iccid(i) for i in range(recipients)]
     stopped = set(iccids[:: max(1, recipients // opted_out)][:opted_out])
     parameters = {"SmsRatePerSecond": "200", "SmsMaxConcurrency": "5", "SmsMaxAttempts": "15"}
     provider = {"CHATFLOW_FAKE_FAILURE_RATE": "0.1", "CHATFLOW_FAKE_RECEIPT_DELAY_MS": "50"}
@@ -321,7 +321,7 @@ def provider_outage(commands: int = 100, seconds: float = 60.0) -> FaultReport:
         assert stack.provider is not None
         bus = Bus(stack)
         stack.provider.outage(status=503, seconds=seconds)
-        _send_commands(stack, [_command(f"outage-{i}", f"+1415555{i:04d}") for i in range(commands)])
+        _send_commands(stack, [_command(f"outage-{i}", _phone(i)) for i in range(commands)])
         settle(
             stack,
             lambda: len(command_records(stack)) == commands and in_flight(stack) == 0,
@@ -341,7 +341,7 @@ def duplicate_deliveries(commands: int = 50, recipients: int = 200) -> FaultRepo
     started = time.monotonic()
     with fault_stack({"SmsRatePerSecond": "200"}, {"CHATFLOW_FAKE_FAILURE_RATE": "0"}) as stack:
         bus = Bus(stack)
-        bodies = [_command(f"dup-{i}", f"+1415556{i:04d}") for i in range(commands)]
+        bodies = [_command(f"dup-{i}", _phone(i)) for i in range(commands)]
         _send_commands(stack, bodies + bodies)
         url = stack.outputs["HttpApiUrl"]
         token = call_api("POST", f"{url}/v1/sessions", {"phoneNumber": OPERATOR})["token"]
@@ -349,7 +349,7 @@ def duplicate_deliveries(commands: int = 50, recipients: int = 200) -> FaultRepo
             "POST", f"{url}/v1/campaigns", {"name": "dup", "template": "Hi {{name}}"}, token
         )["campaignId"]
         ticket = call_api("POST", f"{url}/v1/campaigns/{campaign_id}/uploads", {}, token)
-        body = "iccid,name\n" + "".join(f"89{i:018d},P{i}\n" for i in range(recipients))
+        body = "iccid,name\n" + "".join(f"{_iccid(i)},P{i}\n" for i in range(recipients))
         bucket = stack.outputs["CampaignBucketName"]
         stack.client("s3").put_object(Bucket=bucket, Key=ticket["key"], Body=body.encode())
         _renotify(stack, bucket, ticket["key"], body.encode())
@@ -378,7 +378,7 @@ def rate_burst(rate: int = 3, commands: int = 60) -> FaultReport:
     started = time.monotonic()
     with fault_stack({"SmsRatePerSecond": str(rate)}, {"CHATFLOW_FAKE_FAILURE_RATE": "0"}) as stack:
         bus = Bus(stack)
-        _send_commands(stack, [_command(f"burst-{i}", f"+1415557{i:04d}") for i in range(commands)])
+        _send_commands(stack, [_command(f"burst-{i}", _phone(i)) for i in range(commands)])
         settle(stack, lambda: len(command_records(stack)) == commands and in_flight(stack) == 0, timeout=600)
         _check_commands(report, stack, bus, set())
         report.check(report.commands == Counter({"sent": commands}), f"not all sent: {dict(report.commands)}")
@@ -413,7 +413,7 @@ def campaign_throughput(recipients: int = 2000, rate: int = 20) -> FaultReport:
         body_in = {"name": "rate", "template": "Hi {{name}}"}
         campaign_id = call_api("POST", f"{url}/v1/campaigns", body_in, token)["campaignId"]
         ticket = call_api("POST", f"{url}/v1/campaigns/{campaign_id}/uploads", {}, token)
-        body = "iccid,name\n" + "".join(f"89{i:018d},P{i}\n" for i in range(recipients))
+        body = "iccid,name\n" + "".join(f"{_iccid(i)},P{i}\n" for i in range(recipients))
         stack.client("s3").put_object(
             Bucket=stack.outputs["CampaignBucketName"], Key=ticket["key"], Body=body.encode()
         )
@@ -446,6 +446,18 @@ RUNS: dict[str, Callable[[], FaultReport]] = {
 
 
 # ---- helpers -----------------------------------------------------------------------------
+
+
+def _iccid(i: int) -> str:
+    """The ``i``-th SIM of a run, ending in 1: never one of the fake provider's magic
+    destinations (``…0400``, ``…0503``, ``…0429``, ``…0408``, ``…0410`` always fail or are
+    undelivered), so that only the failure rate decides."""
+    return f"89{i:017d}1"
+
+
+def _phone(i: int) -> str:
+    """The ``i``-th number of a run (``i`` < 1,000), ending in 1 for the same reason."""
+    return f"+1415555{(i * 10 + 1) % 10_000:04d}"
 
 
 def _command(command_id: str, phone: str) -> str:
