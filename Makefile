@@ -98,6 +98,7 @@ build: $(SAM_VENV)/.stamp
 
 bench: $(BIN)/.stamp
 	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.faults
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) .aws-sam .mypy_cache .pytest_cache .ruff_cache

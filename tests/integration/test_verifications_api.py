@@ -10,7 +10,7 @@ import re
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -106,12 +106,15 @@ def test_asking_for_a_code_answers_202_and_queues_the_sms(otp_api: ApiClient, qu
     assert response.json() == {"phoneNumber": ALICE, "expiresInSeconds": 300}
     # And one transactional SendSms command carries a 6-digit code to that number
     [command] = queue.take()
-    assert set(command) == {"commandId", "phoneNumber", "text", "messageType", "metadata"}
+    assert set(command) == {"commandId", "phoneNumber", "text", "messageType", "metadata", "validUntil"}
     assert re.fullmatch(r"otp-[0-9a-f]{32}", command["commandId"])
     assert command["phoneNumber"] == ALICE
     assert CODE_IN_TEXT.search(command["text"])
     assert command["messageType"] == "transactional"
     assert command["metadata"] == {"purpose": "sign-in"}
+    # The gateway drops the code once it has expired (SmsExpired) rather than send it late
+    valid_until = datetime.fromisoformat(command["validUntil"].replace("Z", "+00:00"))
+    assert timedelta(seconds=290) < valid_until - datetime.now(UTC) <= timedelta(seconds=300)
 
 
 @needs_send_sms_queue

@@ -111,7 +111,7 @@ def test_a_template_without_parameters_refuses_every_override() -> None:
         ("AuthMode=password", "AuthMode='password' is not one of otp, phone"),
         ("SmsRatePerSecond=fast", "SmsRatePerSecond='fast' is not a number"),
         ("SmsRatePerSecond=0", "SmsRatePerSecond='0' is below its MinValue 1"),
-        ("SmsMaxAttempts=11", "SmsMaxAttempts='11' is above its MaxValue 10"),
+        ("SmsMaxAttempts=31", "SmsMaxAttempts='31' is above its MaxValue 30"),
         ("SmsProviderBaseUrl=ftp://provider", "does not match its AllowedPattern ^https?://.+"),
     ],
 )
