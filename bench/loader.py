@@ -190,7 +190,9 @@ class _NullRepository:
     def get(self, campaign_id: str) -> Campaign:
         return _campaign(campaign_id)
 
-    def claim_upload(self, upload: Upload, *, now: datetime, lease_until: datetime) -> Upload:
+    def claim_upload(
+        self, upload: Upload, *, token: str, holding: str | None, now: datetime, lease_until: datetime
+    ) -> Upload:
         return upload
 
     def get_upload(self, campaign_id: str, upload_id: str) -> Upload | None:
@@ -202,11 +204,15 @@ class _NullRepository:
     def put_recipients(self, recipients: Sequence[CampaignRecipient]) -> None:
         return None
 
-    def save_progress(self, upload: Upload, *, added: int, lease_until: datetime, skipped: int = 0) -> None:
+    def save_progress(
+        self, upload: Upload, *, token: str, added: int, lease_until: datetime, skipped: int = 0
+    ) -> bool:
         self.upload = upload
+        return True
 
-    def finish_upload(self, upload: Upload, *, added: int) -> None:
+    def finish_upload(self, upload: Upload, *, token: str, added: int) -> bool:
         self.upload = upload
+        return True
 
     def create(self, campaign: Campaign) -> None: ...
 

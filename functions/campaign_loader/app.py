@@ -11,6 +11,14 @@ Two triggers, one job:
   ICCID opted out (the SMS table's opt-outs) are stored ``skipped`` and never queued. So any file
   size works within Lambda's limits, and a crash resumes from the last checkpoint (SQS
   redelivers; after 5 failures the message is in the dead-letter queue, alarmed).
+
+One load of a campaign at a time, under a lease (``CampaignLoader``): the message that
+continues a load carries the token of the invocation that handed over (``token``), which
+lets it resume at once. Any other job (the S3 notification's second delivery, a second
+file, a continuation whose lease ran out and was taken over) finds the campaign busy
+while a lease runs and comes back in ``BUSY_RETRY_SECONDS`` without a token, until it
+finds its upload ended (nothing to do) or the campaign free (it resumes the upload from
+its checkpoint, so no upload is left half loaded).
 """
 
 from __future__ import annotations
@@ -54,6 +62,7 @@ def loader() -> CampaignLoader:
 
 
 def _load_later(job: dict[str, str], delay: int = 0) -> None:
+    """Put a load job on the campaign load queue: campaignId, uploadId, key (and token)."""
     aws.sqs(AWS.region).send_message(
         QueueUrl=SETTINGS.load_queue_url, MessageBody=json.dumps(job), DelaySeconds=delay
     )
@@ -85,7 +94,9 @@ def _run(job: dict[str, str], context: LambdaContext) -> None:
         left = context.get_remaining_time_in_millis()
         return rows < SETTINGS.max_rows_per_invocation and left > timeout_ms * TIME_RESERVE
 
-    loaded = loader().load(job["campaignId"], job["uploadId"], job["key"], budget=budget)
+    loaded = loader().load(
+        job["campaignId"], job["uploadId"], job["key"], budget=budget, holding=job.get("token")
+    )
     if loaded.done:
         upload = loaded.upload
         logger.info(
@@ -97,9 +108,13 @@ def _run(job: dict[str, str], context: LambdaContext) -> None:
             },
         )
         return
-    delay = BUSY_RETRY_SECONDS if loaded.busy else 0
-    logger.info("load continues in another invocation", extra={"job": job, "busy": loaded.busy})
-    _load_later(job, delay)
+    # A busy job comes back without a token: whichever lease it had is no longer its own.
+    plain = {name: job[name] for name in ("campaignId", "uploadId", "key")}
+    logger.info("load continues in another invocation", extra={"job": plain, "busy": loaded.busy})
+    if loaded.busy or loaded.token is None:
+        _load_later(plain, BUSY_RETRY_SECONDS)
+    else:
+        _load_later(plain | {"token": loaded.token})
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from unittest.mock import patch
@@ -12,10 +16,14 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from chatflow.adapters.campaign_store import SqsCommandQueue
+import chatflow.adapters.aws
+from chatflow.adapters.campaign_store import DynamoCampaignRepository, S3RecipientFiles, SqsCommandQueue
 from chatflow.adapters.sms_store import DynamoOptOutRepository
+from chatflow.domain.campaigns import CampaignLoader, Upload
 from chatflow.errors import Throttled
 from local.patterns import matches
+from local.runtime import InvocationContext
+from local.specs import REGION
 from local.stack import InProcessStack
 from local.template import Template
 from tests.integration.conftest import ApiClient, assert_error
@@ -445,8 +453,11 @@ def test_a_load_that_crashed_after_writing_a_skipped_recipient_keeps_it_skipped(
         loader.load(cid, "u_crash", key, budget=lambda: True)
 
     # When the owner opts back in, then the load is retried from the start of that chunk
+    # (SQS redelivers the job after its visibility timeout, long after the crashed load's
+    # lease ran out)
     opt_outs.opt_in(refused)
-    loaded = loader.load(cid, "u_crash", key, budget=lambda: True)
+    retry, _ = _own_loader(api, clock=lambda: datetime.now(UTC) + timedelta(seconds=121))
+    loaded = retry.load(cid, "u_crash", key, budget=lambda: True)
 
     # Then the recipient written skipped stays skipped (no command), counted once, and the
     # counts add up
@@ -455,3 +466,229 @@ def test_a_load_that_crashed_after_writing_a_skipped_recipient_keeps_it_skipped(
     assert [c["iccid"] for c in _commands()] == [kept]
     got = api.call("GET", f"/v1/campaigns/{cid}", token=token).json()
     assert got["counts"] == NO_COUNTS | {"total": 2, "queued": 1, "skipped": 1}
+
+
+# ---- duplicate load jobs: one exclusive, fenced lease per load ----------------------------
+
+
+@contextmanager
+def paused_at(
+    client: Any, operation: str, *, skip: int = 0
+) -> Iterator[tuple[threading.Event, threading.Event]]:
+    """The ``skip + 1``-th ``operation`` call through ``client`` stops (before it is sent) until released.
+
+    The loader reads which recipients exist, then writes the new ones (BatchWriteItem) and
+    saves its counts (TransactWriteItems, after the claim's): pausing there leaves the gap
+    in which a duplicate job would load the same rows.
+    """
+    reached, release = threading.Event(), threading.Event()
+    calls = 0
+    lock = threading.Lock()
+
+    def pause(**_: Any) -> None:
+        nonlocal calls
+        with lock:
+            calls += 1
+            mine = calls == skip + 1
+        if mine:
+            reached.set()
+            assert release.wait(10), "never released"
+
+    event = f"before-call.dynamodb.{operation}"
+    client.meta.events.register(event, pause)
+    try:
+        yield reached, release
+    finally:
+        release.set()
+        client.meta.events.unregister(event, pause)
+
+
+def _notified_twice(api: ApiClient, cid: str, csv: bytes) -> list[dict[str, Any]]:
+    """Put a CSV and deliver its S3 notification twice: the two load jobs' SQS records."""
+    stack = api.stack
+    bucket = stack.template.physical_ids["CampaignBucket"]
+    key = f"campaigns/{cid}/list.csv"
+    s3 = boto3.client("s3", region_name="us-east-1")
+    etag = s3.put_object(Bucket=bucket, Key=key, Body=csv)["ETag"].strip('"')
+    record = {
+        "eventSource": "aws:s3",
+        "s3": {"bucket": {"name": bucket}, "object": {"key": key, "eTag": etag}},
+    }
+    stack.invoke("CampaignLoaderFunction", {"Records": [record]})
+    stack.invoke("CampaignLoaderFunction", {"Records": [record]})
+    return _take_jobs(api)
+
+
+def _take_jobs(api: ApiClient) -> list[dict[str, Any]]:
+    """The load jobs waiting on the campaign load queue (taken off it), as SQS records."""
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    queue = api.stack.template.physical_ids["CampaignLoadQueue"]
+    records = []
+    while messages := sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages"):
+        for m in messages:
+            records.append({"eventSource": "aws:sqs", "messageId": m["MessageId"], "body": m["Body"]})
+            sqs.delete_message(QueueUrl=queue, ReceiptHandle=m["ReceiptHandle"])
+    return records
+
+
+def _run_jobs(api: ApiClient, records: list[dict[str, Any]]) -> None:
+    """Run each job, then those they put on the queue, until none is left (busy ones at once)."""
+    module = api.stack.functions["CampaignLoaderFunction"].module
+    with patch.object(module, "BUSY_RETRY_SECONDS", 0):
+        while records:
+            for record in records:
+                result = api.stack.invoke("CampaignLoaderFunction", {"Records": [record]})
+                assert result == {"batchItemFailures": []}
+            records = _take_jobs(api)
+
+
+def _invoke_alongside(api: ApiClient, record: dict[str, Any]) -> Any:
+    """Run the loader's handler on ``record`` as a concurrent invocation would.
+
+    ``stack.invoke`` runs one invocation at a time (it sets the function's environment);
+    the module read its settings when imported, so its handler can also run beside one.
+    """
+    function = api.stack.functions["CampaignLoaderFunction"]
+    context = InvocationContext(function.spec.logical_id, function.spec.memory, function.spec.timeout)
+    return function.handler({"Records": [record]}, context)
+
+
+def _all_recipients(api: ApiClient, cid: str, token: str) -> list[dict[str, Any]]:
+    return [r for page in api.all_pages(f"/v1/campaigns/{cid}/recipients", token, limit=100) for r in page]
+
+
+def test_the_same_upload_notified_twice_at_once_is_loaded_once() -> None:
+    # Given a loader that hands over after 100 rows, a file of 250 recipients, and its S3
+    # notification delivered twice: two load jobs for the same upload
+    with mock_aws():
+        api = ApiClient(
+            InProcessStack.create(
+                parameters={
+                    "AuthMode": "phone",
+                    "OperatorPhoneNumbers": OPERATOR,
+                    "LoaderMaxRowsPerInvocation": "100",
+                }
+            )
+        )
+        token = api.sign_in(OPERATOR)
+        cid = _campaign(api, token)["campaignId"]
+        rows = "".join(f"89{i:018d},N{i}\n" for i in range(250))
+        first, second = _notified_twice(api, cid, ("iccid,name\n" + rows).encode())
+
+        # When the first has claimed the upload and found none of its rows stored, and the
+        # second runs in that gap; then the first goes on, and every job they leave runs
+        client = chatflow.adapters.aws.dynamodb(REGION)
+        with paused_at(client, "BatchWriteItem") as (reached, release), ThreadPoolExecutor(1) as pool:
+            running = pool.submit(_invoke_alongside, api, first)
+            assert reached.wait(10)
+            assert api.stack.invoke("CampaignLoaderFunction", {"Records": [second]}) == {
+                "batchItemFailures": []
+            }
+            release.set()
+            assert running.result(timeout=10) == {"batchItemFailures": []}
+        _run_jobs(api, _take_jobs(api))
+
+        # Then the rows are counted once, each recipient exists once, each command is queued once
+        got = api.call("GET", f"/v1/campaigns/{cid}", token=token).json()
+        assert got["counts"] == NO_COUNTS | {"total": 250, "queued": 250}
+        recipients = _all_recipients(api, cid, token)
+        assert len(recipients) == 250
+        assert len({r["iccid"] for r in recipients}) == 250
+        commands = [c["commandId"] for c in _commands()]
+        assert len(commands) == len(set(commands)) == 250
+        upload = api.call(
+            "GET", f"/v1/campaigns/{cid}/uploads/{json.loads(first['body'])['uploadId']}", token=token
+        ).json()
+        assert (upload["status"], upload["accepted"], upload["duplicates"]) == ("accepted", 250, 0)
+
+
+def _own_loader(api: ApiClient, *, clock: Callable[[], datetime]) -> tuple[CampaignLoader, Any]:
+    """A loader on its own DynamoDB client (to pause it alone) and ``clock``: (loader, client)."""
+    ids = api.stack.template.physical_ids
+    dynamodb = boto3.client("dynamodb", region_name=REGION)
+    sqs = boto3.client("sqs", region_name=REGION)
+    loader = CampaignLoader(
+        campaigns=DynamoCampaignRepository(ids["CampaignsTable"], dynamodb),
+        files=S3RecipientFiles(ids["CampaignBucket"], boto3.client("s3", region_name=REGION)),
+        commands=SqsCommandQueue(sqs.get_queue_url(QueueName="SendSmsQueue")["QueueUrl"], sqs),
+        opt_outs=DynamoOptOutRepository(ids["SmsTable"], dynamodb),
+        clock=clock,
+    )
+    return loader, dynamodb
+
+
+def test_a_loader_whose_lease_was_taken_over_adds_no_counts(api: ApiClient) -> None:
+    # Given a load that wrote its recipients and queued their commands, then stalled
+    # before saving its counts, past its lease (120 s)
+    token = api.sign_in(OPERATOR)
+    cid = _campaign(api, token)["campaignId"]
+    key = f"campaigns/{cid}/list.csv"
+    rows = "".join(f"89{i:018d},N{i}\n" for i in range(30))
+    boto3.client("s3", region_name=REGION).put_object(
+        Bucket=api.stack.template.physical_ids["CampaignBucket"],
+        Key=key,
+        Body=("iccid,name\n" + rows).encode(),
+    )
+    stalled, client = _own_loader(api, clock=lambda: datetime.now(UTC))
+    later, _ = _own_loader(api, clock=lambda: datetime.now(UTC) + timedelta(seconds=121))
+    with paused_at(client, "TransactWriteItems", skip=1) as (reached, release), ThreadPoolExecutor(1) as pool:
+        running = pool.submit(stalled.load, cid, "u_stall", key, budget=lambda: True)
+        assert reached.wait(10)
+
+        # When another job for the upload finds the lease run out, takes it over and loads
+        # the file; then the stalled load saves
+        taken = later.load(cid, "u_stall", key, budget=lambda: True)
+        release.set()
+        stalled_result = running.result(timeout=10)
+
+    # Then the new holder loaded the upload; the stalled loader's save was refused: it
+    # stopped, adding nothing to the counts, and reports the upload as the new holder left it
+    assert taken.done
+    assert taken.upload is not None
+    assert (taken.upload.status, taken.upload.accepted) == ("accepted", 30)
+    assert stalled_result.upload == taken.upload
+    got = api.call("GET", f"/v1/campaigns/{cid}", token=token).json()
+    assert got["counts"] == NO_COUNTS | {"total": 30, "queued": 30}
+    upload = api.call("GET", f"/v1/campaigns/{cid}/uploads/u_stall", token=token).json()
+    assert (upload["status"], upload["accepted"]) == ("accepted", 30)
+
+
+def test_the_campaign_lease_goes_to_a_free_campaign_an_expired_lease_or_the_holders_token(
+    api: ApiClient,
+) -> None:
+    # Given a campaign whose upload one job claimed (token t1, a lease of a minute)
+    cid = _campaign(api, api.sign_in(OPERATOR))["campaignId"]
+    repository = DynamoCampaignRepository(
+        api.stack.template.physical_ids["CampaignsTable"], boto3.client("dynamodb", region_name=REGION)
+    )
+    now = datetime.now(UTC)
+    upload = Upload(cid, "u_1", f"campaigns/{cid}/u_1.csv", "processing")
+
+    def claim(token: str, holding: str | None, at: datetime = now) -> bool:
+        return (
+            repository.claim_upload(
+                upload, token=token, holding=holding, now=at, lease_until=at + timedelta(seconds=60)
+            )
+            is not None
+        )
+
+    assert claim("t1", None)
+
+    # Then a job without the token waits; the continuation presenting t1 takes it (t2), and
+    # t1 is then stale; once the lease ran out, any job takes it
+    assert not claim("dup", None)
+    assert claim("t2", "t1")
+    assert not claim("stale", "t1")
+    assert claim("t3", None, now + timedelta(seconds=61))
+
+    # And only the holder's token saves counts or ends the load
+    loading = replace(upload, accepted=1)
+    assert not repository.save_progress(loading, token="t2", added=1, lease_until=now)
+    assert not repository.finish_upload(replace(loading, status="accepted"), token="t2", added=0)
+    assert repository.save_progress(loading, token="t3", added=1, lease_until=now)
+    assert repository.finish_upload(replace(loading, status="accepted"), token="t3", added=0)
+    got = repository.get(cid)
+    assert got is not None
+    assert (got.counts.total, got.counts.queued) == (1, 1)
+    second = replace(upload, upload_id="u_2", key=f"campaigns/{cid}/u_2.csv")
+    assert repository.claim_upload(second, token="t4", holding=None, now=now, lease_until=now)  # free again

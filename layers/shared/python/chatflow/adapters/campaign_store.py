@@ -4,9 +4,13 @@ Items (PK / SK):
 
 - ``CAMPAIGN#<id>`` / ``META``: the campaign, ``validFor``, its counts (total, queued, sent,
   failed, delivered, skipped, expired, cancelled; an absent count is 0: campaigns stored
-  before a count existed read as 0), ``lastError``, and while an upload loads
-  ``loadingUpload`` / ``loadingUntil``
-  (one upload of a campaign loads at a time, so duplicate ICCIDs are found reliably).
+  before a count existed read as 0), ``lastError``, and while an upload loads its lease:
+  ``loadingUpload`` / ``loadingToken`` / ``loadingUntil``. One load of a campaign at a
+  time, so duplicate ICCIDs are found reliably and two jobs for the same upload (S3
+  notifies at least once) never load the same rows side by side: the lease goes to a
+  fresh token when the campaign is free, its lease ran out, or the caller presents the
+  holder's token (a continuation); the load's counts are added only while its token holds
+  the lease, so one whose lease ran out and was taken over adds nothing.
 - ``CAMPAIGNS`` / ``<createdAt>#<id>``: the list, newest first.
 - ``CAMPAIGN#<id>`` / ``UPLOAD#<uploadId>``: an upload, its counters, first row errors and
   the loader's checkpoint.
@@ -25,7 +29,16 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from chatflow.adapters.dynamo import batch_get, batch_write, error_code, from_raw, to_raw, to_value, translate
+from chatflow.adapters.dynamo import (
+    batch_get,
+    batch_write,
+    cancellation_codes,
+    error_code,
+    from_raw,
+    to_raw,
+    to_value,
+    translate,
+)
 from chatflow.domain.campaigns import (
     DEFAULT_VALID_FOR,
     Campaign,
@@ -246,22 +259,29 @@ class DynamoCampaignRepository:
             raise translate(exc) from exc
         return _upload(from_raw(raw["Item"])) if "Item" in raw else None
 
-    def claim_upload(self, upload: Upload, *, now: datetime, lease_until: datetime) -> Upload | None:
+    def claim_upload(
+        self, upload: Upload, *, token: str, holding: str | None, now: datetime, lease_until: datetime
+    ) -> Upload | None:
+        free = "attribute_not_exists(loadingUpload) OR loadingUntil < :now"
+        values = {
+            ":u": to_value(upload.upload_id),
+            ":token": to_value(token),
+            ":lease": to_value(to_iso(lease_until)),
+            ":now": to_value(to_iso(now)),
+            ":sending": to_value("sending"),
+        }
+        if holding is not None:
+            free += " OR loadingToken = :holding"
+            values[":holding"] = to_value(holding)
         lock_campaign: dict[str, Any] = {
             "TableName": self._table,
             "Key": _meta_key(upload.campaign_id),
-            "UpdateExpression": "SET loadingUpload = :u, loadingUntil = :lease, #s = :sending",
-            "ConditionExpression": (
-                "attribute_exists(PK) AND (attribute_not_exists(loadingUpload) "
-                "OR loadingUpload = :u OR loadingUntil < :now)"
+            "UpdateExpression": (
+                "SET loadingUpload = :u, loadingToken = :token, loadingUntil = :lease, #s = :sending"
             ),
+            "ConditionExpression": f"attribute_exists(PK) AND ({free})",
             "ExpressionAttributeNames": {"#s": "status"},
-            "ExpressionAttributeValues": {
-                ":u": to_value(upload.upload_id),
-                ":lease": to_value(to_iso(lease_until)),
-                ":now": to_value(to_iso(now)),
-                ":sending": to_value("sending"),
-            },
+            "ExpressionAttributeValues": values,
         }
         start_upload: dict[str, Any] = {
             "TableName": self._table,
@@ -318,43 +338,56 @@ class DynamoCampaignRepository:
             }
         }
 
-    def save_progress(self, upload: Upload, *, added: int, lease_until: datetime, skipped: int = 0) -> None:
-        self._transact(
-            [
-                self._upload_update(upload),
-                {
-                    "Update": {
-                        "TableName": self._table,
-                        "Key": _meta_key(upload.campaign_id),
-                        "UpdateExpression": "ADD #t :all, #q :n, #k :k SET loadingUntil = :lease",
-                        "ExpressionAttributeNames": {"#t": "total", "#q": "queued", "#k": "skipped"},
-                        "ExpressionAttributeValues": {
-                            ":all": to_value(added + skipped),
-                            ":n": to_value(added),
-                            ":k": to_value(skipped),
-                            ":lease": to_value(to_iso(lease_until)),
-                        },
-                    }
+    def save_progress(
+        self, upload: Upload, *, token: str, added: int, lease_until: datetime, skipped: int = 0
+    ) -> bool:
+        return self._fenced(
+            upload,
+            {
+                "TableName": self._table,
+                "Key": _meta_key(upload.campaign_id),
+                "UpdateExpression": "ADD #t :all, #q :n, #k :k SET loadingUntil = :lease",
+                "ConditionExpression": "loadingToken = :token",
+                "ExpressionAttributeNames": {"#t": "total", "#q": "queued", "#k": "skipped"},
+                "ExpressionAttributeValues": {
+                    ":all": to_value(added + skipped),
+                    ":n": to_value(added),
+                    ":k": to_value(skipped),
+                    ":lease": to_value(to_iso(lease_until)),
+                    ":token": to_value(token),
                 },
-            ]
+            },
         )
 
-    def finish_upload(self, upload: Upload, *, added: int) -> None:
-        self._transact(
-            [
-                self._upload_update(upload),
-                {
-                    "Update": {
-                        "TableName": self._table,
-                        "Key": _meta_key(upload.campaign_id),
-                        "UpdateExpression": "ADD #t :n, #q :n REMOVE loadingUpload, loadingUntil",
-                        "ExpressionAttributeNames": {"#t": "total", "#q": "queued"},
-                        "ExpressionAttributeValues": {":n": to_value(added)},
-                    }
-                },
-            ]
+    def finish_upload(self, upload: Upload, *, token: str, added: int) -> bool:
+        finished = self._fenced(
+            upload,
+            {
+                "TableName": self._table,
+                "Key": _meta_key(upload.campaign_id),
+                "UpdateExpression": ("ADD #t :n, #q :n REMOVE loadingUpload, loadingToken, loadingUntil"),
+                "ConditionExpression": "loadingToken = :token",
+                "ExpressionAttributeNames": {"#t": "total", "#q": "queued"},
+                "ExpressionAttributeValues": {":n": to_value(added), ":token": to_value(token)},
+            },
         )
-        self._settle(upload.campaign_id)
+        if finished:
+            self._settle(upload.campaign_id)
+        return finished
+
+    def _fenced(self, upload: Upload, campaign_update: dict[str, Any]) -> bool:
+        """The upload's update and ``campaign_update`` (conditional on the load's token) in
+        one transaction; False when the token no longer holds the lease (nothing written).
+        A conflict with another transaction on the campaign is raised, to be retried."""
+        try:
+            items: list[Any] = [self._upload_update(upload), {"Update": campaign_update}]
+            self._client.transact_write_items(TransactItems=items)
+        except ClientError as exc:
+            codes = cancellation_codes(exc)
+            if len(codes) == 2 and codes[1] == "ConditionalCheckFailed":
+                return False
+            raise translate(exc) from exc
+        return True
 
     def _settle(self, campaign_id: str) -> None:
         """``completed`` when nothing is queued and nothing loads; back to ``draft`` when empty."""
@@ -380,12 +413,6 @@ class DynamoCampaignRepository:
             except ClientError as exc:
                 if not _cancelled(exc):
                     raise translate(exc) from exc
-
-    def _transact(self, items: list[Any]) -> None:
-        try:
-            self._client.transact_write_items(TransactItems=items)
-        except ClientError as exc:
-            raise translate(exc) from exc
 
     # ---- recipients -----------------------------------------------------------------------
 

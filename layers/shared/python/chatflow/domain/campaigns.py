@@ -207,23 +207,32 @@ class CampaignRepository(Protocol):
 
     def get_upload(self, campaign_id: str, upload_id: str) -> Upload | None: ...
 
-    def claim_upload(self, upload: Upload, *, now: datetime, lease_until: datetime) -> Upload | None:
-        """Start or resume loading ``upload`` (created if absent): the stored upload, or None when
-        it ended already or another invocation is loading this campaign."""
+    def claim_upload(
+        self, upload: Upload, *, token: str, holding: str | None, now: datetime, lease_until: datetime
+    ) -> Upload | None:
+        """Start or resume loading ``upload`` (created if absent) under a lease of the campaign
+        that ``token`` (fresh, random) names until ``lease_until``. Granted only when no load
+        holds the campaign, its holder's lease ran out before ``now``, or ``holding`` is the
+        holder's token (the continuation of that load). The stored upload, or None when it
+        ended already or another load holds the campaign."""
         ...
 
     def existing(self, campaign_id: str, iccids: Sequence[str]) -> dict[str, CampaignRecipient]: ...
 
     def put_recipients(self, recipients: Sequence[CampaignRecipient]) -> None: ...
 
-    def save_progress(self, upload: Upload, *, added: int, lease_until: datetime, skipped: int = 0) -> None:
+    def save_progress(
+        self, upload: Upload, *, token: str, added: int, lease_until: datetime, skipped: int = 0
+    ) -> bool:
         """Store the upload's checkpoint and counters, add ``added`` recipients to the
-        campaign's total and queued and ``skipped`` ones to its total and skipped, in one write."""
+        campaign's total and queued and ``skipped`` ones to its total and skipped, and extend
+        the lease to ``lease_until``, in one write, if the lease is still ``token``'s. False,
+        with nothing written, when another load took the lease over."""
         ...
 
-    def finish_upload(self, upload: Upload, *, added: int) -> None:
-        """Store the upload's final state, add ``added``, free the campaign; mark it completed
-        when nothing is queued."""
+    def finish_upload(self, upload: Upload, *, token: str, added: int) -> bool:
+        """Store the upload's final state, add ``added``, free the campaign, if the lease is
+        still ``token``'s (else False, nothing written); mark it completed when nothing is queued."""
         ...
 
     def list_recipients(
@@ -387,11 +396,15 @@ class _Tally:
 @dataclass(frozen=True)
 class Loaded:
     """``done``: the upload ended (accepted or rejected). Else the load goes on in another
-    invocation from the stored checkpoint; ``busy``: another invocation holds the campaign."""
+    invocation from the stored checkpoint, presenting ``token`` (the lease this invocation
+    hands over). ``busy``: another load holds the campaign, or took this one's lease over
+    when it ran out: try the job again later, without a token (it then finds the upload
+    ended, or the campaign free and resumes from the checkpoint)."""
 
     upload: Upload | None
     done: bool
     busy: bool = False
+    token: str | None = None
 
 
 class CampaignLoader:
@@ -406,6 +419,13 @@ class CampaignLoader:
     crash the chunk is read again: recipients of this very row and upload are taken as
     this load's own (counted as stored, queued ones' commands sent again, which sends
     nothing twice; skipped ones stay skipped).
+
+    One load at a time, fenced: each invocation claims the campaign with a fresh token
+    (granted when the campaign is free, its lease ran out, or the job presents the token
+    of the invocation that handed over), and each save of counts is conditional on that
+    token. A duplicate job (S3 notifies at least once) finds the campaign busy instead of
+    loading the same rows beside the first; an invocation whose lease ran out and was
+    taken over adds no counts and stops, and the new holder resumes from the checkpoint.
     """
 
     def __init__(
@@ -428,27 +448,53 @@ class CampaignLoader:
     def _lease(self) -> datetime:
         return self._clock() + timedelta(seconds=self._lease_seconds)
 
-    def load(self, campaign_id: str, upload_id: str, key: str, *, budget: Callable[[], bool]) -> Loaded:
-        """Load (or resume) an upload while ``budget()`` says there is time left."""
+    def load(
+        self,
+        campaign_id: str,
+        upload_id: str,
+        key: str,
+        *,
+        budget: Callable[[], bool],
+        holding: str | None = None,
+    ) -> Loaded:
+        """Load (or resume) an upload while ``budget()`` says there is time left.
+
+        ``holding``: the token a continuation carries (``Loaded.token`` of the invocation that
+        handed over); a job without one waits while another load's lease runs.
+        """
         campaign = self._campaigns.get(campaign_id)
         if campaign is None:
             return Loaded(None, done=True)
+        token = uuid.uuid4().hex
         start = Upload(campaign_id, upload_id, key, "processing", created_at=self._clock())
-        upload = self._campaigns.claim_upload(start, now=self._clock(), lease_until=self._lease())
+        upload = self._campaigns.claim_upload(
+            start, token=token, holding=holding, now=self._clock(), lease_until=self._lease()
+        )
         if upload is None:
-            stored = self._campaigns.get_upload(campaign_id, upload_id)
-            ended = stored is not None and stored.status in ("accepted", "rejected")
-            return Loaded(stored, done=ended, busy=not ended)
+            return self._not_ours(campaign_id, upload_id)
         template = parse_template(campaign.template)
         try:
-            return self._load(campaign, template, upload, budget)
+            return self._load(campaign, template, upload, budget, token)
         except InvalidFile as exc:
             rejected = replace(upload, status="rejected", error=exc.message)
-            self._campaigns.finish_upload(rejected, added=0)
+            if not self._campaigns.finish_upload(rejected, token=token, added=0):
+                return self._not_ours(campaign_id, upload_id)
             return Loaded(rejected, done=True)
 
+    def _not_ours(self, campaign_id: str, upload_id: str) -> Loaded:
+        """The campaign is another load's (or this one's lease was taken over): done when
+        the upload ended, else busy (the job comes back later)."""
+        stored = self._campaigns.get_upload(campaign_id, upload_id)
+        ended = stored is not None and stored.status in ("accepted", "rejected")
+        return Loaded(stored, done=ended, busy=not ended)
+
     def _load(
-        self, campaign: Campaign, template: MessageTemplate, upload: Upload, budget: Callable[[], bool]
+        self,
+        campaign: Campaign,
+        template: MessageTemplate,
+        upload: Upload,
+        budget: Callable[[], bool],
+        token: str,
     ) -> Loaded:
         checkpoint = upload.checkpoint
         records = read_records(
@@ -476,13 +522,18 @@ class CampaignLoader:
             last = chunk[-1]
             checkpoint = Checkpoint(last.end_offset, last.row, header.columns)
             upload = self._with(upload, tally, checkpoint)
-            self._campaigns.save_progress(upload, added=added, skipped=skipped, lease_until=self._lease())
+            saved = self._campaigns.save_progress(
+                upload, token=token, added=added, skipped=skipped, lease_until=self._lease()
+            )
+            if not saved:
+                return self._not_ours(campaign.campaign_id, upload.upload_id)
             if not budget():
-                return Loaded(upload, done=False)
+                return Loaded(upload, done=False, token=token)
         if not seen_rows:
             raise InvalidFile("The file has a header but no recipients: add one row per ICCID under it.")
         final = replace(self._with(upload, tally, checkpoint), status="accepted")
-        self._campaigns.finish_upload(final, added=0)
+        if not self._campaigns.finish_upload(final, token=token, added=0):
+            return self._not_ours(campaign.campaign_id, upload.upload_id)
         return Loaded(final, done=True)
 
     @staticmethod
