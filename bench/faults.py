@@ -255,7 +255,13 @@ def campaign_with_crashes(recipients: int = 1500, kills: int = 3, opted_out: int
     iccids = [_iccid(i) for i in range(recipients)]
     stopped = set(iccids[:: max(1, recipients // opted_out)][:opted_out])
     parameters = {"SmsRatePerSecond": "200", "SmsMaxConcurrency": "5", "SmsMaxAttempts": "15"}
-    provider = {"CHATFLOW_FAKE_FAILURE_RATE": "0.1", "CHATFLOW_FAKE_RECEIPT_DELAY_MS": "50"}
+    # A provider as slow as the fake's default (50-200 ms a send), so that a batch is
+    # always in flight somewhere when a worker is killed.
+    provider = {
+        "CHATFLOW_FAKE_FAILURE_RATE": "0.1",
+        "CHATFLOW_FAKE_RECEIPT_DELAY_MS": "50",
+        "CHATFLOW_FAKE_DELAY_MS": "50-200",
+    }
     with fault_stack(parameters, provider) as stack:
         bus = Bus(stack)
         url = stack.outputs["HttpApiUrl"]
@@ -283,8 +289,13 @@ def campaign_with_crashes(recipients: int = 1500, kills: int = 3, opted_out: int
                 if counts.get("total") and counts["total"] - counts.get("queued", 0) >= threshold:
                     break
                 time.sleep(0.05)
-            report.in_flight_at_crashes.append(in_flight(stack))
+            # Mid-batch: once sends are in flight (claimed, not ended). Counted again right
+            # after the kill: the killed attempts keep their leases (until their invocation's
+            # deadline) and no new worker has started yet, so that count is what was in flight.
+            while time.monotonic() < deadline and not in_flight(stack):
+                time.sleep(0.01)
             report.killed_workers += kill_send_sms_workers()
+            report.in_flight_at_crashes.append(in_flight(stack))
 
         def finished() -> bool:
             campaign = progress()
@@ -543,7 +554,7 @@ def document(reports: list[FaultReport], total: float) -> str:
             lines.append("- Campaign counts: " + ", ".join(f"{k} {v}" for k, v in r.counts.items()) + ".")
         if r.recipients:
             lines.append(
-                "Recipients by status: "
+                "- Recipients by status: "
                 + ", ".join(f"{k} {v}" for k, v in sorted(r.recipients.items()))
                 + "."
             )
@@ -554,7 +565,7 @@ def document(reports: list[FaultReport], total: float) -> str:
                 f"{', '.join(map(str, r.in_flight_at_crashes))}."
             )
         lines.append(
-            "Provider calls per command: "
+            "- Provider calls per command: "
             + ", ".join(f"{k}: {v}" for k, v in sorted(r.attempts.items()))
             + "."
         )
