@@ -9,6 +9,9 @@ the provider did not cause, duplicates bounded by the sends in flight at the cra
 
 from __future__ import annotations
 
+import json
+import time
+
 from bench import faults
 
 
@@ -41,3 +44,28 @@ def test_a_burst_above_the_rate_waits_without_using_attempts() -> None:
 
     assert report.violations == []
     assert report.attempts == {1: 30}
+
+
+def test_a_dead_lettered_command_ends_in_smsfailed_through_the_stacks_dead_letter_queue() -> None:
+    # Given a command that reached SendSmsDeadLetterQueue (it crashed the consumer 5 times)
+    with faults.fault_stack({}, {"CHATFLOW_FAKE_FAILURE_RATE": "0"}) as stack:
+        bus = faults.Bus(stack)
+        sqs = stack.client("sqs")
+        dead_letters = sqs.get_queue_url(QueueName="SendSmsDeadLetterQueue")["QueueUrl"]
+        body = {"commandId": "poison-1", "phoneNumber": "+14155550111", "text": "Your code"}
+        sqs.send_message(QueueUrl=dead_letters, MessageBody=json.dumps(body))
+
+        # When the stack delivers it to SmsDeadLettersFunction, as Lambda's event source would
+        assert faults.settle(stack, lambda: "poison-1" in faults.command_records(stack), timeout=30)
+        record = faults.command_records(stack)["poison-1"]
+
+        # Then the command ended failed (dead_lettered), announced once, and nothing was sent
+        assert (record["status"], record["errorCode"]) == ("failed", "dead_lettered")
+        deadline = time.monotonic() + 10
+        while not bus.drain() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert [(e["detail-type"], e["detail"]["errorCode"]) for e in bus.seen] == [
+            ("SmsFailed", "dead_lettered")
+        ]
+        assert stack.provider is not None
+        assert stack.provider.outbox() == []
