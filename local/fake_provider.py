@@ -536,16 +536,19 @@ class FakeSmsProvider:
     async def _outage_route(self, request: Request) -> Response:
         """``POST /outage {"seconds", "status"?}``: the provider is down that long (``make run``)."""
         try:
-            payload = json.loads(await request.body() or b"{}")
-            self.outage(seconds=float(payload["seconds"]), status=int(payload.get("status", 503)))
+            body = await _read_body(request)
+        except ClientDisconnect:
+            return _NoOneListening()
+        try:
+            payload = json.loads(body or b"{}")
+            seconds, status = float(payload["seconds"]), int(payload.get("status", 503))
+            self.outage(seconds=seconds, status=status)
         except (ValueError, TypeError, KeyError, RecursionError) as exc:
             detail = (
                 f'send {{"seconds": 60}} (at most {MAX_OUTAGE_SECONDS}), optionally "status": 503 ({exc})'
             )
             return _json_response(_error(400, "invalid_request", detail))
-        return _json_response(
-            _Reply(202, {"outage": {"seconds": payload["seconds"], "status": payload.get("status", 503)}})
-        )
+        return _json_response(_Reply(202, {"outage": {"seconds": seconds, "status": status}}))
 
     async def _inbound_route(self, request: Request) -> Response:
         try:

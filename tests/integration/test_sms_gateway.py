@@ -11,6 +11,7 @@ import hmac
 import json
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import boto3
@@ -96,8 +97,9 @@ class Gateway:
         return str(json.loads(value["SecretString"])["webhookSecret"])
 
 
-@pytest.fixture
-def gateway() -> Iterator[Gateway]:
+@contextmanager
+def running_gateway(rate_per_second: int = 1000) -> Iterator[Gateway]:
+    """The stack on moto with a fake provider that never fails, at that provider-wide rate."""
     settings = FakeProviderSettings(
         failure_rate=0.0, min_delay_ms=0, max_delay_ms=1, hang_seconds=0.2, seed=1
     )
@@ -109,12 +111,18 @@ def gateway() -> Iterator[Gateway]:
                 parameters={
                     "AuthMode": "phone",
                     "SmsProviderBaseUrl": provider.url,
-                    "SmsRatePerSecond": "1000",
+                    "SmsRatePerSecond": str(rate_per_second),
                 }
             )
             yield Gateway(stack, provider)
     finally:
         provider.stop()
+
+
+@pytest.fixture
+def gateway() -> Iterator[Gateway]:
+    with running_gateway() as running:
+        yield running
 
 
 def command(command_id: str | None = None, **fields: Any) -> str:
@@ -218,30 +226,21 @@ def test_a_transient_failure_comes_back_later_as_a_fresh_message_with_one_attemp
 
 def test_a_rate_bounce_is_a_wait_not_an_attempt_and_uses_no_receive() -> None:
     # Given a provider-wide rate of 1 per second and a batch of 10 commands at once
-    settings = FakeProviderSettings(failure_rate=0.0, min_delay_ms=0, max_delay_ms=1, seed=1)
-    provider = FakeSmsProvider(settings, log=lambda line: None)
-    provider.start()
-    try:
-        with mock_aws():
-            stack = InProcessStack.create(
-                parameters={"AuthMode": "phone", "SmsProviderBaseUrl": provider.url, "SmsRatePerSecond": "1"}
-            )
-            gateway = Gateway(stack, provider)
-            gateway.put(*(command(f"r-{i}") for i in range(10)))
+    with running_gateway(rate_per_second=1) as gateway:
+        provider = gateway.provider
+        gateway.put(*(command(f"r-{i}") for i in range(10)))
 
-            # When the batch is consumed
-            response = gateway.deliver()
+        # When the batch is consumed
+        response = gateway.deliver()
 
-            # Then those that found no slot within the wait are sent again, delayed, with no
-            # attempt counted and no batch item failure (no receive used up)
-            assert response == {"batchItemFailures": []}
-            sent = len(provider.outbox())
-            assert 1 <= sent <= 4  # 1 per second over the 2 s an attempt may wait
-            assert _delayed(gateway) == 10 - sent
-            waiting = [gateway.record(f"r-{i}") for i in range(10)]
-            assert sorted(r["attempts"] for r in waiting if r["status"] == "sending") == ["0"] * (10 - sent)
-    finally:
-        provider.stop()
+        # Then those that found no slot within the wait are sent again, delayed, with no
+        # attempt counted and no batch item failure (no receive used up)
+        assert response == {"batchItemFailures": []}
+        sent = len(provider.outbox())
+        assert 1 <= sent <= 4  # 1 per second over the 2 s an attempt may wait
+        assert _delayed(gateway) == 10 - sent
+        waiting = [gateway.record(f"r-{i}") for i in range(10)]
+        assert sorted(r["attempts"] for r in waiting if r["status"] == "sending") == ["0"] * (10 - sent)
 
 
 def test_a_seed_shaped_command_is_sent_under_its_sqs_message_id(gateway: Gateway) -> None:

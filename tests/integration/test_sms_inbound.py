@@ -9,13 +9,10 @@ from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from chatflow.adapters.sms_store import DynamoOptOutRepository
 from chatflow.domain.webhooks import HELP_REPLY, START_REPLY, STOP_REPLY
-from local.fake_provider import FakeProviderSettings, FakeSmsProvider
-from local.stack import InProcessStack
-from tests.integration.test_sms_gateway import Gateway, command
+from tests.integration.test_sms_gateway import Gateway, command, running_gateway
 
 PHONE = "+14155550101"
 ICCID = "8944500102198304826"
@@ -23,21 +20,8 @@ ICCID = "8944500102198304826"
 
 @pytest.fixture
 def gateway() -> Iterator[Gateway]:
-    settings = FakeProviderSettings(failure_rate=0.0, min_delay_ms=0, max_delay_ms=1, seed=1)
-    provider = FakeSmsProvider(settings, log=lambda line: None)
-    provider.start()
-    try:
-        with mock_aws():
-            stack = InProcessStack.create(
-                parameters={
-                    "AuthMode": "phone",
-                    "SmsProviderBaseUrl": provider.url,
-                    "SmsRatePerSecond": "1000",
-                }
-            )
-            yield Gateway(stack, provider)
-    finally:
-        provider.stop()
+    with running_gateway() as running:
+        yield running
 
 
 def inbound(text: str, *, inbound_id: str | None = "in-1", iccid: str | None = None) -> dict[str, Any]:

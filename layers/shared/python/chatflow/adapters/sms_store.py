@@ -44,6 +44,18 @@ def _ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
+def _described(sms: OutgoingSms, now: datetime) -> dict[str, Any]:
+    """The values that describe a command on its record (set when the record is made)."""
+    return {
+        ":id": sms.command_id,
+        ":to": sms.to,
+        ":tt": sms.to_type,
+        ":mt": sms.message_type,
+        ":md": dict(sms.metadata),
+        ":ttl": int((now + COMMAND_RETENTION).timestamp()),
+    }
+
+
 def _conditional_failure(exc: ClientError) -> bool:
     return error_code(exc) == "ConditionalCheckFailedException"
 
@@ -54,18 +66,12 @@ class DynamoSmsCommandRepository:
         self._client = client
 
     def claim(self, sms: OutgoingSms, *, now: datetime, lease_until: datetime) -> Claim:
-        values = {
+        values = _described(sms, now) | {
             ":sending": "sending",
             ":zero": 0,
             ":lease": _ms(lease_until),
             ":nowms": _ms(now),
             ":now": to_iso(now),
-            ":id": sms.command_id,
-            ":to": sms.to,
-            ":tt": sms.to_type,
-            ":mt": sms.message_type,
-            ":md": dict(sms.metadata),
-            ":ttl": int((now + COMMAND_RETENTION).timestamp()),
         }
         if sms.valid_until:
             values[":vu"] = to_iso(sms.valid_until)
@@ -173,7 +179,7 @@ class DynamoSmsCommandRepository:
 
     def mark_dead_lettered(self, sms: OutgoingSms, *, reason: str, at: datetime) -> bool:
         when = to_iso(at)
-        values: dict[str, Any] = {
+        values = _described(sms, at) | {
             ":failed": "failed",
             ":sending": "sending",
             ":code": "dead_lettered",
@@ -181,12 +187,6 @@ class DynamoSmsCommandRepository:
             ":false": False,
             ":zero": 0,
             ":now": when,
-            ":id": sms.command_id,
-            ":to": sms.to,
-            ":tt": sms.to_type,
-            ":mt": sms.message_type,
-            ":md": dict(sms.metadata),
-            ":ttl": int((at + COMMAND_RETENTION).timestamp()),
         }
         try:
             self._client.update_item(
