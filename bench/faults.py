@@ -77,6 +77,12 @@ class FaultReport:
     sent_to_opted_out: int = 0
     figures: dict[str, float] = field(default_factory=dict)
     violations: list[str] = field(default_factory=list)
+    # When each phase of the run ended, in seconds from its start: where a slow run's time went.
+    timeline: list[tuple[str, float]] = field(default_factory=list)
+    _started: float = field(default_factory=time.monotonic, repr=False)
+
+    def mark(self, phase: str) -> None:
+        self.timeline.append((phase, round(time.monotonic() - self._started, 1)))
 
     def check(self, condition: bool, violation: str) -> None:
         if not condition:
@@ -289,19 +295,26 @@ def campaign_with_crashes(recipients: int = 1500, kills: int = 3, opted_out: int
                 if counts.get("total") and counts["total"] - counts.get("queued", 0) >= threshold:
                     break
                 time.sleep(0.05)
+            report.mark(f"{threshold:.0f} recipients with an outcome")
             # Mid-batch: once sends are in flight (claimed, not ended). Counted again right
             # after the kill: the killed attempts keep their leases (until their invocation's
             # deadline) and no new worker has started yet, so that count is what was in flight.
+            # Not past the last batch: with nothing left queued no send will be in flight again
+            # (waiting on would only poll the table until the deadline).
             while time.monotonic() < deadline and not in_flight(stack):
-                time.sleep(0.01)
+                if not progress()["counts"].get("queued"):
+                    break
+                time.sleep(0.02)
             report.killed_workers += kill_send_sms_workers()
             report.in_flight_at_crashes.append(in_flight(stack))
+            report.mark(f"crash {k + 1}")
 
         def finished() -> bool:
             campaign = progress()
             return bool(campaign["status"] == "completed" and campaign["counts"].get("queued", 0) == 0)
 
         report.check(settle(stack, finished, timeout=600), "the campaign did not finish within 10 minutes")
+        report.mark("finished")
         final = progress()
         report.counts = {k: int(v) for k, v in final["counts"].items()}
         statuses = _recipient_statuses(url, token, campaign_id)

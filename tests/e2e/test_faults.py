@@ -17,6 +17,7 @@ from bench import faults
 
 def test_a_campaign_survives_crashes_of_its_senders_without_a_failure_of_its_own() -> None:
     report = faults.campaign_with_crashes(recipients=300, kills=2, opted_out=6)
+    print(report)  # shown with -rP, and with a failure: where the time went, what was seen
 
     assert report.violations == []
     assert report.killed_workers > 0
