@@ -253,14 +253,29 @@ def _check_commands(report: FaultReport, stack: StackServer, bus: Bus, opted_out
 # ---- the runs ----------------------------------------------------------------------------
 
 
-def campaign_with_crashes(recipients: int = 1500, kills: int = 3, opted_out: int = 15) -> FaultReport:
+def campaign_with_crashes(
+    recipients: int = 1500,
+    kills: int = 3,
+    opted_out: int = 15,
+    *,
+    senders: int = 5,
+    sends_per_sender: int = 10,
+) -> FaultReport:
     """A campaign at a 10% provider failure rate; SendSms workers killed ``kills`` times
-    mid-batch; ``opted_out`` of the SIMs sent STOP before the file was loaded."""
+    mid-batch; ``opted_out`` of the SIMs sent STOP before the file was loaded. At most
+    ``senders`` SendSmsFunction invocations run at once, each with ``sends_per_sender``
+    provider calls at once: a small campaign needs few, so that it is still sending (and
+    a send is in flight) when a crash comes."""
     report = FaultReport(f"campaign of {recipients:,} recipients, 10% provider failures, {kills} crashes")
     started = time.monotonic()
     iccids = [_iccid(i) for i in range(recipients)]
     stopped = set(iccids[:: max(1, recipients // opted_out)][:opted_out])
-    parameters = {"SmsRatePerSecond": "200", "SmsMaxConcurrency": "5", "SmsMaxAttempts": "15"}
+    parameters = {
+        "SmsRatePerSecond": "200",
+        "SmsMaxConcurrency": str(senders),
+        "SmsBatchConcurrency": str(sends_per_sender),
+        "SmsMaxAttempts": "15",
+    }
     # A provider as slow as the fake's default (50-200 ms a send), so that a batch is
     # always in flight somewhere when a worker is killed.
     provider = {
@@ -315,9 +330,16 @@ def campaign_with_crashes(recipients: int = 1500, kills: int = 3, opted_out: int
 
         report.check(settle(stack, finished, timeout=600), "the campaign did not finish within 10 minutes")
         report.mark("finished")
-        final = progress()
+        # Receipts still turn "sent" into "delivered" after the campaign completed: compare
+        # the counts with the recipients' statuses read between two equal reads of the counts.
+        for _ in range(60):
+            before = progress()["counts"]
+            statuses = _recipient_statuses(url, token, campaign_id)
+            final = progress()
+            if final["counts"] == before:
+                break
+            time.sleep(1)
         report.counts = {k: int(v) for k, v in final["counts"].items()}
-        statuses = _recipient_statuses(url, token, campaign_id)
         report.recipients = Counter(statuses.values())
         _check_commands(report, stack, bus, stopped)
         total = report.counts.get("total", 0)
