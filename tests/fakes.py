@@ -15,13 +15,12 @@ from typing import Any
 
 from chatflow.domain.chats import MAX_GROUP_MEMBERS, Chat, Member, Message
 from chatflow.domain.clock import to_iso
-from chatflow.domain.otp import seconds_until_allowed, sends_in_window
+from chatflow.domain.otp import Verification, seconds_until_allowed, sends_in_window
 from chatflow.domain.pagination import Page, Position
 from chatflow.domain.search import IndexHits, MessageRef
 from chatflow.domain.sessions import Session
 from chatflow.domain.users import ProfileChanges, User
 from chatflow.errors import AlreadyExists, ConcurrentUpdate, InvalidCursor, RateLimited, UsernameTaken
-from chatflow.ports import Verification
 
 EPOCH = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+from chatflow.domain.sms import Claim, OutgoingSms, SmsRequest
 from chatflow.errors import ProviderError
-from chatflow.ports import Claim, OutgoingSms, SmsRequest
 
 
 @dataclass

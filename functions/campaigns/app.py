@@ -7,11 +7,11 @@ from functools import cache
 from chatflow.adapters import aws
 from chatflow.adapters.campaign_store import DynamoCampaignRepository, S3RecipientFiles
 from chatflow.adapters.identity_store import DynamoUserRepository
-from chatflow.adapters.operators import OperatorDirectory
 from chatflow.api.campaign_routes import campaign_router
 from chatflow.api.http import build_resolver, http_handler
 from chatflow.domain.campaigns import CampaignService
 from chatflow.domain.clock import utc_now
+from chatflow.domain.operators import OperatorDirectory
 from chatflow.domain.pagination import CursorCodec
 from chatflow.settings import (
     AwsSettings,

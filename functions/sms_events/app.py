@@ -23,10 +23,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from chatflow.adapters.events import EventBridgePublisher
 from chatflow.adapters.sms_store import rejection, snapshot
-from chatflow.domain.sms_events import events_between, rejected_event
+from chatflow.domain.sms_events import BusEvent, events_between, rejected_event
 from chatflow.errors import ChatFlowError
 from chatflow.observability import logger, metrics
-from chatflow.ports import BusEvent
 from chatflow.settings import SmsEventsSettings, load
 
 SETTINGS = load(SmsEventsSettings)

@@ -13,8 +13,8 @@ from botocore.stub import Stubber
 from moto import mock_aws
 
 from chatflow.adapters.events import EventBridgePublisher, EventsNotPublished
+from chatflow.domain.sms_events import BusEvent
 from chatflow.errors import Throttled
-from chatflow.ports import BusEvent
 
 if TYPE_CHECKING:
     from mypy_boto3_events.client import EventBridgeClient

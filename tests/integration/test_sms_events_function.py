@@ -17,8 +17,8 @@ import pytest
 from moto import mock_aws
 
 from chatflow.domain.clock import from_iso, to_iso
+from chatflow.domain.sms_events import BusEvent
 from chatflow.errors import Throttled
-from chatflow.ports import BusEvent
 from local.stack import InProcessStack
 
 SAMPLE = json.loads((Path(__file__).resolve().parents[2] / "events" / "sms_events_stream.json").read_text())

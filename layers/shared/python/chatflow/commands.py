@@ -18,8 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from chatflow.domain.clock import to_iso
 from chatflow.domain.phone import normalize_phone
+from chatflow.domain.sms import OutgoingSms
 from chatflow.errors import InvalidPhoneNumber
-from chatflow.ports import OutgoingSms
 
 MAX_METADATA_ENTRIES = 20
 # Seed 004's names (CONTRACT §4a) and the contract's own.

@@ -13,8 +13,8 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from chatflow.domain.sms_events import BusEvent
 from chatflow.errors import Throttled
-from chatflow.ports import BusEvent
 
 if TYPE_CHECKING:
     from mypy_boto3_events.client import EventBridgeClient

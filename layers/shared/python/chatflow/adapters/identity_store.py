@@ -30,11 +30,10 @@ from chatflow.adapters.dynamo import (
     translate,
 )
 from chatflow.domain.clock import from_iso, to_iso
-from chatflow.domain.otp import RATE_WINDOW, seconds_until_allowed, sends_in_window
+from chatflow.domain.otp import RATE_WINDOW, Verification, seconds_until_allowed, sends_in_window
 from chatflow.domain.sessions import Session
 from chatflow.domain.users import ProfileChanges, User
 from chatflow.errors import RateLimited, Throttled, UsernameTaken
-from chatflow.ports import Verification
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient

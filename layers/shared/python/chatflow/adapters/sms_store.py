@@ -24,8 +24,8 @@ from botocore.exceptions import ClientError
 
 from chatflow.adapters.dynamo import RawItem, batch_get, error_code, from_raw, to_raw, to_value, translate
 from chatflow.domain.clock import to_iso
+from chatflow.domain.sms import Claim, OutgoingSms
 from chatflow.domain.sms_events import CommandSnapshot, Rejection
-from chatflow.ports import Claim, OutgoingSms
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient

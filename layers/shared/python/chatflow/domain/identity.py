@@ -15,6 +15,7 @@ from chatflow.domain.otp import (
     MAX_TRIES,
     CodeNotRequired,
     InvalidCode,
+    Verification,
     code_matches,
     generate_code,
     hash_code,
@@ -30,7 +31,6 @@ from chatflow.ports import (
     SessionRepository,
     SmsCommandSender,
     UserRepository,
-    Verification,
     VerificationRepository,
 )
 
