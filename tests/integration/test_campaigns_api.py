@@ -445,7 +445,7 @@ def test_a_load_that_crashed_after_writing_a_skipped_recipient_keeps_it_skipped(
     boto3.client("s3", region_name="us-east-1").put_object(
         Bucket=bucket, Key=key, Body=f"iccid,name\n{refused},Ada\n{kept},Bob\n".encode()
     )
-    loader = api.stack.functions["CampaignLoaderFunction"].module.loader()
+    loader = api.stack.functions["CampaignLoaderFunction"].module.deps.campaign_loading().loader
     with (
         patch.object(SqsCommandQueue, "send_batch", side_effect=Throttled("queue down")),
         pytest.raises(Throttled),
@@ -534,7 +534,7 @@ def _take_jobs(api: ApiClient) -> list[dict[str, Any]]:
 def _run_jobs(api: ApiClient, records: list[dict[str, Any]]) -> None:
     """Run each job, then those they put on the queue, until none is left (busy ones at once)."""
     module = api.stack.functions["CampaignLoaderFunction"].module
-    with patch.object(module, "BUSY_RETRY_SECONDS", 0):
+    with patch.object(module.deps.campaign_loading(), "busy_retry_seconds", 0):
         while records:
             for record in records:
                 result = api.stack.invoke("CampaignLoaderFunction", {"Records": [record]})

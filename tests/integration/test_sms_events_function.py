@@ -57,7 +57,7 @@ def stack() -> Iterator[InProcessStack]:
 
 def _with_publisher(stack: InProcessStack, publisher: RecordingPublisher) -> None:
     module = stack.functions["SmsEventsFunction"].module
-    setattr(module, "publisher", lambda: publisher)  # noqa: B010 - the module is loaded at run time
+    module.deps.provide("event_publisher", publisher)
 
 
 def test_the_events_of_a_batch_go_out_ten_per_call(stack: InProcessStack) -> None:
