@@ -7,9 +7,9 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
-from botocore.exceptions import ClientError
 
-from chatflow.errors import ConcurrentUpdate, Throttled
+from chatflow.adapters.aws_errors import dynamo_errors
+from chatflow.errors import Throttled
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -21,14 +21,6 @@ RawItem = Mapping[str, "AttributeValueTypeDef"]
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 
-THROTTLING_CODES = frozenset(
-    {
-        "ProvisionedThroughputExceededException",
-        "ThrottlingException",
-        "RequestLimitExceeded",
-        "LimitExceededException",
-    }
-)
 MAX_BATCH_ROUNDS = 8
 
 
@@ -57,26 +49,6 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def error_code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
-
-
-def translate(exc: ClientError, *, conflict: type[Exception] = ConcurrentUpdate) -> Exception:
-    """Map a DynamoDB error code to the application's exception tree."""
-    code = error_code(exc)
-    if code == "ConditionalCheckFailedException":
-        return conflict("a conditional write found the item changed")
-    if code in THROTTLING_CODES:
-        return Throttled("The database is busy: retry in a moment.")
-    return exc
-
-
-def cancellation_codes(exc: ClientError) -> list[str]:
-    """The per-item reason codes of a cancelled transaction ("None" where the item was fine)."""
-    reasons = exc.response.get("CancellationReasons") or []
-    return [str(r.get("Code", "None")) for r in reasons]
-
-
 def batch_get(
     client: DynamoDBClient, table: str, keys: Sequence[dict[str, AttributeValueTypeDef]]
 ) -> list[Item]:
@@ -85,10 +57,8 @@ def batch_get(
     for chunk in _chunks(list(keys), 100):
         request: dict[str, Any] = {table: {"Keys": chunk}}
         for _ in range(MAX_BATCH_ROUNDS):
-            try:
+            with dynamo_errors():
                 response = client.batch_get_item(RequestItems=request)
-            except ClientError as exc:
-                raise translate(exc) from exc
             found.extend(from_raw(raw) for raw in response.get("Responses", {}).get(table, []))
             request = dict(response.get("UnprocessedKeys") or {})
             if not request:
@@ -103,10 +73,8 @@ def batch_write(client: DynamoDBClient, table: str, requests: Sequence[dict[str,
     for chunk in _chunks(list(requests), 25):
         pending: dict[str, Any] = {table: chunk}
         for _ in range(MAX_BATCH_ROUNDS):
-            try:
+            with dynamo_errors():
                 response = client.batch_write_item(RequestItems=pending)
-            except ClientError as exc:
-                raise translate(exc) from exc
             pending = dict(response.get("UnprocessedItems") or {})
             if not pending:
                 break

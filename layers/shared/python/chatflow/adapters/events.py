@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError
 
+from chatflow.adapters.aws_errors import EVENTS_THROTTLING, events_errors
 from chatflow.domain.sms_events import BusEvent
 from chatflow.errors import Throttled
 
@@ -23,7 +23,6 @@ if TYPE_CHECKING:
 # PutEvents quotas: 10 entries and 256 KiB per call.
 MAX_ENTRIES_PER_CALL = 10
 MAX_BYTES_PER_CALL = 256 * 1024
-_THROTTLING_CODES = frozenset({"ThrottlingException", "Throttling", "TooManyRequestsException"})
 # Short: a publisher runs inside a stream handler whose whole batch waits on it.
 _FIRST_BACKOFF_SECONDS = 0.1
 _MAX_BACKOFF_SECONDS = 2.0
@@ -107,13 +106,11 @@ class EventBridgePublisher:
         self, batch: list[PutEventsRequestEntryTypeDef]
     ) -> list[tuple[PutEventsRequestEntryTypeDef, str]]:
         """The entries of ``batch`` that did not go, each with its error code."""
-        try:
+        # A throttled call is a batch of failed entries: retried with the others.
+        with events_errors(expect=EVENTS_THROTTLING) as call:
             response = self._events().put_events(Entries=batch)
-        except ClientError as exc:
-            code = str(exc.response.get("Error", {}).get("Code", ""))
-            if code not in _THROTTLING_CODES:
-                raise
-            return [(entry, code) for entry in batch]
+        if call.refused is not None:
+            return [(entry, call.refused) for entry in batch]
         if response["FailedEntryCount"] == 0:
             return []
         # Results are in the order of the entries; a failed one has an ErrorCode and no EventId.

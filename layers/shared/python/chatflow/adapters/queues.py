@@ -10,8 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from botocore.exceptions import ClientError
-
+from chatflow.adapters.aws_errors import sqs_errors
 from chatflow.errors import ChatFlowError
 
 if TYPE_CHECKING:
@@ -19,7 +18,8 @@ if TYPE_CHECKING:
 
 
 class QueueUnavailable(ChatFlowError):
-    """SQS refused the call; the message it was about is still where it was."""
+    """SQS refused the call (``Throttled`` when it was throttling); the message it was about is
+    still where it was."""
 
     code = "queue_unavailable"
 
@@ -32,18 +32,16 @@ class SqsQueue:
         self._client = client
 
     def send(self, body: str, *, delay_seconds: int = 0) -> None:
-        try:
+        with sqs_errors(otherwise=lambda exc: QueueUnavailable(f"The message could not be queued: {exc}")):
             self._client().send_message(
                 QueueUrl=self._queue_url, MessageBody=body, DelaySeconds=delay_seconds
             )
-        except ClientError as exc:
-            raise QueueUnavailable(f"The message could not be queued: {exc}") from exc
 
     def show_later(self, receipt_handle: str, *, delay_seconds: int) -> None:
         """Make a received message visible again in ``delay_seconds`` (SQS hands it back then)."""
-        try:
+        with sqs_errors(
+            otherwise=lambda exc: QueueUnavailable(f"The message's visibility could not be changed: {exc}")
+        ):
             self._client().change_message_visibility(
                 QueueUrl=self._queue_url, ReceiptHandle=receipt_handle, VisibilityTimeout=delay_seconds
             )
-        except ClientError as exc:
-            raise QueueUnavailable(f"The message's visibility could not be changed: {exc}") from exc

@@ -6,16 +6,13 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
-
 from chatflow.adapters import aws
-from chatflow.adapters.dynamo import error_code
+from chatflow.adapters.aws_errors import sqs_errors
 from chatflow.errors import Throttled
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs.client import SQSClient
 
-_THROTTLING_CODES = frozenset({"ThrottlingException", "RequestThrottled", "KmsThrottled"})
 _BATCH_ROUNDS = 3
 
 
@@ -29,14 +26,10 @@ class SqsSmsCommandSender:
 
     def send(self, command: Mapping[str, Any]) -> None:
         client = self._client or aws.sqs(self._region)
-        try:
+        with sqs_errors():
             client.send_message(
                 QueueUrl=self._queue_url, MessageBody=json.dumps(command, separators=(",", ":"))
             )
-        except ClientError as exc:
-            if error_code(exc) in _THROTTLING_CODES:
-                raise Throttled("The SMS queue is busy: retry in a moment.") from exc
-            raise
 
     def send_all(self, commands: Sequence[Mapping[str, Any]]) -> None:
         """SendMessageBatch by 10; entries SQS fails are sent again, up to 3 rounds."""
@@ -48,12 +41,8 @@ class SqsSmsCommandSender:
             }
             for _ in range(_BATCH_ROUNDS):
                 entries = [{"Id": key, "MessageBody": body} for key, body in pending.items()]
-                try:
+                with sqs_errors():
                     response = client.send_message_batch(QueueUrl=self._queue_url, Entries=entries)  # type: ignore[arg-type]
-                except ClientError as exc:
-                    if error_code(exc) in _THROTTLING_CODES:
-                        raise Throttled("The SMS queue is busy: retry in a moment.") from exc
-                    raise
                 pending = {f["Id"]: pending[f["Id"]] for f in response.get("Failed", [])}
                 if not pending:
                     break
