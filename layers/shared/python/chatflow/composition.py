@@ -19,6 +19,9 @@ from datetime import timedelta
 from functools import wraps
 from typing import TYPE_CHECKING, Any, TypeVar
 
+# boto3 (through the clients' module) is imported at cold start, in Lambda's init phase and
+# its CPU boost, as before: every function that makes a Composition makes an AWS client.
+from chatflow.adapters import aws
 from chatflow.settings import (
     AwsSettings,
     CampaignLoaderSettings,
@@ -136,31 +139,21 @@ class Composition:
     # ---- clients: made once per execution environment, on first use ------------------
 
     def dynamodb(self) -> DynamoDBClient:
-        from chatflow.adapters import aws
-
         client: DynamoDBClient = self._clients["dynamodb"] or aws.dynamodb(self.region)
         return client
 
     def s3(self) -> S3Client:
-        from chatflow.adapters import aws
-
         client: S3Client = self._clients["s3"] or aws.s3(self.region)
         return client
 
     def sqs(self) -> SQSClient:
-        from chatflow.adapters import aws
-
         client: SQSClient = self._clients["sqs"] or aws.sqs(self.region)
         return client
 
     def secret(self, secret_id: str) -> bytes:
-        from chatflow.adapters import aws
-
         return aws.read_secret(self.region, secret_id)
 
     def json_secret(self, secret_id: str) -> dict[str, str]:
-        from chatflow.adapters import aws
-
         return aws.read_json_secret(self.region, secret_id)
 
     # ---- repositories ---------------------------------------------------------------------
