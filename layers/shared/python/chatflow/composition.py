@@ -228,37 +228,30 @@ class Composition:
 
     @_once
     def authentication(self) -> IdentityService:
-        """Sessions only, for the authorizer: it needs no sign-in codes or chats."""
-        from chatflow.domain.clock import utc_now
-        from chatflow.domain.identity import IdentityService
-
-        identity = self.settings(IdentitySettings)
-        return IdentityService(
-            users=self.users(),
-            sessions=self.sessions(),
-            clock=utc_now,
-            session_ttl=timedelta(days=identity.session_ttl_days),
-            operators=frozenset(identity.operator_phone_numbers),
-        )
+        """Sessions only, for the authorizer: it signs nobody in and reads no chats."""
+        return self._identity(signs_in=False)
 
     @_once
     def identity(self) -> IdentityService:
         """Sign-in, sessions and profiles; ``otp`` mode sends codes through the SMS queue."""
+        return self._identity(signs_in=True)
+
+    def _identity(self, *, signs_in: bool) -> IdentityService:
         from chatflow.adapters.identity_store import DynamoVerificationRepository
         from chatflow.adapters.sms_commands import SqsSmsCommandSender
         from chatflow.domain.clock import utc_now
         from chatflow.domain.identity import IdentityService
 
         identity = self.settings(IdentitySettings)
-        otp = identity.auth_mode == "otp"
+        otp = signs_in and identity.auth_mode == "otp"
         return IdentityService(
             users=self.users(),
             sessions=self.sessions(),
             clock=utc_now,
             session_ttl=timedelta(days=identity.session_ttl_days),
             operators=frozenset(identity.operator_phone_numbers),
-            chats=self.chats(),
-            auth_mode=identity.auth_mode,
+            chats=self.chats() if signs_in else None,
+            auth_mode=identity.auth_mode if signs_in else "phone",
             verifications=(
                 DynamoVerificationRepository(self.settings(TableSettings).users_table, self.dynamodb())
                 if otp
@@ -443,7 +436,8 @@ class Composition:
 
     @_once
     def campaign_loading(self) -> CampaignLoadJobs:
-        from chatflow.adapters.campaign_store import S3RecipientFiles, SqsCommandQueue
+        from chatflow.adapters.campaign_store import S3RecipientFiles
+        from chatflow.adapters.sms_commands import SqsSmsCommandSender
         from chatflow.application.campaign_loading import CampaignLoadJobs
         from chatflow.domain.campaigns import CampaignLoader
         from chatflow.domain.clock import utc_now
@@ -452,7 +446,7 @@ class Composition:
         loader = CampaignLoader(
             campaigns=self.campaign_repository(),
             files=S3RecipientFiles(settings.campaign_bucket, self.s3()),
-            commands=SqsCommandQueue(settings.send_sms_queue_url, self.sqs()),
+            commands=SqsSmsCommandSender(settings.send_sms_queue_url, client=self.sqs()),
             opt_outs=self.opt_outs(),
             clock=utc_now,
         )
