@@ -11,14 +11,8 @@ import json
 from functools import cache
 from typing import NoReturn
 
-from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
-
-from chatflow.api.campaign_routes import campaign_router
-from chatflow.api.chat_routes import chat_router, presence_router, search_router
 from chatflow.api.http import PUBLIC_ROUTES, build_resolver
-from chatflow.api.identity_routes import identity_router
 from chatflow.api.meta_routes import meta_router
-from chatflow.api.sms_routes import sms_router
 
 
 def _documentation_only() -> NoReturn:
@@ -27,6 +21,15 @@ def _documentation_only() -> NoReturn:
 
 @cache
 def openapi_json() -> str:
+    # The other areas' routers and models are loaded on the first request for the document:
+    # a cold start for /v1/health does not pay for them.
+    from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
+
+    from chatflow.api.campaign_routes import campaign_router
+    from chatflow.api.chat_routes import chat_router, presence_router, search_router
+    from chatflow.api.identity_routes import identity_router
+    from chatflow.api.sms_routes import sms_router
+
     documented = build_resolver(
         [
             identity_router(_documentation_only),
