@@ -13,6 +13,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from chatflow.commands import SendSmsCommand
 from chatflow.domain.campaigns import (
     Campaign,
     CampaignRecipient,
@@ -174,19 +175,28 @@ class FakeVerificationRepository:
 
 
 class FakeSmsCommandSender:
-    """Records every SendSms command instead of queueing it."""
+    """Records every SendSms command (its JSON document, as the queue would get it) instead of
+    queueing it, each call's as one batch; ``fail`` makes the next call raise it."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self.commands: list[dict[str, Any]] = []
+        self.batches: list[list[dict[str, Any]]] = []
+        self.fail: Exception | None = None
 
-    def send(self, command: Mapping[str, Any]) -> None:
-        with self._lock:
-            self.commands.append(dict(command))
+    def send(self, command: SendSmsCommand) -> None:
+        self.send_all([command])
 
-    def send_all(self, commands: Sequence[Mapping[str, Any]]) -> None:
+    def send_all(self, commands: Sequence[SendSmsCommand]) -> None:
         with self._lock:
-            self.commands.extend(dict(c) for c in commands)
+            if self.fail is not None:
+                error, self.fail = self.fail, None
+                raise error
+            self.batches.append([command.document() for command in commands])
+
+    @property
+    def commands(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [command for batch in self.batches for command in batch]
 
 
 def _sorted_members(members: Sequence[Member]) -> tuple[Member, ...]:
@@ -658,24 +668,6 @@ class FakeRecipientFiles:
 
     def upload_url(self, key: str, *, expires_in: int) -> str:
         return f"https://uploads.example/{key}?expires={expires_in}"
-
-
-class FakeCommandQueue:
-    """Records the SendSms commands of each batch; ``fail`` makes the next batch raise."""
-
-    def __init__(self) -> None:
-        self.batches: list[list[Any]] = []
-        self.fail: Exception | None = None
-
-    def send_batch(self, commands: Sequence[Any]) -> None:
-        if self.fail is not None:
-            error, self.fail = self.fail, None
-            raise error
-        self.batches.append(list(commands))
-
-    @property
-    def commands(self) -> list[Any]:
-        return [command for batch in self.batches for command in batch]
 
 
 class FakeOperators:

@@ -12,7 +12,7 @@ import pytest
 from chatflow.application.campaign_loading import CampaignLoadJobs, LoadJob, job_of_object
 from chatflow.domain.campaigns import Campaign, CampaignLoader, Counts
 from chatflow.errors import Throttled
-from tests.fakes import EPOCH, FakeCampaignRepository, FakeClock, FakeCommandQueue, FakeRecipientFiles
+from tests.fakes import EPOCH, FakeCampaignRepository, FakeClock, FakeRecipientFiles, FakeSmsCommandSender
 from tests.sms_fakes import InMemoryOptOuts, InMemoryQueue
 from tests.unit.conftest import OPERATOR
 
@@ -34,7 +34,7 @@ class Loading:
         self.clock = clock
         self.campaigns = FakeCampaignRepository()
         self.files = FakeRecipientFiles(chunk_size=50)
-        self.commands = FakeCommandQueue()
+        self.commands = FakeSmsCommandSender()
         self.opt_outs = InMemoryOptOuts()
         self.loader = CampaignLoader(
             campaigns=self.campaigns,

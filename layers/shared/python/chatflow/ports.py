@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 # Annotations only (``from __future__ import annotations``): importing the ports loads no domain module.
 if TYPE_CHECKING:
+    from chatflow.commands import SendSmsCommand
     from chatflow.domain.campaigns import Campaign, CampaignRecipient, Progress, RecipientStatus, Upload
     from chatflow.domain.chats import Chat, Member, Message
     from chatflow.domain.otp import Verification
@@ -146,12 +147,15 @@ class VerificationRepository(Protocol):
 
 
 class SmsCommandSender(Protocol):
-    def send(self, command: Mapping[str, Any]) -> None:
+    """The gateway's queue, for every producer of SendSms commands."""
+
+    def send(self, command: SendSmsCommand) -> None:
         """Drop a SendSms command (CONTRACT §4 body) on the gateway's queue."""
         ...
 
-    def send_all(self, commands: Sequence[Mapping[str, Any]]) -> None:
-        """Put every command on the queue (in batches); raise if some could not be queued."""
+    def send_all(self, commands: Sequence[SendSmsCommand]) -> None:
+        """Put every command on the queue (10 per call; failed entries retried); raise
+        ``Throttled`` if some could not be queued."""
         ...
 
 
@@ -327,12 +331,6 @@ class RecipientFiles(Protocol):
         ...
 
     def upload_url(self, key: str, *, expires_in: int) -> str: ...
-
-
-class CommandQueue(Protocol):
-    def send_batch(self, commands: Sequence[Mapping[str, Any]]) -> None:
-        """Enqueue SendSms commands (10 per call; failed entries retried; raise if some never go)."""
-        ...
 
 
 class OperatorCheck(Protocol):

@@ -33,7 +33,6 @@ from chatflow.adapters.aws_errors import (
     TRANSACTION_CANCELLED,
     dynamo_errors,
     s3_errors,
-    sqs_errors,
 )
 from chatflow.adapters.dynamo import batch_get, batch_write, from_raw, to_raw, to_value
 from chatflow.domain.campaigns import (
@@ -49,12 +48,11 @@ from chatflow.domain.campaigns import (
 )
 from chatflow.domain.clock import from_iso, to_iso
 from chatflow.domain.pagination import Page
-from chatflow.errors import ConcurrentUpdate, InvalidCursor, Throttled
+from chatflow.errors import ConcurrentUpdate, InvalidCursor
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
     from mypy_boto3_s3.client import S3Client
-    from mypy_boto3_sqs.client import SQSClient
 
 STATUS_INDEX = "ByStatus"
 _COUNTS = ("total", "queued", "sent", "failed", "delivered", "skipped", "expired", "cancelled")
@@ -562,30 +560,3 @@ class S3RecipientFiles:
                 "put_object", Params={"Bucket": self._bucket, "Key": key}, ExpiresIn=expires_in
             )
         )
-
-
-class SqsCommandQueue:
-    """SendSms commands to the gateway's queue, ten per call; failed entries sent again."""
-
-    def __init__(self, queue_url: str, client: SQSClient, *, max_rounds: int = 5) -> None:
-        self._queue_url = queue_url
-        self._client = client
-        self._max_rounds = max_rounds
-
-    def send_batch(self, commands: Sequence[Mapping[str, Any]]) -> None:
-        for start in range(0, len(commands), 10):
-            pending = {
-                str(i): json.dumps(c, separators=(",", ":"))
-                for i, c in enumerate(commands[start : start + 10])
-            }
-            for attempt in range(self._max_rounds):
-                entries: list[Any] = [{"Id": i, "MessageBody": body} for i, body in pending.items()]
-                with sqs_errors():
-                    response = self._client.send_message_batch(QueueUrl=self._queue_url, Entries=entries)
-                failed = {f["Id"] for f in response.get("Failed", [])}
-                pending = {i: body for i, body in pending.items() if i in failed}
-                if not pending:
-                    break
-                time.sleep(0.05 * 2**attempt)
-            else:
-                raise Throttled(f"{len(pending)} SendSms commands could not be queued: the load will retry.")

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from chatflow.application.changes import ChatChanged, ConnectionExpired, PresenceChanged
 from chatflow.domain.chats import Chat, Member, Message
@@ -39,6 +39,9 @@ from chatflow.ports import (
     OptOutRepository,
     SmsCommandSender,
 )
+
+if TYPE_CHECKING:
+    from chatflow.commands import SendSmsCommand
 
 Frame = dict[str, Any]
 
@@ -234,13 +237,15 @@ class RealtimeService:
     @staticmethod
     def _forward_command(
         chat: Chat, message: Message, phone_number: str, text: str, now: datetime
-    ) -> dict[str, Any]:
-        return {
-            "commandId": forward_command_id(chat.chat_id, phone_number, message.seq),
-            "phoneNumber": phone_number,
-            "text": text,
-            "messageType": "transactional",
-            "metadata": {"chatId": chat.chat_id, "messageId": message.message_id},
+    ) -> SendSmsCommand:
+        from chatflow.commands import SendSmsCommand  # on first forward: not at cold start
+
+        return SendSmsCommand(
+            commandId=forward_command_id(chat.chat_id, phone_number, message.seq),
+            phoneNumber=phone_number,
+            text=text,
+            messageType="transactional",
+            metadata={"chatId": chat.chat_id, "messageId": message.message_id},
             # A forward is news for 10 minutes (the member's window); later, the app says it.
-            "validUntil": to_iso(now + FORWARD_WINDOW),
-        }
+            validUntil=to_iso(now + FORWARD_WINDOW),
+        )

@@ -31,12 +31,13 @@ from chatflow.domain.templates import MAX_TEXT, MessageTemplate, parse_template
 from chatflow.errors import FieldProblem, Forbidden, InvalidFile, NotFound, ValidationFailed
 
 if TYPE_CHECKING:
+    from chatflow.commands import SendSmsCommand
     from chatflow.ports import (
         CampaignRepository,
-        CommandQueue,
         OperatorCheck,
         OptOutRepository,
         RecipientFiles,
+        SmsCommandSender,
     )
 
 CampaignStatus = Literal["draft", "sending", "completed"]
@@ -368,7 +369,7 @@ class CampaignLoader:
         *,
         campaigns: CampaignRepository,
         files: RecipientFiles,
-        commands: CommandQueue,
+        commands: SmsCommandSender,
         opt_outs: OptOutRepository,
         clock: Clock,
         lease_seconds: float = 120.0,
@@ -515,7 +516,9 @@ class CampaignLoader:
         now = self._clock()
         valid_until = to_iso(now + timedelta(seconds=campaign.valid_for))
         new: list[CampaignRecipient] = []
-        commands: list[dict[str, Any]] = []
+        from chatflow.commands import SendSmsCommand  # on first use: not at cold start
+
+        commands: list[SendSmsCommand] = []
         skipped = 0
         for iccid, (recipient, text) in candidates.items():
             stored = existing.get(iccid)
@@ -542,18 +545,18 @@ class CampaignLoader:
                 skipped += 1
                 continue
             commands.append(
-                {
-                    "commandId": command_id(campaign.campaign_id, iccid),
-                    "iccid": iccid,
-                    "text": text,
-                    "messageType": "promotional",
-                    "metadata": {"campaignId": campaign.campaign_id},
-                    "validUntil": valid_until,
-                    **({"senderId": campaign.sender_id} if campaign.sender_id else {}),
-                }
+                SendSmsCommand(
+                    commandId=command_id(campaign.campaign_id, iccid),
+                    iccid=iccid,
+                    text=text,
+                    senderId=campaign.sender_id or None,
+                    messageType="promotional",
+                    metadata={"campaignId": campaign.campaign_id},
+                    validUntil=valid_until,
+                )
             )
         self._campaigns.put_recipients(new)
-        self._commands.send_batch(commands)
+        self._commands.send_all(commands)
         tally.accepted += len(commands)
         tally.skipped += skipped
         return len(commands), skipped
