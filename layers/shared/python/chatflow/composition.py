@@ -28,7 +28,6 @@ from chatflow.settings import (
     CampaignSettings,
     ConnectionsSettings,
     CursorSettings,
-    ForwardingSettings,
     IdentitySettings,
     RealtimeSettings,
     SearchSettings,
@@ -53,6 +52,7 @@ if TYPE_CHECKING:
     from chatflow.adapters.identity_store import DynamoSessionRepository, DynamoUserRepository
     from chatflow.adapters.queues import SqsQueue
     from chatflow.adapters.search_store import DynamoSearchIndex
+    from chatflow.adapters.sms_commands import SqsSmsCommandSender
     from chatflow.adapters.sms_store import DynamoOptOutRepository, DynamoSmsCommandRepository
     from chatflow.api.websocket import WebSocketActions
     from chatflow.application.campaign_loading import CampaignLoadJobs
@@ -219,6 +219,15 @@ class Composition:
 
         return EventBridgePublisher(self.settings(SmsEventsSettings).event_bus_name)
 
+    @_once
+    def send_sms_queue(self) -> SqsSmsCommandSender:
+        """The SMS gateway's queue, for every producer of SendSms commands; its client is the
+        one given, else made on the first send."""
+        from chatflow.adapters.sms_commands import SqsSmsCommandSender
+
+        url = self.settings(SendSmsQueueSettings).send_sms_queue_url
+        return SqsSmsCommandSender(url, region=self.region, client=self._clients["sqs"])
+
     def _queue(self, url: str) -> SqsQueue:
         from chatflow.adapters.queues import SqsQueue
 
@@ -238,7 +247,6 @@ class Composition:
 
     def _identity(self, *, signs_in: bool) -> IdentityService:
         from chatflow.adapters.identity_store import DynamoVerificationRepository
-        from chatflow.adapters.sms_commands import SqsSmsCommandSender
         from chatflow.domain.clock import utc_now
         from chatflow.domain.identity import IdentityService
 
@@ -257,13 +265,7 @@ class Composition:
                 if otp
                 else None
             ),
-            sms=(
-                SqsSmsCommandSender(
-                    self.settings(SendSmsQueueSettings).send_sms_queue_url, region=self.region
-                )
-                if otp
-                else None
-            ),
+            sms=self.send_sms_queue() if otp else None,
         )
 
     # ---- chats ----------------------------------------------------------------------------
@@ -290,13 +292,11 @@ class Composition:
     def _realtime(self, *, forwarding: bool) -> RealtimeService:
         from chatflow.adapters.connection_store import DynamoForwardLimiter
         from chatflow.adapters.notifier import ApiGatewayNotifier, management_client
-        from chatflow.adapters.sms_commands import SqsSmsCommandSender
         from chatflow.api import realtime as frames
         from chatflow.application.realtime import Forwarding, RealtimeService
         from chatflow.domain.clock import utc_now
 
         settings = self.settings(RealtimeSettings)
-        forward = self.settings(ForwardingSettings) if forwarding else None
         return RealtimeService(
             connections=self.connections(),
             notifier=ApiGatewayNotifier(management_client(self.region, settings.websocket_endpoint)),
@@ -305,11 +305,11 @@ class Composition:
             clock=utc_now,
             forwarding=(
                 Forwarding(
-                    sender=SqsSmsCommandSender(forward.send_sms_queue_url, region=self.region),
+                    sender=self.send_sms_queue(),
                     opt_outs=self.opt_outs(),
                     limiter=DynamoForwardLimiter(settings.connections_table, self.dynamodb()),
                 )
-                if forward
+                if forwarding
                 else None
             ),
         )
@@ -399,16 +399,13 @@ class Composition:
 
     @_once
     def webhooks(self) -> WebhookService:
-        from chatflow.adapters.sms_commands import SqsSmsCommandSender
         from chatflow.domain.clock import utc_now
         from chatflow.domain.webhooks import WebhookService
 
         return WebhookService(
             commands=self.sms_commands(),
             opt_outs=self.opt_outs(),
-            replies=SqsSmsCommandSender(
-                self.settings(SendSmsQueueSettings).send_sms_queue_url, region=self.region
-            ),
+            replies=self.send_sms_queue(),
             clock=utc_now,
         )
 
@@ -437,7 +434,6 @@ class Composition:
     @_once
     def campaign_loading(self) -> CampaignLoadJobs:
         from chatflow.adapters.campaign_store import S3RecipientFiles
-        from chatflow.adapters.sms_commands import SqsSmsCommandSender
         from chatflow.application.campaign_loading import CampaignLoadJobs
         from chatflow.domain.campaigns import CampaignLoader
         from chatflow.domain.clock import utc_now
@@ -446,7 +442,7 @@ class Composition:
         loader = CampaignLoader(
             campaigns=self.campaign_repository(),
             files=S3RecipientFiles(settings.campaign_bucket, self.s3()),
-            commands=SqsSmsCommandSender(settings.send_sms_queue_url, client=self.sqs()),
+            commands=self.send_sms_queue(),
             opt_outs=self.opt_outs(),
             clock=utc_now,
         )
