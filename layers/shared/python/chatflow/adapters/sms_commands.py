@@ -8,11 +8,12 @@ from typing import TYPE_CHECKING
 from chatflow.adapters import aws
 from chatflow.adapters.aws_errors import sqs_errors
 from chatflow.adapters.batch_retry import BatchRetry
-from chatflow.commands import SendSmsCommand
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs.client import SQSClient
     from mypy_boto3_sqs.type_defs import SendMessageBatchRequestEntryTypeDef
+
+    from chatflow.commands import SendSmsCommand
 
 MAX_ENTRIES_PER_CALL = 10
 
