@@ -142,9 +142,10 @@ def measure(repeats: int = REPEATS) -> ColdStartReport:
     for logical_id, spec in deployed_functions().items():
         env = dict(spec.environment)
         env["PYTHONPATH"] = os.pathsep.join([str(LAYER), str(spec.code_dir)])
-        # Only functions that use DynamoDB create a client on their first request.
+        # Only functions that use DynamoDB create a client on their first request: those whose
+        # composition needs the region (``AwsSettings``; the others make no client or their own).
         source = (spec.code_dir / f"{spec.module.replace('.', '/')}.py").read_text(encoding="utf-8")
-        mode = "client" if "aws.dynamodb(" in source else "none"
+        mode = "client" if "AwsSettings" in source else "none"
         args = [_FUNCTION_PROBE, spec.module, mode, REGION]
         results.append(_series(logical_id, args, env, spec.code_dir, repeats))
     return ColdStartReport(baseline=baseline, functions=tuple(results), repeats=repeats)

@@ -23,7 +23,7 @@ import json
 import time
 import tracemalloc
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -31,8 +31,10 @@ from typing import Any
 import boto3
 from moto import mock_aws
 
-from chatflow.adapters.campaign_store import DynamoCampaignRepository, S3RecipientFiles, SqsCommandQueue
+from chatflow.adapters.campaign_store import DynamoCampaignRepository, S3RecipientFiles
+from chatflow.adapters.sms_commands import SqsSmsCommandSender
 from chatflow.adapters.sms_store import DynamoOptOutRepository
+from chatflow.commands import SendSmsCommand
 from chatflow.domain.campaigns import Campaign, CampaignLoader, CampaignRecipient, Counts, Progress, Upload
 from chatflow.domain.pagination import Page
 from local import moto_patches
@@ -142,7 +144,7 @@ def _ours(stack: InProcessStack, rows: int) -> LoaderRun:
     loader = CampaignLoader(
         campaigns=repository,
         files=S3RecipientFiles(bucket, s3),
-        commands=SqsCommandQueue(queue_url, sqs),
+        commands=SqsSmsCommandSender(queue_url, client=sqs),
         opt_outs=DynamoOptOutRepository(stack.template.physical_ids["SmsTable"], dynamodb),
         clock=lambda: datetime.now(UTC),
     )
@@ -241,7 +243,10 @@ class _StreamedFile:
 
 
 class _NullQueue:
-    def send_batch(self, commands: Sequence[Mapping[str, Any]]) -> None:
+    def send(self, command: SendSmsCommand) -> None:
+        return None
+
+    def send_all(self, commands: Sequence[SendSmsCommand]) -> None:
         return None
 
 

@@ -21,7 +21,7 @@ from moto import mock_aws
 from moto.core.botocore_stubber import BotocoreStubber
 
 from chatflow.adapters import sms_provider
-from chatflow.ports import SmsRequest
+from chatflow.domain.sms import SmsRequest
 from local.fake_provider import FakeProviderSettings, FakeSmsProvider
 from local.sources import _sqs_record
 from local.stack import InProcessStack

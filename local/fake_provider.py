@@ -1,7 +1,7 @@
 """A fake third-party SMS provider for the local stack (the contract's section 4).
 
 ``POST /messages`` accepts a message after a random delay, or injects the fault that
-``chatflow.adapters.fake_sms.FailureModel`` decides (the layer's in-memory fake shares it):
+``local.fake_sms.FailureModel`` decides (the in-memory fake of the tests shares it):
 with probability ``failure_rate``, 2/3 transient (503, 429 with ``Retry-After: 1``, or a
 timeout that hangs and drops the connection), 1/3 permanent (400). Each accepted
 message gets a signed delivery receipt POSTed to ChatFlow's receipts route.
@@ -57,8 +57,8 @@ from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from chatflow.adapters.fake_sms import RATE_LIMITED_RETRY_AFTER, FailureModel, Fault, ReceiptStatus
 from local.asgi_server import AsgiServer
+from local.fake_sms import RATE_LIMITED_RETRY_AFTER, FailureModel, Fault, ReceiptStatus
 
 MAX_TEXT_LENGTH = 1600
 MAX_OUTAGE_SECONDS = 3600

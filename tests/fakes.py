@@ -8,20 +8,29 @@ expression, the fake checks the same condition and raises the same exception.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from chatflow.commands import SendSmsCommand
+from chatflow.domain.campaigns import (
+    Campaign,
+    CampaignRecipient,
+    CampaignStatus,
+    Progress,
+    RecipientStatus,
+    Upload,
+)
 from chatflow.domain.chats import MAX_GROUP_MEMBERS, Chat, Member, Message
 from chatflow.domain.clock import to_iso
-from chatflow.domain.otp import seconds_until_allowed, sends_in_window
+from chatflow.domain.otp import Verification, seconds_until_allowed, sends_in_window
 from chatflow.domain.pagination import Page, Position
+from chatflow.domain.realtime import Presence, open_connections
 from chatflow.domain.search import IndexHits, MessageRef
 from chatflow.domain.sessions import Session
 from chatflow.domain.users import ProfileChanges, User
 from chatflow.errors import AlreadyExists, ConcurrentUpdate, InvalidCursor, RateLimited, UsernameTaken
-from chatflow.ports import Verification
 
 EPOCH = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -166,19 +175,28 @@ class FakeVerificationRepository:
 
 
 class FakeSmsCommandSender:
-    """Records every SendSms command instead of queueing it."""
+    """Records every SendSms command (its JSON document, as the queue would get it) instead of
+    queueing it, each call's as one batch; ``fail`` makes the next call raise it."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self.commands: list[dict[str, Any]] = []
+        self.batches: list[list[dict[str, Any]]] = []
+        self.fail: Exception | None = None
 
-    def send(self, command: Mapping[str, Any]) -> None:
-        with self._lock:
-            self.commands.append(dict(command))
+    def send(self, command: SendSmsCommand) -> None:
+        self.send_all([command])
 
-    def send_all(self, commands: Sequence[Mapping[str, Any]]) -> None:
+    def send_all(self, commands: Sequence[SendSmsCommand]) -> None:
         with self._lock:
-            self.commands.extend(dict(c) for c in commands)
+            if self.fail is not None:
+                error, self.fail = self.fail, None
+                raise error
+            self.batches.append([command.document() for command in commands])
+
+    @property
+    def commands(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [command for batch in self.batches for command in batch]
 
 
 def _sorted_members(members: Sequence[Member]) -> tuple[Member, ...]:
@@ -411,3 +429,250 @@ class FakeSearchIndex:
         if len(refs) > max_entries:
             return IndexHits(tuple(refs[:max_entries]), complete=False)
         return IndexHits(tuple(refs), complete=True)
+
+
+# ---- real time ------------------------------------------------------------------------------
+
+
+class FakeConnectionRepository:
+    """Connections and presence: a connection is open until its expiry, as in the adapter."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.owners: dict[str, str] = {}  # connection id → phone number (the CONN# items)
+        self.expiries: dict[str, dict[str, datetime]] = {}  # phone → connection id → expiry
+        self.last_seen: dict[str, datetime] = {}
+
+    def add(self, phone_number: str, connection_id: str, *, now: datetime, expires_at: datetime) -> None:
+        with self._lock:
+            self.owners[connection_id] = phone_number
+            entries = self.expiries.setdefault(phone_number, {})
+            entries[connection_id] = expires_at
+            for expired in [cid for cid, end in entries.items() if end <= now]:
+                del entries[expired]
+
+    def remove(self, connection_id: str, *, now: datetime) -> str | None:
+        with self._lock:
+            phone = self.owners.pop(connection_id, None)
+        if phone is not None:
+            self.forget(phone, connection_id, now=now)
+        return phone
+
+    def forget(self, phone_number: str, connection_id: str, *, now: datetime) -> None:
+        with self._lock:
+            entries = self.expiries.get(phone_number, {})
+            if connection_id in entries:  # the adapter's condition: attribute_exists(connections.#c)
+                del entries[connection_id]
+                self.last_seen[phone_number] = now
+
+    def presence(self, phone_numbers: Sequence[str], *, now: datetime) -> dict[str, Presence]:
+        with self._lock:
+            return {
+                phone: Presence(
+                    phone, open_connections(self.expiries.get(phone, {}), now), self.last_seen.get(phone)
+                )
+                for phone in phone_numbers
+            }
+
+
+class FakeNotifier:
+    """Records every posted frame; connections named ``gone`` answer as API Gateway's 410 does."""
+
+    def __init__(self, *, gone: set[str] | None = None) -> None:
+        self._lock = threading.Lock()
+        self.gone = set(gone or ())
+        self.posted: list[tuple[str, dict[str, Any]]] = []
+        self.closed: list[str] = []
+
+    def post(self, frames: Sequence[tuple[str, Mapping[str, Any]]]) -> set[str]:
+        with self._lock:
+            self.posted.extend((cid, dict(frame)) for cid, frame in frames if cid not in self.gone)
+            return {cid for cid, _ in frames if cid in self.gone}
+
+    def disconnect(self, connection_id: str) -> None:
+        with self._lock:
+            self.closed.append(connection_id)
+
+    def frames_to(self, connection_id: str) -> list[dict[str, Any]]:
+        return [frame for cid, frame in self.posted if cid == connection_id]
+
+
+class FakeForwardLimiter:
+    """One SMS forward per chat and member per window (the adapter's conditional put)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.until: dict[tuple[str, str], datetime] = {}
+        self.released: list[tuple[str, str]] = []
+
+    def known_taken(self, chat_id: str, phone_number: str, *, now: datetime) -> bool:
+        with self._lock:
+            until = self.until.get((chat_id, phone_number))
+            return until is not None and until > now
+
+    def acquire(self, chat_id: str, phone_number: str, *, now: datetime, window: timedelta) -> bool:
+        with self._lock:
+            until = self.until.get((chat_id, phone_number))
+            if until is not None and until > now:  # attribute_not_exists(PK) OR until <= :now
+                return False
+            self.until[(chat_id, phone_number)] = now + window
+            return True
+
+    def release(self, chat_id: str, phone_number: str) -> None:
+        with self._lock:
+            self.until.pop((chat_id, phone_number), None)
+            self.released.append((chat_id, phone_number))
+
+
+# ---- campaigns ------------------------------------------------------------------------------
+
+
+class FakeCampaignRepository:
+    """Campaigns, uploads and recipients, with the adapter's fenced load: one lease per campaign,
+    taken when free, run out, or presented (``holding``); saves only under the lease's token."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self.campaigns: dict[str, Campaign] = {}
+        self.uploads: dict[tuple[str, str], Upload] = {}
+        self.recipients: dict[tuple[str, str], CampaignRecipient] = {}
+        self.leases: dict[str, tuple[str, str, datetime]] = {}  # campaign → (upload, token, until)
+
+    def create(self, campaign: Campaign) -> None:
+        with self._lock:
+            self.campaigns[campaign.campaign_id] = campaign
+
+    def get(self, campaign_id: str) -> Campaign | None:
+        with self._lock:
+            return self.campaigns.get(campaign_id)
+
+    def list_campaigns(self, *, limit: int, position: dict[str, Any] | None) -> Page[Campaign]:
+        with self._lock:
+            ordered = sorted(
+                self.campaigns.values(), key=lambda c: (to_iso(c.created_at), c.campaign_id), reverse=True
+            )
+        keys = [f"{to_iso(c.created_at)}#{c.campaign_id}" for c in ordered]
+        start = keys.index(str(position["sk"])) + 1 if position else 0
+        items = ordered[start : start + limit]
+        more = start + limit < len(ordered)
+        return Page(items, {"sk": keys[start + limit - 1]} if more else None)
+
+    def create_upload(self, upload: Upload) -> None:
+        with self._lock:
+            self.uploads[(upload.campaign_id, upload.upload_id)] = upload
+
+    def get_upload(self, campaign_id: str, upload_id: str) -> Upload | None:
+        with self._lock:
+            return self.uploads.get((campaign_id, upload_id))
+
+    def claim_upload(
+        self, upload: Upload, *, token: str, holding: str | None, now: datetime, lease_until: datetime
+    ) -> Upload | None:
+        with self._lock:
+            campaign = self.campaigns.get(upload.campaign_id)
+            lease = self.leases.get(upload.campaign_id)
+            free = lease is None or lease[2] < now or (holding is not None and lease[1] == holding)
+            stored = self.uploads.get((upload.campaign_id, upload.upload_id))
+            startable = stored is None or stored.status in ("pending", "processing")
+            if campaign is None or not free or not startable:
+                return None
+            self.leases[upload.campaign_id] = (upload.upload_id, token, lease_until)
+            self.campaigns[upload.campaign_id] = replace(campaign, status="sending")
+            started = replace(stored or upload, status="processing")
+            self.uploads[(upload.campaign_id, upload.upload_id)] = started
+            return started
+
+    def existing(self, campaign_id: str, iccids: Sequence[str]) -> dict[str, CampaignRecipient]:
+        with self._lock:
+            return {
+                i: self.recipients[(campaign_id, i)] for i in iccids if (campaign_id, i) in self.recipients
+            }
+
+    def put_recipients(self, recipients: Sequence[CampaignRecipient]) -> None:
+        with self._lock:
+            for recipient in recipients:
+                self.recipients[(recipient.campaign_id, recipient.iccid)] = recipient
+
+    def _holds(self, upload: Upload, token: str) -> bool:
+        lease = self.leases.get(upload.campaign_id)
+        return lease is not None and lease[1] == token
+
+    def _count(self, campaign_id: str, **added: int) -> None:
+        campaign = self.campaigns[campaign_id]
+        counts = replace(campaign.counts, **{k: getattr(campaign.counts, k) + n for k, n in added.items()})
+        self.campaigns[campaign_id] = replace(campaign, counts=counts)
+
+    def save_progress(
+        self, upload: Upload, *, token: str, added: int, lease_until: datetime, skipped: int = 0
+    ) -> bool:
+        with self._lock:
+            if not self._holds(upload, token):  # ConditionExpression: loadingToken = :token
+                return False
+            self.uploads[(upload.campaign_id, upload.upload_id)] = upload
+            self._count(upload.campaign_id, total=added + skipped, queued=added, skipped=skipped)
+            self.leases[upload.campaign_id] = (upload.upload_id, token, lease_until)
+            return True
+
+    def finish_upload(self, upload: Upload, *, token: str, added: int) -> bool:
+        with self._lock:
+            if not self._holds(upload, token):
+                return False
+            self.uploads[(upload.campaign_id, upload.upload_id)] = upload
+            self._count(upload.campaign_id, total=added, queued=added)
+            del self.leases[upload.campaign_id]
+            campaign = self.campaigns[upload.campaign_id]
+            if campaign.status == "sending":
+                counts = campaign.counts
+                settled: CampaignStatus = (
+                    "draft" if counts.total == 0 else "completed" if counts.queued == 0 else "sending"
+                )
+                self.campaigns[upload.campaign_id] = replace(campaign, status=settled)
+            return True
+
+    def list_recipients(
+        self, campaign_id: str, *, status: RecipientStatus | None, limit: int, position: dict[str, Any] | None
+    ) -> Page[CampaignRecipient]:
+        with self._lock:
+            found = sorted(
+                (r for (c, _), r in self.recipients.items() if c == campaign_id),
+                key=lambda r: r.iccid,
+            )
+        after = str(position["iccid"]) if position else ""
+        chosen = [r for r in found if r.iccid > after and (status is None or r.status == status)]
+        items = chosen[:limit]
+        return Page(items, {"iccid": items[-1].iccid} if len(chosen) > limit else None)
+
+    def apply(self, progress: Progress) -> bool:
+        with self._lock:
+            recipient = self.recipients.get((progress.campaign_id, progress.iccid))
+            if recipient is None or recipient.status not in progress.from_statuses:
+                return False
+            self.recipients[(progress.campaign_id, progress.iccid)] = replace(
+                recipient, status=progress.to, last_error=progress.error, updated_at=progress.at
+            )
+            self._count(progress.campaign_id, **{recipient.status: -1, progress.to: 1})
+            return True
+
+
+class FakeRecipientFiles:
+    """Uploaded objects in memory, streamed in ``chunk_size`` pieces as the S3 adapter does."""
+
+    def __init__(self, *, chunk_size: int = 64) -> None:
+        self.objects: dict[str, bytes] = {}
+        self.chunk_size = chunk_size
+
+    def chunks(self, key: str, *, start: int = 0) -> Iterator[bytes]:
+        data = self.objects[key]
+        for offset in range(start, len(data), self.chunk_size):
+            yield data[offset : offset + self.chunk_size]
+
+    def upload_url(self, key: str, *, expires_in: int) -> str:
+        return f"https://uploads.example/{key}?expires={expires_in}"
+
+
+class FakeOperators:
+    def __init__(self, *operators: str) -> None:
+        self.operators = set(operators)
+
+    def is_operator(self, phone_number: str) -> bool:
+        return phone_number in self.operators

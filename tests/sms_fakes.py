@@ -7,8 +7,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from chatflow.errors import ProviderError
-from chatflow.ports import Claim, OutgoingSms, SmsRequest
+from chatflow.adapters.queues import QueueUnavailable
+from chatflow.domain.sms import Claim, OutgoingSms, SmsRequest
+from chatflow.domain.sms_events import BusEvent
+from chatflow.errors import ProviderError, Throttled
 
 
 @dataclass
@@ -178,3 +180,37 @@ class ScriptedProvider:
 def sms(command_id: str = "c1", **changes: object) -> OutgoingSms:
     base = OutgoingSms(command_id=command_id, to="+14155550101", to_type="phone", text="hello")
     return replace(base, **changes)  # type: ignore[arg-type]
+
+
+class InMemoryQueue:
+    """A consumer's own queue: messages sent (with their delay) and visibilities changed;
+    ``refuse_send`` / ``refuse_visibility`` make those calls raise as SQS refusing them would."""
+
+    def __init__(self, *, refuse_send: bool = False, refuse_visibility: bool = False) -> None:
+        self.refuse_send = refuse_send
+        self.refuse_visibility = refuse_visibility
+        self.sent: list[tuple[str, int]] = []
+        self.shown_later: list[tuple[str, int]] = []
+
+    def send(self, body: str, *, delay_seconds: int = 0) -> None:
+        if self.refuse_send:
+            raise QueueUnavailable("The message could not be queued: throttled")
+        self.sent.append((body, delay_seconds))
+
+    def show_later(self, receipt_handle: str, *, delay_seconds: int) -> None:
+        if self.refuse_visibility:
+            raise QueueUnavailable("The message's visibility could not be changed: throttled")
+        self.shown_later.append((receipt_handle, delay_seconds))
+
+
+class InMemoryBus:
+    """Records each PutEvents call; the call numbered ``fail_on_call`` raises as a refused one."""
+
+    def __init__(self, *, fail_on_call: int | None = None) -> None:
+        self.calls: list[list[BusEvent]] = []
+        self.fail_on_call = fail_on_call
+
+    def publish(self, events: Sequence[BusEvent]) -> None:
+        self.calls.append(list(events))
+        if self.fail_on_call == len(self.calls):
+            raise Throttled("the bus refused")

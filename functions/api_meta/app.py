@@ -1,59 +1,10 @@
-"""``GET /v1/health`` and ``GET /v1/openapi.json`` (the document of every HTTP route).
-
-The OpenAPI document is generated from the same routers and models the API functions
-serve; building it needs no AWS access, so the services below are never created.
-"""
+"""``GET /v1/health`` and ``GET /v1/openapi.json`` (the document of every HTTP route)."""
 
 from __future__ import annotations
 
-import json
-from functools import cache
-from typing import NoReturn
-
-from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
-
-from chatflow.api.campaign_routes import campaign_router
-from chatflow.api.chat_routes import chat_router, presence_router, search_router
-from chatflow.api.http import PUBLIC_ROUTES, build_resolver, http_handler
-from chatflow.api.identity_routes import identity_router
+from chatflow.api.http import build_resolver, http_handler
 from chatflow.api.meta_routes import meta_router
-from chatflow.api.sms_routes import sms_router
-
-
-def _documentation_only() -> NoReturn:
-    raise RuntimeError("this function only documents the API; the routes run in their own functions")
-
-
-@cache
-def openapi_json() -> str:
-    documented = build_resolver(
-        [
-            identity_router(_documentation_only),
-            chat_router(_documentation_only),
-            search_router(_documentation_only),
-            presence_router(_documentation_only, _documentation_only, _documentation_only),
-            sms_router(_documentation_only),
-            campaign_router(_documentation_only),
-            meta_router(openapi_json),
-        ]
-    )
-    document = json.loads(
-        documented.get_openapi_json_schema(
-            title="ChatFlow API",
-            version="1.0.0",
-            description="Chat, SMS gateway and SMS campaigns. Errors: {error: {code, message, details}}.",
-            security_schemes={"bearerAuth": HTTPBearer(scheme="bearer")},
-            security=[{"bearerAuth": []}],
-        )
-    )
-    for path, operations in document["paths"].items():
-        for method, operation in operations.items():
-            # Invalid input is answered 400 (chatflow.api.errors), never Powertools' default 422.
-            operation.get("responses", {}).pop("422", None)
-            if f"{method.upper()} {path}" in PUBLIC_ROUTES:
-                operation["security"] = []  # contract §0: these routes need no token
-    return json.dumps(document)
-
+from chatflow.api.openapi import openapi_json
 
 app = build_resolver([meta_router(openapi_json)])
 lambda_handler = http_handler(app)

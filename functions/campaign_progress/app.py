@@ -7,25 +7,17 @@ late event finds the recipient past it and changes nothing.
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from chatflow.adapters import aws
-from chatflow.adapters.campaign_store import DynamoCampaignRepository
+from chatflow.composition import Composition
 from chatflow.domain.campaigns import progress_of
 from chatflow.domain.clock import utc_now
 from chatflow.observability import logger
-from chatflow.settings import AwsSettings, CampaignSettings, load
+from chatflow.settings import AwsSettings, CampaignSettings
 
-AWS = load(AwsSettings)
-SETTINGS = load(CampaignSettings)
-
-
-@cache
-def campaigns() -> DynamoCampaignRepository:
-    return DynamoCampaignRepository(SETTINGS.campaigns_table, aws.dynamodb(AWS.region))
+deps = Composition().require(AwsSettings, CampaignSettings)
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -34,7 +26,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     if progress is None:
         logger.warning("not a campaign event; ignored", extra={"detail_type": event.get("detail-type")})
         return {"applied": False}
-    applied = campaigns().apply(progress)
+    applied = deps.campaign_repository().apply(progress)
     logger.info(
         "recipient progress",
         extra={

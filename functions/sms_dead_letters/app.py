@@ -3,15 +3,11 @@
 SQS moves a SendSms message to the dead-letter queue after ``maxReceiveCount`` receives.
 Only crashes and timeouts of the consumer use receives (retries and waits send the
 command again as a fresh message), so a message here is one that could not be handled.
-Each one still gets its terminal event: the command's record becomes ``failed`` with
-``errorCode: "dead_lettered"`` (``SmsFailed`` follows from the record, like every other
-outcome), unless it ended meanwhile. A body that is not a valid command is recorded as
-rejected (``SmsRejected``), as the consumer would have done.
+Each one still gets its terminal event (``chatflow.application.sms_sending.DeadLetters``).
 """
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
@@ -19,43 +15,18 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from chatflow.adapters import aws
-from chatflow.adapters.sms_store import DynamoSmsCommandRepository
-from chatflow.commands import InvalidCommand, parse_command
-from chatflow.domain.clock import utc_now
+from chatflow.composition import Composition
 from chatflow.observability import logger, metrics
-from chatflow.settings import AwsSettings, SmsDeadLetterSettings, load
+from chatflow.settings import AwsSettings, SmsTableSettings
 
-AWS = load(AwsSettings)
-SETTINGS = load(SmsDeadLetterSettings)
-
+deps = Composition().require(AwsSettings, SmsTableSettings)
 processor = BatchProcessor(event_type=EventType.SQS)
 
 
-@cache
-def commands() -> DynamoSmsCommandRepository:
-    return DynamoSmsCommandRepository(SETTINGS.sms_table, aws.dynamodb(AWS.region))
-
-
 def record_handler(record: SQSRecord) -> None:
-    receives = record.attributes.approximate_receive_count
-    try:
-        # The original message's id: a command without its own id was known by it.
-        sms = parse_command(record.body, record.message_id)
-    except InvalidCommand as exc:
-        commands().reject(reason=str(exc), body=record.body, at=utc_now())
-        logger.warning("dead letter rejected", extra={"message_id": record.message_id, "reason": str(exc)})
-        return
-    reason = (
-        f"the SendSms consumer failed on every delivery ({receives} receives); the message was dead-lettered"
+    deps.dead_letters().dead_lettered(
+        record.body, record.message_id, int(record.attributes.approximate_receive_count)
     )
-    ended = commands().mark_dead_lettered(sms, reason=reason, at=utc_now())
-    logger.error(
-        "command dead-lettered",
-        extra={"command_id": sms.command_id, "receives": receives, "marked_failed": ended},
-    )
-    if ended:
-        metrics.add_metric(name="SmsDeadLettered", unit="Count", value=1)
 
 
 @metrics.log_metrics

@@ -49,7 +49,9 @@ def campaign(api: ApiClient) -> str:
 
 
 def _progress(api: ApiClient) -> DynamoCampaignRepository:
-    repository: DynamoCampaignRepository = api.stack.functions["CampaignProgressFunction"].module.campaigns()
+    repository: DynamoCampaignRepository = api.stack.functions[
+        "CampaignProgressFunction"
+    ].module.deps.campaign_repository()
     return repository
 
 

@@ -17,7 +17,8 @@ import pytest
 from moto import mock_aws
 
 import chatflow.adapters.aws
-from chatflow.adapters.campaign_store import DynamoCampaignRepository, S3RecipientFiles, SqsCommandQueue
+from chatflow.adapters.campaign_store import DynamoCampaignRepository, S3RecipientFiles
+from chatflow.adapters.sms_commands import SqsSmsCommandSender
 from chatflow.adapters.sms_store import DynamoOptOutRepository
 from chatflow.domain.campaigns import CampaignLoader, Upload
 from chatflow.errors import Throttled
@@ -445,9 +446,9 @@ def test_a_load_that_crashed_after_writing_a_skipped_recipient_keeps_it_skipped(
     boto3.client("s3", region_name="us-east-1").put_object(
         Bucket=bucket, Key=key, Body=f"iccid,name\n{refused},Ada\n{kept},Bob\n".encode()
     )
-    loader = api.stack.functions["CampaignLoaderFunction"].module.loader()
+    loader = api.stack.functions["CampaignLoaderFunction"].module.deps.campaign_loading().loader
     with (
-        patch.object(SqsCommandQueue, "send_batch", side_effect=Throttled("queue down")),
+        patch.object(SqsSmsCommandSender, "send_all", side_effect=Throttled("queue down")),
         pytest.raises(Throttled),
     ):
         loader.load(cid, "u_crash", key, budget=lambda: True)
@@ -534,7 +535,7 @@ def _take_jobs(api: ApiClient) -> list[dict[str, Any]]:
 def _run_jobs(api: ApiClient, records: list[dict[str, Any]]) -> None:
     """Run each job, then those they put on the queue, until none is left (busy ones at once)."""
     module = api.stack.functions["CampaignLoaderFunction"].module
-    with patch.object(module, "BUSY_RETRY_SECONDS", 0):
+    with patch.object(module.deps.campaign_loading(), "busy_retry_seconds", 0):
         while records:
             for record in records:
                 result = api.stack.invoke("CampaignLoaderFunction", {"Records": [record]})
@@ -610,7 +611,7 @@ def _own_loader(api: ApiClient, *, clock: Callable[[], datetime]) -> tuple[Campa
     loader = CampaignLoader(
         campaigns=DynamoCampaignRepository(ids["CampaignsTable"], dynamodb),
         files=S3RecipientFiles(ids["CampaignBucket"], boto3.client("s3", region_name=REGION)),
-        commands=SqsCommandQueue(sqs.get_queue_url(QueueName="SendSmsQueue")["QueueUrl"], sqs),
+        commands=SqsSmsCommandSender(sqs.get_queue_url(QueueName="SendSmsQueue")["QueueUrl"], client=sqs),
         opt_outs=DynamoOptOutRepository(ids["SmsTable"], dynamodb),
         clock=clock,
     )

@@ -13,14 +13,19 @@ from botocore.stub import Stubber
 from moto import mock_aws
 
 from chatflow.adapters.events import EventBridgePublisher, EventsNotPublished
+from chatflow.domain.sms_events import BusEvent
 from chatflow.errors import Throttled
-from chatflow.ports import BusEvent
 
 if TYPE_CHECKING:
     from mypy_boto3_events.client import EventBridgeClient
 
 REGION = "us-east-1"
 BUS = "chatflow-test-bus"
+
+
+def no_jitter(delay: float) -> float:
+    """The backoff's full delay, so that the schedule can be asserted (jitter is random)."""
+    return delay
 
 
 def event(n: int, **extra: Any) -> BusEvent:
@@ -111,7 +116,7 @@ def test_only_the_failed_entries_are_sent_again(events_client: EventBridgeClient
         {"Entries": [entry(3), entry(7)]},
     )
     sleeps: list[float] = []
-    publisher = EventBridgePublisher(BUS, events_client, sleep=sleeps.append)
+    publisher = EventBridgePublisher(BUS, events_client, sleep=sleeps.append, jitter=no_jitter)
     # When 10 events are published
     publisher.publish([event(n) for n in range(10)])
     # Then the second call carried only the two failed entries, after a short pause
@@ -126,7 +131,7 @@ def test_a_throttled_call_is_retried(events_client: EventBridgeClient, stubber: 
     )
     sleeps: list[float] = []
     # When an event is published
-    EventBridgePublisher(BUS, events_client, sleep=sleeps.append).publish([event(0)])
+    EventBridgePublisher(BUS, events_client, sleep=sleeps.append, jitter=no_jitter).publish([event(0)])
     # Then it went on the second call
     assert sleeps == [0.1]
 
@@ -147,7 +152,9 @@ def test_entries_that_always_fail_raise_after_max_attempts(
             {"Entries": [entry(1)]},
         )
     sleeps: list[float] = []
-    publisher = EventBridgePublisher(BUS, events_client, max_attempts=3, sleep=sleeps.append)
+    publisher = EventBridgePublisher(
+        BUS, events_client, max_attempts=3, sleep=sleeps.append, jitter=no_jitter
+    )
     # When both are published
     with pytest.raises(EventsNotPublished) as caught:
         publisher.publish([event(0), event(1)])
@@ -167,7 +174,7 @@ def test_an_error_other_than_throttling_is_not_retried(
     sleeps: list[float] = []
     # When an event is published
     with pytest.raises(ClientError) as caught:
-        EventBridgePublisher(BUS, events_client, sleep=sleeps.append).publish([event(0)])
+        EventBridgePublisher(BUS, events_client, sleep=sleeps.append, jitter=no_jitter).publish([event(0)])
     # Then the error surfaces at once
     assert caught.value.response["Error"]["Code"] == "AccessDeniedException"
     assert sleeps == []

@@ -56,7 +56,7 @@ def group_chat(api: ApiClient) -> tuple[MessagingService, str]:
     owner = api.sign_in(OWNER)
     chat_id = api.create_group(owner, MEMBERS)
     module = api.stack.functions["ChatsFunction"].module
-    messaging: MessagingService = module.messaging()
+    messaging: MessagingService = module.deps.messaging()
     return messaging, chat_id
 
 

@@ -17,8 +17,8 @@ import pytest
 from moto import mock_aws
 
 from chatflow.domain.clock import from_iso, to_iso
+from chatflow.domain.sms_events import BusEvent
 from chatflow.errors import Throttled
-from chatflow.ports import BusEvent
 from local.stack import InProcessStack
 
 SAMPLE = json.loads((Path(__file__).resolve().parents[2] / "events" / "sms_events_stream.json").read_text())
@@ -57,7 +57,7 @@ def stack() -> Iterator[InProcessStack]:
 
 def _with_publisher(stack: InProcessStack, publisher: RecordingPublisher) -> None:
     module = stack.functions["SmsEventsFunction"].module
-    setattr(module, "publisher", lambda: publisher)  # noqa: B010 - the module is loaded at run time
+    module.deps.provide("event_publisher", publisher)
 
 
 def test_the_events_of_a_batch_go_out_ten_per_call(stack: InProcessStack) -> None:

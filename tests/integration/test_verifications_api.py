@@ -22,9 +22,8 @@ from pydantic import ValidationError
 from chatflow.adapters import aws
 from chatflow.adapters.identity_store import DynamoVerificationRepository
 from chatflow.domain.clock import utc_now
-from chatflow.domain.otp import CODES_PER_HOUR, MAX_TRIES, hash_code
+from chatflow.domain.otp import CODES_PER_HOUR, MAX_TRIES, Verification, hash_code
 from chatflow.errors import RateLimited, Throttled
-from chatflow.ports import Verification
 from local.runtime import LocalFunction
 from local.specs import REGION
 from local.stack import InProcessStack

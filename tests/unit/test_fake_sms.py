@@ -8,9 +8,9 @@ from collections import Counter
 
 import pytest
 
-from chatflow.adapters.fake_sms import FailureModel, FakeSmsProvider, Fault, SentSms
+from chatflow.domain.sms import SmsRequest
 from chatflow.errors import PermanentProviderError, ProviderError, TransientProviderError
-from chatflow.ports import SmsRequest
+from local.fake_sms import FailureModel, FakeSmsProvider, Fault, SentSms
 
 
 def no_sleep(_: float) -> None:

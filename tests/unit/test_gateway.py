@@ -7,11 +7,11 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from chatflow.adapters.fake_sms import FakeSmsProvider
 from chatflow.domain.gateway import SmsGateway
 from chatflow.domain.sms import RetryPolicy
 from chatflow.errors import PermanentProviderError, TransientProviderError
 from chatflow.ports import SmsProvider
+from local.fake_sms import FakeSmsProvider
 from tests.fakes import FakeClock
 from tests.sms_fakes import FixedRate, InMemoryCommands, InMemoryOptOuts, ScriptedProvider, sms
 

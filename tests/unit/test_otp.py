@@ -15,6 +15,7 @@ from chatflow.domain.otp import (
     CODES_PER_HOUR,
     MAX_TRIES,
     InvalidCode,
+    Verification,
     code_matches,
     generate_code,
     hash_code,
@@ -24,7 +25,6 @@ from chatflow.domain.otp import (
     sms_text,
 )
 from chatflow.errors import ConcurrentUpdate, InvalidPhoneNumber, RateLimited, ValidationFailed
-from chatflow.ports import Verification
 from tests.fakes import (
     EPOCH,
     FakeClock,

@@ -14,8 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chatflow.domain.sms_events import CommandSnapshot, Rejection, events_between, rejected_event
-from chatflow.ports import BusEvent
+from chatflow.domain.sms_events import BusEvent, CommandSnapshot, Rejection, events_between, rejected_event
 
 SENDING = CommandSnapshot(
     command_id="c-1",

@@ -18,8 +18,8 @@ import pytest
 import urllib3
 
 from chatflow.adapters.sms_provider import HttpSmsProvider
+from chatflow.domain.sms import SmsRequest
 from chatflow.errors import PermanentProviderError, TransientProviderError
-from chatflow.ports import SmsRequest
 from local.fake_provider import FakeProviderSettings
 from local.fake_provider import FakeSmsProvider as FakeProviderServer
 

@@ -1,4 +1,8 @@
-"""The SendSms command as producers put it on the queue (CONTRACT §4, §4a), validated at the edge.
+"""The SendSms command (CONTRACT §4, §4a): the one model producers build and the consumer parses.
+
+Producers (sign-in codes, SMS forwards, STOP/START/HELP replies, campaigns) build a
+``SendSmsCommand`` (validated as the consumer would) and hand it to the ``SmsCommandSender``
+port, which puts ``command.body()`` on the queue: the command is serialized in that one place.
 
 A body that is not JSON or breaks the schema is rejected (``SmsRejected``, never
 retried); fields the contract does not know are ignored, so producers can add some.
@@ -18,8 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from chatflow.domain.clock import to_iso
 from chatflow.domain.phone import normalize_phone
+from chatflow.domain.sms import OutgoingSms
 from chatflow.errors import InvalidPhoneNumber
-from chatflow.ports import OutgoingSms
 
 MAX_METADATA_ENTRIES = 20
 # Seed 004's names (CONTRACT §4a) and the contract's own.
@@ -40,6 +44,8 @@ class InvalidCommand(ValueError):
 
 
 class SendSmsCommand(BaseModel):
+    """The contract's fields, with their contract names (camelCase)."""
+
     model_config = ConfigDict(frozen=True, extra="ignore", strict=True)
 
     commandId: Annotated[str, Field(min_length=1, max_length=128)]
@@ -86,6 +92,28 @@ class SendSmsCommand(BaseModel):
         if (self.phoneNumber is None) == (self.iccid is None):
             raise ValueError("exactly one of phoneNumber and iccid is required")
         return self
+
+    @classmethod
+    def of(cls, sms: OutgoingSms) -> SendSmsCommand:
+        """The command of a parsed ``sms`` (to put it on the queue again)."""
+        return cls(
+            commandId=sms.command_id,
+            phoneNumber=sms.to if sms.to_type == "phone" else None,
+            iccid=sms.to if sms.to_type == "iccid" else None,
+            text=sms.text,
+            senderId=sms.sender_id,
+            messageType=sms.message_type,
+            metadata=dict(sms.metadata),
+            validUntil=to_iso(sms.valid_until.astimezone(UTC)) if sms.valid_until is not None else None,
+        )
+
+    def body(self) -> str:
+        """The queue message's body: compact camelCase JSON, fields without a value left out."""
+        return self.model_dump_json(exclude_none=True)
+
+    def document(self) -> dict[str, Any]:
+        """The body as a dict (what ``json.loads(command.body())`` gives)."""
+        return self.model_dump(exclude_none=True)
 
     def to_sms(self) -> OutgoingSms:
         return OutgoingSms(
@@ -140,15 +168,4 @@ def _canonical(document: dict[str, Any]) -> dict[str, Any]:
 
 def command_body(sms: OutgoingSms) -> str:
     """The command as the contract writes it (the queue's body when it is sent again)."""
-    document: dict[str, Any] = {
-        "commandId": sms.command_id,
-        "phoneNumber" if sms.to_type == "phone" else "iccid": sms.to,
-        "text": sms.text,
-        "messageType": sms.message_type,
-        "metadata": dict(sms.metadata),
-    }
-    if sms.sender_id is not None:
-        document["senderId"] = sms.sender_id
-    if sms.valid_until is not None:
-        document["validUntil"] = to_iso(sms.valid_until.astimezone(UTC))
-    return json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+    return SendSmsCommand.of(sms).body()

@@ -1,22 +1,29 @@
 """The ports the domain needs: storage, directories, the SMS provider and the event bus, as Protocols.
 
-Adapters in ``chatflow.adapters`` implement them over DynamoDB, HTTP and EventBridge;
-``tests/fakes.py`` implements them in memory for unit tests.
+Only Protocols live here; the values they take and return are the domain's (``chatflow.domain``).
+Adapters in ``chatflow.adapters`` implement them over DynamoDB, S3, SQS, HTTP and EventBridge;
+``tests/fakes.py`` and ``tests/sms_fakes.py`` implement them in memory for unit tests.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from chatflow.domain.chats import Chat, Member, Message
-from chatflow.domain.pagination import Page, Position
-from chatflow.domain.realtime import Presence
-from chatflow.domain.search import IndexHits, MessageRef
-from chatflow.domain.sessions import Session
-from chatflow.domain.users import ProfileChanges, User
+# Annotations only (``from __future__ import annotations``): importing the ports loads no domain module.
+if TYPE_CHECKING:
+    from chatflow.commands import SendSmsCommand
+    from chatflow.domain.campaigns import Campaign, CampaignRecipient, Progress, RecipientStatus, Upload
+    from chatflow.domain.chats import Chat, Member, Message
+    from chatflow.domain.otp import Verification
+    from chatflow.domain.pagination import Page, Position
+    from chatflow.domain.realtime import Presence
+    from chatflow.domain.search import IndexHits, MessageRef
+    from chatflow.domain.sessions import Session
+    from chatflow.domain.sms import Claim, OutgoingSms, SmsRequest
+    from chatflow.domain.sms_events import BusEvent
+    from chatflow.domain.users import ProfileChanges, User
 
 
 class UserRepository(Protocol):
@@ -111,17 +118,6 @@ class SearchIndex(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class SmsRequest:
-    """One message for the provider. ``reference`` is the command id: the idempotency key."""
-
-    to: str
-    to_type: Literal["phone", "iccid"]
-    text: str
-    reference: str
-    sender_id: str | None = None
-
-
 class SmsProvider(Protocol):
     def send(self, request: SmsRequest) -> str:
         """Hand the message to the provider; its message id. Raises ``TransientProviderError``
@@ -129,31 +125,10 @@ class SmsProvider(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class BusEvent:
-    """An event for the bus: ``detail_type`` (``SmsSent``...) and its JSON ``detail``."""
-
-    detail_type: str
-    detail: Mapping[str, Any]
-    source: str = "chatflow.sms"
-    # Identifies the event for retries of a partially failed batch.
-    event_id: str = field(default="")
-
-
 class EventPublisher(Protocol):
     def publish(self, events: Sequence[BusEvent]) -> None:
         """Put every event on the bus (batches of 10; failed entries retried); raise if some never go."""
         ...
-
-
-@dataclass(frozen=True)
-class Verification:
-    """A sign-in code waiting to be used: only its hash is kept."""
-
-    phone_number: str
-    code_hash: str
-    expires_at: datetime
-    failed_tries: int = 0
 
 
 class VerificationRepository(Protocol):
@@ -172,42 +147,16 @@ class VerificationRepository(Protocol):
 
 
 class SmsCommandSender(Protocol):
-    def send(self, command: Mapping[str, Any]) -> None:
+    """The gateway's queue, for every producer of SendSms commands."""
+
+    def send(self, command: SendSmsCommand) -> None:
         """Drop a SendSms command (CONTRACT §4 body) on the gateway's queue."""
         ...
 
-    def send_all(self, commands: Sequence[Mapping[str, Any]]) -> None:
-        """Put every command on the queue (in batches); raise if some could not be queued."""
+    def send_all(self, commands: Sequence[SendSmsCommand]) -> None:
+        """Put every command on the queue (10 per call; failed entries retried); raise
+        ``Throttled`` if some could not be queued."""
         ...
-
-
-@dataclass(frozen=True)
-class OutgoingSms:
-    """A valid SendSms command, as the gateway handles it."""
-
-    command_id: str
-    to: str
-    to_type: Literal["phone", "iccid"]
-    text: str
-    message_type: Literal["transactional", "promotional"] = "transactional"
-    sender_id: str | None = None
-    metadata: Mapping[str, str] = field(default_factory=dict)
-    # Not accepted by the provider by then: never sent, it ends as expired (CONTRACT §4a).
-    valid_until: datetime | None = None
-
-
-@dataclass(frozen=True)
-class Claim:
-    """The outcome of claiming a command for one attempt.
-
-    ``claimed``: this invocation may call the provider (``attempts`` counts this one);
-    ``final``: the command already ended (sent or failed), a duplicate;
-    ``busy``: another invocation holds it until ``lease_until``.
-    """
-
-    state: Literal["claimed", "final", "busy"]
-    attempts: int
-    lease_until: datetime | None = None
 
 
 class SmsCommandRepository(Protocol):
@@ -319,3 +268,70 @@ class ForwardLimiter(Protocol):
     def release(self, chat_id: str, phone_number: str) -> None:
         """Give back a budget taken for a forward that could not be sent."""
         ...
+
+
+# ---- campaigns ---------------------------------------------------------------------
+
+
+class CampaignRepository(Protocol):
+    def create(self, campaign: Campaign) -> None: ...
+
+    def get(self, campaign_id: str) -> Campaign | None: ...
+
+    def list_campaigns(self, *, limit: int, position: dict[str, Any] | None) -> Page[Campaign]: ...
+
+    def create_upload(self, upload: Upload) -> None: ...
+
+    def get_upload(self, campaign_id: str, upload_id: str) -> Upload | None: ...
+
+    def claim_upload(
+        self, upload: Upload, *, token: str, holding: str | None, now: datetime, lease_until: datetime
+    ) -> Upload | None:
+        """Start or resume loading ``upload`` (created if absent) under a lease of the campaign
+        that ``token`` (fresh, random) names until ``lease_until``. Granted only when no load
+        holds the campaign, its holder's lease ran out before ``now``, or ``holding`` is the
+        holder's token (the continuation of that load). The stored upload, or None when it
+        ended already or another load holds the campaign."""
+        ...
+
+    def existing(self, campaign_id: str, iccids: Sequence[str]) -> dict[str, CampaignRecipient]: ...
+
+    def put_recipients(self, recipients: Sequence[CampaignRecipient]) -> None: ...
+
+    def save_progress(
+        self, upload: Upload, *, token: str, added: int, lease_until: datetime, skipped: int = 0
+    ) -> bool:
+        """Store the upload's checkpoint and counters, add ``added`` recipients to the
+        campaign's total and queued and ``skipped`` ones to its total and skipped, and extend
+        the lease to ``lease_until``, in one write, if the lease is still ``token``'s. False,
+        with nothing written, when another load took the lease over."""
+        ...
+
+    def finish_upload(self, upload: Upload, *, token: str, added: int) -> bool:
+        """Store the upload's final state, add ``added``, free the campaign, if the lease is
+        still ``token``'s (else False, nothing written); mark it completed when nothing is queued."""
+        ...
+
+    def list_recipients(
+        self, campaign_id: str, *, status: RecipientStatus | None, limit: int, position: dict[str, Any] | None
+    ) -> Page[CampaignRecipient]: ...
+
+    def apply(self, progress: Progress) -> bool:
+        """Move the recipient and the campaign's counts in one write; False when it is past that.
+
+        Race-proof: when another event moves the recipient between this one's read and its
+        write, the write is refused, the recipient read again and the move retried from
+        there (or dropped when the recipient is now at or past ``progress.to``)."""
+        ...
+
+
+class RecipientFiles(Protocol):
+    def chunks(self, key: str, *, start: int = 0) -> Iterable[bytes]:
+        """The object's bytes from ``start``, streamed."""
+        ...
+
+    def upload_url(self, key: str, *, expires_in: int) -> str: ...
+
+
+class OperatorCheck(Protocol):
+    def is_operator(self, phone_number: str) -> bool: ...

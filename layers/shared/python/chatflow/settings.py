@@ -1,17 +1,14 @@
 """Settings: one validated model per concern, read once from the environment at cold start.
 
-Only the composition roots (``functions/*/app.py``) call ``load``; the domain never
-reads the environment.
+Only the composition (``chatflow.composition``) reads them, from the environment it was
+given at cold start; the domain never reads the environment.
 """
 
 from __future__ import annotations
 
-import os
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
-
-S = TypeVar("S", bound=BaseModel)
 
 
 def _split_csv(value: object) -> object:
@@ -71,7 +68,9 @@ class SmsGatewaySettings(_EnvModel):
     provider_timeout_seconds: float = Field(default=5.0, gt=0, le=20, validation_alias="SMS_PROVIDER_TIMEOUT")
 
 
-class SmsDeadLetterSettings(_EnvModel):
+class SmsTableSettings(_EnvModel):
+    """The SMS gateway's table: commands, rejections, opt-outs, the provider-wide rate."""
+
     sms_table: str = Field(validation_alias="SMS_TABLE", min_length=1)
 
 
@@ -118,8 +117,3 @@ class ForwardingSettings(_EnvModel):
 
     send_sms_queue_url: str = Field(validation_alias="SEND_SMS_QUEUE_URL", min_length=1)
     sms_table: str = Field(validation_alias="SMS_TABLE", min_length=1)
-
-
-def load(model: type[S]) -> S:
-    """Validate ``model`` from the environment; a missing or bad variable fails loudly."""
-    return model.model_validate(dict(os.environ))

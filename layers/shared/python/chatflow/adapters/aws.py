@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 import boto3
 from botocore.config import Config
 
+from chatflow.adapters.aws_errors import secrets_errors
+
 if TYPE_CHECKING:
     from mypy_boto3_apigatewaymanagementapi.client import ApiGatewayManagementApiClient
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -58,7 +60,8 @@ def connections_api(region: str, endpoint_url: str) -> ApiGatewayManagementApiCl
 
 
 def read_secret(region: str, secret_id: str) -> bytes:
-    value = secretsmanager(region).get_secret_value(SecretId=secret_id)
+    with secrets_errors():
+        value = secretsmanager(region).get_secret_value(SecretId=secret_id)
     return value["SecretString"].encode("utf-8")
 
 

@@ -27,18 +27,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
-
-from chatflow.adapters.dynamo import (
-    batch_get,
-    batch_write,
-    cancellation_codes,
-    error_code,
-    from_raw,
-    to_raw,
-    to_value,
-    translate,
+from chatflow.adapters.aws_errors import (
+    CONDITION_REASON,
+    REFUSED_WRITE,
+    TRANSACTION_CANCELLED,
+    dynamo_errors,
+    s3_errors,
 )
+from chatflow.adapters.dynamo import batch_get, batch_write, from_raw, to_raw, to_value
 from chatflow.domain.campaigns import (
     DEFAULT_VALID_FOR,
     Campaign,
@@ -52,12 +48,11 @@ from chatflow.domain.campaigns import (
 )
 from chatflow.domain.clock import from_iso, to_iso
 from chatflow.domain.pagination import Page
-from chatflow.errors import ConcurrentUpdate, InvalidCursor, Throttled
+from chatflow.errors import ConcurrentUpdate, InvalidCursor
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
     from mypy_boto3_s3.client import S3Client
-    from mypy_boto3_sqs.client import SQSClient
 
 STATUS_INDEX = "ByStatus"
 _COUNTS = ("total", "queued", "sent", "failed", "delivered", "skipped", "expired", "cancelled")
@@ -151,10 +146,6 @@ def _upload_values(upload: Upload) -> dict[str, Any]:
     }
 
 
-def _cancelled(exc: ClientError) -> bool:
-    return error_code(exc) in ("TransactionCanceledException", "ConditionalCheckFailedException")
-
-
 class DynamoCampaignRepository:
     def __init__(self, table: str, client: DynamoDBClient) -> None:
         self._table = table
@@ -183,23 +174,19 @@ class DynamoCampaignRepository:
             "SK": f"{created}#{campaign.campaign_id}",
             "campaignId": campaign.campaign_id,
         }
-        try:
+        with dynamo_errors():
             self._client.transact_write_items(
                 TransactItems=[
                     {"Put": {"TableName": self._table, "Item": to_raw(item)}},
                     {"Put": {"TableName": self._table, "Item": to_raw(entry)}},
                 ]
             )
-        except ClientError as exc:
-            raise translate(exc) from exc
 
     def get(self, campaign_id: str) -> Campaign | None:
-        try:
+        with dynamo_errors():
             raw = self._client.get_item(
                 TableName=self._table, Key=_meta_key(campaign_id), ConsistentRead=True
             )
-        except ClientError as exc:
-            raise translate(exc) from exc
         return _campaign(from_raw(raw["Item"])) if "Item" in raw else None
 
     def list_campaigns(self, *, limit: int, position: dict[str, Any] | None) -> Page[Campaign]:
@@ -215,10 +202,8 @@ class DynamoCampaignRepository:
             if not isinstance(sk, str):
                 raise InvalidCursor("The cursor is not valid for this list: omit it to start again.")
             query["ExclusiveStartKey"] = to_raw({"PK": "CAMPAIGNS", "SK": sk})
-        try:
+        with dynamo_errors():
             response = self._client.query(**query)
-        except ClientError as exc:
-            raise translate(exc) from exc
         ids = [str(from_raw(raw)["campaignId"]) for raw in response.get("Items", [])]
         found = {
             c["campaignId"]: c for c in batch_get(self._client, self._table, [_meta_key(i) for i in ids])
@@ -245,18 +230,14 @@ class DynamoCampaignRepository:
             "invalidRows": 0,
             "errors": "[]",
         }
-        try:
+        with dynamo_errors():
             self._client.put_item(TableName=self._table, Item=to_raw(item))
-        except ClientError as exc:
-            raise translate(exc) from exc
 
     def get_upload(self, campaign_id: str, upload_id: str) -> Upload | None:
-        try:
+        with dynamo_errors():
             raw = self._client.get_item(
                 TableName=self._table, Key=_upload_key(campaign_id, upload_id), ConsistentRead=True
             )
-        except ClientError as exc:
-            raise translate(exc) from exc
         return _upload(from_raw(raw["Item"])) if "Item" in raw else None
 
     def claim_upload(
@@ -305,13 +286,11 @@ class DynamoCampaignRepository:
                 ":none": to_value("[]"),
             },
         }
-        try:
+        with dynamo_errors(expect=REFUSED_WRITE) as call:
             items: list[Any] = [{"Update": lock_campaign}, {"Update": start_upload}]
             self._client.transact_write_items(TransactItems=items)
-        except ClientError as exc:
-            if _cancelled(exc):
-                return None
-            raise translate(exc) from exc
+        if call.refused:
+            return None
         return self.get_upload(upload.campaign_id, upload.upload_id)
 
     def _upload_update(self, upload: Upload) -> dict[str, Any]:
@@ -379,14 +358,14 @@ class DynamoCampaignRepository:
         """The upload's update and ``campaign_update`` (conditional on the load's token) in
         one transaction; False when the token no longer holds the lease (nothing written).
         A conflict with another transaction on the campaign is raised, to be retried."""
-        try:
+        with dynamo_errors(expect=TRANSACTION_CANCELLED) as call:
             items: list[Any] = [self._upload_update(upload), {"Update": campaign_update}]
             self._client.transact_write_items(TransactItems=items)
-        except ClientError as exc:
-            codes = cancellation_codes(exc)
-            if len(codes) == 2 and codes[1] == "ConditionalCheckFailed":
+        if call.error is not None:
+            codes = call.reasons
+            if len(codes) == 2 and codes[1] == CONDITION_REASON:
                 return False
-            raise translate(exc) from exc
+            raise call.error
         return True
 
     def _settle(self, campaign_id: str) -> None:
@@ -395,7 +374,7 @@ class DynamoCampaignRepository:
             ("#t = :zero AND attribute_not_exists(loadingUpload)", "draft"),
             ("#t > :zero AND #q = :zero AND attribute_not_exists(loadingUpload)", "completed"),
         ):
-            try:
+            with dynamo_errors(expect=REFUSED_WRITE) as call:
                 self._client.update_item(
                     TableName=self._table,
                     Key=_meta_key(campaign_id),
@@ -409,10 +388,8 @@ class DynamoCampaignRepository:
                         ":zero": to_value(0),
                     },
                 )
+            if not call.refused:
                 return
-            except ClientError as exc:
-                if not _cancelled(exc):
-                    raise translate(exc) from exc
 
     # ---- recipients -----------------------------------------------------------------------
 
@@ -474,10 +451,8 @@ class DynamoCampaignRepository:
                     {"PK": pk, "SK": f"R#{after}", "GSI1PK": gsi, "GSI1SK": after}
                 )
         query["Limit"] = limit
-        try:
+        with dynamo_errors():
             response = self._client.query(**query)
-        except ClientError as exc:
-            raise translate(exc) from exc
         items = [_recipient(from_raw(raw)) for raw in response.get("Items", [])]
         last = response.get("LastEvaluatedKey")
         return Page(items, {"iccid": items[-1].iccid} if last and items else None)
@@ -493,10 +468,8 @@ class DynamoCampaignRepository:
         """
         key = _recipient_key(progress.campaign_id, progress.iccid)
         for attempt in range(_APPLY_ROUNDS):
-            try:
+            with dynamo_errors():
                 raw = self._client.get_item(TableName=self._table, Key=key, ConsistentRead=True)
-            except ClientError as exc:
-                raise translate(exc) from exc
             if "Item" not in raw:
                 return False
             current = str(from_raw(raw["Item"])["status"])
@@ -535,7 +508,7 @@ class DynamoCampaignRepository:
         if progress.error is not None:
             campaign_update += " SET lastError = :error"
             campaign_values[":error"] = to_value(progress.error)
-        try:
+        with dynamo_errors(expect=REFUSED_WRITE) as call:
             self._client.transact_write_items(
                 TransactItems=[
                     {
@@ -559,11 +532,7 @@ class DynamoCampaignRepository:
                     },
                 ]
             )
-        except ClientError as exc:
-            if _cancelled(exc):
-                return False
-            raise translate(exc) from exc
-        return True
+        return call.refused is None
 
 
 class S3RecipientFiles:
@@ -576,12 +545,10 @@ class S3RecipientFiles:
         arguments: dict[str, Any] = {"Bucket": self._bucket, "Key": key}
         if start:
             arguments["Range"] = f"bytes={start}-"
-        try:
+        with s3_errors(expect="InvalidRange") as call:
             body = self._client.get_object(**arguments)["Body"]
-        except ClientError as exc:
-            if error_code(exc) == "InvalidRange":
-                return  # resuming exactly at the end of the file: nothing left
-            raise translate(exc) from exc
+        if call.refused:
+            return  # resuming exactly at the end of the file: nothing left
         try:
             yield from body.iter_chunks(self._chunk_size)
         finally:
@@ -593,32 +560,3 @@ class S3RecipientFiles:
                 "put_object", Params={"Bucket": self._bucket, "Key": key}, ExpiresIn=expires_in
             )
         )
-
-
-class SqsCommandQueue:
-    """SendSms commands to the gateway's queue, ten per call; failed entries sent again."""
-
-    def __init__(self, queue_url: str, client: SQSClient, *, max_rounds: int = 5) -> None:
-        self._queue_url = queue_url
-        self._client = client
-        self._max_rounds = max_rounds
-
-    def send_batch(self, commands: Sequence[Mapping[str, Any]]) -> None:
-        for start in range(0, len(commands), 10):
-            pending = {
-                str(i): json.dumps(c, separators=(",", ":"))
-                for i, c in enumerate(commands[start : start + 10])
-            }
-            for attempt in range(self._max_rounds):
-                entries: list[Any] = [{"Id": i, "MessageBody": body} for i, body in pending.items()]
-                try:
-                    response = self._client.send_message_batch(QueueUrl=self._queue_url, Entries=entries)
-                except ClientError as exc:
-                    raise translate(exc) from exc
-                failed = {f["Id"] for f in response.get("Failed", [])}
-                pending = {i: body for i, body in pending.items() if i in failed}
-                if not pending:
-                    break
-                time.sleep(0.05 * 2**attempt)
-            else:
-                raise Throttled(f"{len(pending)} SendSms commands could not be queued: the load will retry.")

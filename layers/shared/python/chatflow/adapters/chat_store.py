@@ -19,19 +19,15 @@ from datetime import datetime
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
-
-from chatflow.adapters.dynamo import (
-    Item,
-    batch_get,
-    batch_write,
-    cancellation_codes,
-    error_code,
-    from_raw,
-    to_raw,
-    to_value,
-    translate,
+from chatflow.adapters.aws_errors import (
+    CONDITION_FAILED,
+    CONDITION_REASON,
+    REFUSED_WRITE,
+    TRANSACTION_CANCELLED,
+    TRANSACTION_CONFLICT,
+    dynamo_errors,
 )
+from chatflow.adapters.dynamo import Item, batch_get, batch_write, from_raw, to_raw, to_value
 from chatflow.domain.chats import Chat, Member, Message
 from chatflow.domain.clock import from_iso, to_iso
 from chatflow.domain.pagination import Page, Position
@@ -144,12 +140,10 @@ class DynamoChatRepository:
     # ---- chats -------------------------------------------------------------------
 
     def get_chat(self, chat_id: str) -> Chat | None:
-        try:
+        with dynamo_errors():
             response = self._client.get_item(
                 TableName=self._table, Key=chat_key(chat_id), ConsistentRead=True
             )
-        except ClientError as exc:
-            raise translate(exc) from exc
         raw = response.get("Item")
         return chat_from_item(from_raw(raw)) if raw else None
 
@@ -178,18 +172,15 @@ class DynamoChatRepository:
         }
         transaction: list[Any] = [{"Put": put_meta}]
         transaction.extend({"Put": {"TableName": self._table, "Item": to_raw(i)}} for i in inbox)
-        try:
+        with dynamo_errors(expect=REFUSED_WRITE) as call:
             if len(inbox) <= _MAX_TRANSACT_MEMBERS:
                 self._client.transact_write_items(TransactItems=transaction)
                 return
             self._client.put_item(**put_meta)
-        except ClientError as exc:
-            if error_code(exc) == "ConditionalCheckFailedException" or (
-                error_code(exc) == "TransactionCanceledException"
-                and cancellation_codes(exc)[:1] == ["ConditionalCheckFailed"]
-            ):
-                raise AlreadyExists(f"chat {chat.chat_id} exists") from exc
-            raise translate(exc) from exc
+        if call.error is not None:
+            if call.refused == CONDITION_FAILED or call.reasons[:1] == [CONDITION_REASON]:
+                raise AlreadyExists(f"chat {chat.chat_id} exists") from call.error
+            raise call.error
         # Large groups: the inbox entries follow the chat. Were this to fail half-way,
         # the stream projection of the chat's creation writes them again.
         batch_write(self._client, self._table, [{"PutRequest": {"Item": to_raw(i)}} for i in inbox])
@@ -199,7 +190,7 @@ class DynamoChatRepository:
         values: dict[str, Any] = {f":m{i}": to_value(_member_item(m)) for i, m in enumerate(members)}
         values[":room"] = to_value(256 - len(members))
         sets = ", ".join(f"members.#p{i} = if_not_exists(members.#p{i}, :m{i})" for i in range(len(members)))
-        try:
+        with dynamo_errors():
             response = self._client.update_item(
                 TableName=self._table,
                 Key=chat_key(chat.chat_id),
@@ -209,8 +200,6 @@ class DynamoChatRepository:
                 ExpressionAttributeValues=values,
                 ReturnValues="ALL_NEW",
             )
-        except ClientError as exc:
-            raise translate(exc) from exc
         updated = chat_from_item(from_raw(response["Attributes"]))
         batch_write(
             self._client,
@@ -227,7 +216,7 @@ class DynamoChatRepository:
         return updated
 
     def remove_member(self, chat: Chat, phone_number: str) -> None:
-        try:
+        with dynamo_errors():
             self._client.transact_write_items(
                 TransactItems=[
                     {
@@ -246,15 +235,13 @@ class DynamoChatRepository:
                     },
                 ]
             )
-        except ClientError as exc:
-            raise translate(exc) from exc
 
     # ---- messages ----------------------------------------------------------------
 
     def append_message(self, chat: Chat, message: Message) -> Chat:
         body = message_item(message)
         sent_at = to_iso(message.sent_at)
-        try:
+        with dynamo_errors(expect=TRANSACTION_CANCELLED) as call:
             self._client.transact_write_items(
                 TransactItems=[
                     {
@@ -297,14 +284,13 @@ class DynamoChatRepository:
                     },
                 ]
             )
-        except ClientError as exc:
-            if error_code(exc) == "TransactionCanceledException":
-                reasons = cancellation_codes(exc)
-                if len(reasons) == 3 and reasons[2] == "ConditionalCheckFailed":
-                    raise AlreadyExists("clientMessageId already used") from exc
-                if "ConditionalCheckFailed" in reasons or "TransactionConflict" in reasons:
-                    raise ConcurrentUpdate("another message took this seq") from exc
-            raise translate(exc) from exc
+        if call.error is not None:
+            reasons = call.reasons
+            if len(reasons) == 3 and reasons[2] == CONDITION_REASON:
+                raise AlreadyExists("clientMessageId already used") from call.error
+            if CONDITION_REASON in reasons or TRANSACTION_CONFLICT in reasons:
+                raise ConcurrentUpdate("another message took this seq") from call.error
+            raise call.error
         members = tuple(
             Member(m.phone_number, m.display_name, m.joined_at, message.seq, message.seq)
             if m.phone_number == message.sender
@@ -324,14 +310,12 @@ class DynamoChatRepository:
         )
 
     def get_message_by_client_id(self, sender: str, client_message_id: str) -> Message | None:
-        try:
+        with dynamo_errors():
             response = self._client.get_item(
                 TableName=self._table,
                 Key=to_raw({"PK": f"CMID#{sender}#{client_message_id}", "SK": "CMID"}),
                 ConsistentRead=True,
             )
-        except ClientError as exc:
-            raise translate(exc) from exc
         raw = response.get("Item")
         return message_from_item(from_raw(raw)["message"]) if raw else None
 
@@ -359,10 +343,8 @@ class DynamoChatRepository:
             if not isinstance(seq, int):
                 raise InvalidCursor("The cursor is not valid for this list: omit it to start again.")
             query["ExclusiveStartKey"] = to_raw({"PK": pk, "SK": msg_sk(seq)})
-        try:
+        with dynamo_errors():
             response = self._client.query(**query)
-        except ClientError as exc:
-            raise translate(exc) from exc
         messages = [message_from_item(from_raw(raw)) for raw in response.get("Items", [])]
         last = response.get("LastEvaluatedKey")
         next_position = {"seq": int(from_raw(last)["SK"][4:])} if last else None
@@ -385,10 +367,8 @@ class DynamoChatRepository:
             query["ExclusiveStartKey"] = to_raw(
                 {"PK": pk, "SK": f"CHAT#{chat_id}", "GSI1PK": pk, "GSI1SK": f"{at}#{chat_id}"}
             )
-        try:
+        with dynamo_errors():
             response = self._client.query(**query)
-        except ClientError as exc:
-            raise translate(exc) from exc
         items = [from_raw(raw) for raw in response.get("Items", [])]
         last = response.get("LastEvaluatedKey")
         next_position = None
@@ -406,7 +386,7 @@ class DynamoChatRepository:
         member = chat.member(phone_number)
         if member is None:
             raise ConcurrentUpdate("not a member any more")
-        try:
+        with dynamo_errors():
             self._client.update_item(
                 TableName=self._table,
                 Key=chat_key(chat.chat_id),
@@ -420,12 +400,10 @@ class DynamoChatRepository:
                     ":or": to_value(member.read_seq),
                 },
             )
-        except ClientError as exc:
-            raise translate(exc) from exc
 
     def rename_member(self, phone_number: str, display_name: str | None) -> None:
         for chat_id in self._all_inbox_chat_ids(phone_number):
-            try:
+            with dynamo_errors(expect=CONDITION_FAILED):  # no longer a member: nothing to rename
                 self._client.update_item(
                     TableName=self._table,
                     Key=chat_key(chat_id),
@@ -434,9 +412,6 @@ class DynamoChatRepository:
                     ExpressionAttributeNames={"#p": phone_number},
                     ExpressionAttributeValues={":n": to_value(display_name)},
                 )
-            except ClientError as exc:
-                if error_code(exc) != "ConditionalCheckFailedException":
-                    raise translate(exc) from exc
 
     # ---- inbox projection (driven by the table's stream) ----------------------------
 
@@ -452,7 +427,7 @@ class DynamoChatRepository:
 
         def move(phone: str) -> None:
             item = inbox_item(phone, chat_id, activity)
-            try:
+            with dynamo_errors(expect=CONDITION_FAILED):  # already at or past ``activity``
                 self._client.update_item(
                     TableName=self._table,
                     Key=to_raw({"PK": item["PK"], "SK": item["SK"]}),
@@ -465,9 +440,6 @@ class DynamoChatRepository:
                         ":a": to_value(stamp),
                     },
                 )
-            except ClientError as exc:
-                if error_code(exc) != "ConditionalCheckFailedException":
-                    raise translate(exc) from exc
 
         if len(members) <= 2:
             for phone in members:
@@ -493,10 +465,8 @@ class DynamoChatRepository:
             "ProjectionExpression": "chatId",
         }
         while True:
-            try:
+            with dynamo_errors():
                 response = self._client.query(**query)
-            except ClientError as exc:
-                raise translate(exc) from exc
             chat_ids.extend(from_raw(raw)["chatId"] for raw in response.get("Items", []))
             if "LastEvaluatedKey" not in response:
                 return chat_ids

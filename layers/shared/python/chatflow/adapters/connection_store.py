@@ -17,9 +17,8 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
-from botocore.exceptions import ClientError
-
-from chatflow.adapters.dynamo import batch_get, error_code, from_raw, translate
+from chatflow.adapters.aws_errors import REFUSED_WRITE, dynamo_errors
+from chatflow.adapters.dynamo import batch_get, from_raw
 from chatflow.domain.clock import from_iso, to_iso
 from chatflow.domain.realtime import Presence, open_connections
 from chatflow.errors import ConcurrentUpdate
@@ -60,10 +59,6 @@ def presence_from_item(item: dict[str, Any], now: datetime) -> Presence:
     return Presence(phone, open_connections(expiries, now), from_iso(last_seen) if last_seen else None)
 
 
-def _conditional(exc: ClientError) -> bool:
-    return error_code(exc) in ("ConditionalCheckFailedException", "TransactionCanceledException")
-
-
 class DynamoConnectionRepository:
     def __init__(self, table: str, client: DynamoDBClient) -> None:
         self._table = table
@@ -71,13 +66,15 @@ class DynamoConnectionRepository:
 
     def add(self, phone_number: str, connection_id: str, *, now: datetime, expires_at: datetime) -> None:
         ttl = {"N": str(int(expires_at.timestamp()))}
-        self._client.put_item(
-            TableName=self._table,
-            Item={**_connection_key(connection_id), "phoneNumber": {"S": phone_number}, "ttl": ttl},
-        )
+        with dynamo_errors():
+            self._client.put_item(
+                TableName=self._table,
+                Item={**_connection_key(connection_id), "phoneNumber": {"S": phone_number}, "ttl": ttl},
+            )
         expiry = {"N": str(_ms(expires_at))}
         for _ in range(_MAX_ATTEMPTS):
-            try:  # the usual case: the user's presence item has its map already
+            # The usual case: the user's presence item has its map already.
+            with dynamo_errors(expect=REFUSED_WRITE) as call:
                 response = self._client.update_item(
                     TableName=self._table,
                     Key=presence_key(phone_number),
@@ -87,13 +84,12 @@ class DynamoConnectionRepository:
                     ExpressionAttributeValues={":exp": expiry, ":now": {"S": to_iso(now)}},
                     ReturnValues="ALL_NEW",
                 )
+            if not call.refused:
                 entries = response.get("Attributes", {}).get("connections", {}).get("M", {})
                 self._prune(phone_number, entries, now)
                 return
-            except ClientError as exc:
-                if not _conditional(exc):
-                    raise translate(exc) from exc
-            try:  # first connection ever: create the map (a concurrent first one may win)
+            # First connection ever: create the map (a concurrent first one may win).
+            with dynamo_errors(expect=REFUSED_WRITE) as call:
                 self._client.update_item(
                     TableName=self._table,
                     Key=presence_key(phone_number),
@@ -104,10 +100,8 @@ class DynamoConnectionRepository:
                         ":now": {"S": to_iso(now)},
                     },
                 )
+            if not call.refused:
                 return
-            except ClientError as exc:
-                if not _conditional(exc):
-                    raise translate(exc) from exc
         raise ConcurrentUpdate(f"Could not record connection {connection_id}: retry the connection.")
 
     def _prune(self, phone_number: str, entries: Mapping[str, Any], now: datetime) -> None:
@@ -118,7 +112,8 @@ class DynamoConnectionRepository:
             return
         names = {f"#e{i}": cid for i, (cid, _) in enumerate(expired[:_PRUNE_AT_ONCE])}
         values = {f":e{i}": raw for i, (_, raw) in enumerate(expired[:_PRUNE_AT_ONCE])}
-        try:
+        # Refused: an entry changed meanwhile (the connection came back), or is gone already.
+        with dynamo_errors(expect=REFUSED_WRITE):
             self._client.update_item(
                 TableName=self._table,
                 Key=presence_key(phone_number),
@@ -127,17 +122,12 @@ class DynamoConnectionRepository:
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
             )
-        except ClientError as exc:
-            if not _conditional(exc):
-                raise translate(exc) from exc
 
     def remove(self, connection_id: str, *, now: datetime) -> str | None:
-        try:
+        with dynamo_errors():
             response = self._client.delete_item(
                 TableName=self._table, Key=_connection_key(connection_id), ReturnValues="ALL_OLD"
             )
-        except ClientError as exc:
-            raise translate(exc) from exc
         phone = from_raw(response.get("Attributes") or {}).get("phoneNumber")
         if phone is None:
             return None
@@ -146,7 +136,8 @@ class DynamoConnectionRepository:
 
     def forget(self, phone_number: str, connection_id: str, *, now: datetime) -> None:
         """Take the connection out of its owner's presence (``lastSeenAt`` = ``now``)."""
-        try:
+        # Refused: already removed (a retried $disconnect): nothing to do.
+        with dynamo_errors(expect=REFUSED_WRITE):
             self._client.update_item(
                 TableName=self._table,
                 Key=presence_key(phone_number),
@@ -155,9 +146,6 @@ class DynamoConnectionRepository:
                 ExpressionAttributeNames={"#c": connection_id},
                 ExpressionAttributeValues={":now": {"S": to_iso(now)}},
             )
-        except ClientError as exc:
-            if not _conditional(exc):  # already removed (a retried $disconnect): nothing to do
-                raise translate(exc) from exc
 
     def presence(self, phone_numbers: Sequence[str], *, now: datetime) -> dict[str, Presence]:
         unique = sorted(set(phone_numbers))
@@ -190,7 +178,7 @@ class DynamoForwardLimiter:
         if self.known_taken(chat_id, phone_number, now=now):
             return False
         until = now + window
-        try:
+        with dynamo_errors(expect=REFUSED_WRITE) as call:
             self._client.put_item(
                 TableName=self._table,
                 Item={
@@ -203,14 +191,12 @@ class DynamoForwardLimiter:
                 ExpressionAttributeValues={":now": {"N": str(_ms(now))}},
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
-        except ClientError as exc:
-            if _conditional(exc):
-                # The item that refused the write (ReturnValuesOnConditionCheckFailure).
-                refusing: dict[str, Any] = cast("dict[str, Any]", exc.response).get("Item") or {}
-                if "until" in refusing:
-                    self._remember(chat_id, phone_number, int(refusing["until"]["N"]))
-                return False
-            raise translate(exc) from exc
+        if call.error is not None:
+            # The item that refused the write (ReturnValuesOnConditionCheckFailure).
+            refusing: dict[str, Any] = cast("dict[str, Any]", call.error.response).get("Item") or {}
+            if "until" in refusing:
+                self._remember(chat_id, phone_number, int(refusing["until"]["N"]))
+            return False
         self._remember(chat_id, phone_number, _ms(until))
         return True
 
@@ -224,7 +210,5 @@ class DynamoForwardLimiter:
 
     def release(self, chat_id: str, phone_number: str) -> None:
         self._until.pop((chat_id, phone_number), None)
-        try:
+        with dynamo_errors():
             self._client.delete_item(TableName=self._table, Key=_forward_key(chat_id, phone_number))
-        except ClientError as exc:
-            raise translate(exc) from exc

@@ -1,4 +1,4 @@
-"""DynamoDB plumbing shared by the repositories: items, errors, batches."""
+"""DynamoDB plumbing shared by the repositories: items and batches (errors: ``aws_errors``)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
-from botocore.exceptions import ClientError
 
-from chatflow.errors import ConcurrentUpdate, Throttled
+from chatflow.adapters.aws_errors import dynamo_errors
+from chatflow.adapters.batch_retry import BatchRetry
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -21,15 +21,8 @@ RawItem = Mapping[str, "AttributeValueTypeDef"]
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 
-THROTTLING_CODES = frozenset(
-    {
-        "ProvisionedThroughputExceededException",
-        "ThrottlingException",
-        "RequestLimitExceeded",
-        "LimitExceededException",
-    }
-)
-MAX_BATCH_ROUNDS = 8
+# Unprocessed keys and items are sent again with backoff and jitter, 8 calls at most per chunk.
+BATCH_RETRY = BatchRetry(rounds=8, first_delay=0.05, max_delay=1.0)
 
 
 def to_raw(item: Mapping[str, Any]) -> dict[str, AttributeValueTypeDef]:
@@ -57,61 +50,40 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def error_code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
-
-
-def translate(exc: ClientError, *, conflict: type[Exception] = ConcurrentUpdate) -> Exception:
-    """Map a DynamoDB error code to the application's exception tree."""
-    code = error_code(exc)
-    if code == "ConditionalCheckFailedException":
-        return conflict("a conditional write found the item changed")
-    if code in THROTTLING_CODES:
-        return Throttled("The database is busy: retry in a moment.")
-    return exc
-
-
-def cancellation_codes(exc: ClientError) -> list[str]:
-    """The per-item reason codes of a cancelled transaction ("None" where the item was fine)."""
-    reasons = exc.response.get("CancellationReasons") or []
-    return [str(r.get("Code", "None")) for r in reasons]
-
-
 def batch_get(
-    client: DynamoDBClient, table: str, keys: Sequence[dict[str, AttributeValueTypeDef]]
+    client: DynamoDBClient,
+    table: str,
+    keys: Sequence[dict[str, AttributeValueTypeDef]],
+    *,
+    retry: BatchRetry = BATCH_RETRY,
 ) -> list[Item]:
-    """BatchGetItem in chunks of 100, retrying unprocessed keys."""
+    """BatchGetItem in chunks of 100; unprocessed keys are read again (``BatchRetry``)."""
     found: list[Item] = []
+
+    def get(pending: list[Any]) -> list[Any]:
+        with dynamo_errors():
+            response = client.batch_get_item(RequestItems={table: {"Keys": pending}})
+        found.extend(from_raw(raw) for raw in response.get("Responses", {}).get(table, []))
+        unprocessed: dict[str, Any] = dict(response.get("UnprocessedKeys") or {})
+        return list(unprocessed.get(table, {}).get("Keys", []))
+
     for chunk in _chunks(list(keys), 100):
-        request: dict[str, Any] = {table: {"Keys": chunk}}
-        for _ in range(MAX_BATCH_ROUNDS):
-            try:
-                response = client.batch_get_item(RequestItems=request)
-            except ClientError as exc:
-                raise translate(exc) from exc
-            found.extend(from_raw(raw) for raw in response.get("Responses", {}).get(table, []))
-            request = dict(response.get("UnprocessedKeys") or {})
-            if not request:
-                break
-        else:
-            raise Throttled("The database is busy: retry in a moment.")
+        retry.run(chunk, get, what="DynamoDB reads")
     return found
 
 
-def batch_write(client: DynamoDBClient, table: str, requests: Sequence[dict[str, Any]]) -> None:
-    """BatchWriteItem in chunks of 25, retrying unprocessed items."""
+def batch_write(
+    client: DynamoDBClient, table: str, requests: Sequence[dict[str, Any]], *, retry: BatchRetry = BATCH_RETRY
+) -> None:
+    """BatchWriteItem in chunks of 25; unprocessed items are written again (``BatchRetry``)."""
+
+    def write(pending: list[Any]) -> list[Any]:
+        with dynamo_errors():
+            response = client.batch_write_item(RequestItems={table: pending})
+        return list((response.get("UnprocessedItems") or {}).get(table, []))
+
     for chunk in _chunks(list(requests), 25):
-        pending: dict[str, Any] = {table: chunk}
-        for _ in range(MAX_BATCH_ROUNDS):
-            try:
-                response = client.batch_write_item(RequestItems=pending)
-            except ClientError as exc:
-                raise translate(exc) from exc
-            pending = dict(response.get("UnprocessedItems") or {})
-            if not pending:
-                break
-        else:
-            raise Throttled("The database is busy: retry in a moment.")
+        retry.run(chunk, write, what="DynamoDB writes")
 
 
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:

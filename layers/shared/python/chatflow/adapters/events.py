@@ -11,10 +11,11 @@ from typing import TYPE_CHECKING
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError
 
+from chatflow.adapters.aws_errors import EVENTS_THROTTLING, events_errors
+from chatflow.adapters.batch_retry import BatchRetry, full_jitter
+from chatflow.domain.sms_events import BusEvent
 from chatflow.errors import Throttled
-from chatflow.ports import BusEvent
 
 if TYPE_CHECKING:
     from mypy_boto3_events.client import EventBridgeClient
@@ -23,11 +24,10 @@ if TYPE_CHECKING:
 # PutEvents quotas: 10 entries and 256 KiB per call.
 MAX_ENTRIES_PER_CALL = 10
 MAX_BYTES_PER_CALL = 256 * 1024
-_THROTTLING_CODES = frozenset({"ThrottlingException", "Throttling", "TooManyRequestsException"})
 # Short: a publisher runs inside a stream handler whose whole batch waits on it.
 _FIRST_BACKOFF_SECONDS = 0.1
 _MAX_BACKOFF_SECONDS = 2.0
-# botocore also retries throttling and 5xx per call; the loop here is for the entries a
+# botocore also retries throttling and 5xx per call; BatchRetry is for the entries a
 # successful call reports as failed, which botocore never retries.
 _CONFIG = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=3, read_timeout=10)
 
@@ -51,6 +51,7 @@ class EventBridgePublisher:
         *,
         max_attempts: int = 4,
         sleep: Callable[[float], None] = time.sleep,
+        jitter: Callable[[float], float] = full_jitter,
     ) -> None:
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
@@ -58,32 +59,39 @@ class EventBridgePublisher:
         self._client = client
         self._client_lock = threading.Lock()
         self._max_attempts = max_attempts
-        self._sleep = sleep
+        self._retry = BatchRetry(
+            rounds=max_attempts,
+            first_delay=_FIRST_BACKOFF_SECONDS,
+            max_delay=_MAX_BACKOFF_SECONDS,
+            sleep=sleep,
+            jitter=jitter,
+        )
 
     def publish(self, events: Sequence[BusEvent]) -> None:
         # Every detail is encoded before anything is sent: a bad one sends none.
         pending = [self._entry(event) for event in events]
-        errors: Counter[str] = Counter()
-        for attempt in range(1, self._max_attempts + 1):
-            if not pending:
-                return
-            if attempt > 1:
-                self._sleep(min(_FIRST_BACKOFF_SECONDS * 2 ** (attempt - 2), _MAX_BACKOFF_SECONDS))
+        errors: Counter[str] = Counter()  # of the last round
+
+        def put(entries: list[PutEventsRequestEntryTypeDef]) -> list[PutEventsRequestEntryTypeDef]:
+            errors.clear()
             failed: list[PutEventsRequestEntryTypeDef] = []
-            errors = Counter()
-            for batch in _batches(pending):
+            for batch in _batches(entries):
                 for entry, code in self._put(batch):
                     failed.append(entry)
                     errors[code] += 1
-            pending = failed
-        if pending:
+            return failed
+
+        def give_up(left: list[PutEventsRequestEntryTypeDef]) -> EventsNotPublished:
             codes = ", ".join(f"{code} x{count}" for code, count in errors.most_common())
-            raise EventsNotPublished(
-                f"{len(pending)} of {len(events)} events never reached event bus {self._bus_name} "
+            return EventsNotPublished(
+                f"{len(left)} of {len(events)} events never reached event bus {self._bus_name} "
                 f"after {self._max_attempts} attempts ({codes})",
-                unpublished=len(pending),
-                error_codes=errors,
+                unpublished=len(left),
+                error_codes=Counter(errors),
             )
+
+        if pending:
+            self._retry.run(pending, put, what="events", give_up=give_up)
 
     def _entry(self, event: BusEvent) -> PutEventsRequestEntryTypeDef:
         try:
@@ -107,13 +115,11 @@ class EventBridgePublisher:
         self, batch: list[PutEventsRequestEntryTypeDef]
     ) -> list[tuple[PutEventsRequestEntryTypeDef, str]]:
         """The entries of ``batch`` that did not go, each with its error code."""
-        try:
+        # A throttled call is a batch of failed entries: retried with the others.
+        with events_errors(expect=EVENTS_THROTTLING) as call:
             response = self._events().put_events(Entries=batch)
-        except ClientError as exc:
-            code = str(exc.response.get("Error", {}).get("Code", ""))
-            if code not in _THROTTLING_CODES:
-                raise
-            return [(entry, code) for entry in batch]
+        if call.refused is not None:
+            return [(entry, call.refused) for entry in batch]
         if response["FailedEntryCount"] == 0:
             return []
         # Results are in the order of the entries; a failed one has an ErrorCode and no EventId.

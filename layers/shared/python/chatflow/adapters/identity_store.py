@@ -17,24 +17,19 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
-
-from chatflow.adapters.dynamo import (
-    Item,
-    batch_get,
-    cancellation_codes,
-    error_code,
-    from_raw,
-    to_raw,
-    to_value,
-    translate,
+from chatflow.adapters.aws_errors import (
+    CONDITION_FAILED,
+    CONDITION_REASON,
+    TRANSACTION_CANCELLED,
+    TRANSACTION_CONFLICT,
+    dynamo_errors,
 )
+from chatflow.adapters.dynamo import Item, batch_get, from_raw, to_raw, to_value
 from chatflow.domain.clock import from_iso, to_iso
-from chatflow.domain.otp import RATE_WINDOW, seconds_until_allowed, sends_in_window
+from chatflow.domain.otp import RATE_WINDOW, Verification, seconds_until_allowed, sends_in_window
 from chatflow.domain.sessions import Session
 from chatflow.domain.users import ProfileChanges, User
-from chatflow.errors import RateLimited, Throttled, UsernameTaken
-from chatflow.ports import Verification
+from chatflow.errors import ConcurrentUpdate, RateLimited, Throttled, UsernameTaken
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -69,10 +64,8 @@ class DynamoUserRepository:
         self._client = client
 
     def get(self, phone_number: str) -> User | None:
-        try:
+        with dynamo_errors():
             response = self._client.get_item(TableName=self._table, Key=user_key(phone_number))
-        except ClientError as exc:
-            raise translate(exc) from exc
         raw = response.get("Item")
         return _user_from_item(from_raw(raw)) if raw else None
 
@@ -84,18 +77,16 @@ class DynamoUserRepository:
             "phoneNumber": user.phone_number,
             "createdAt": to_iso(user.created_at),
         }
-        try:
+        with dynamo_errors(expect=CONDITION_FAILED) as call:
             self._client.put_item(
                 TableName=self._table,
                 Item=to_raw(item),
                 ConditionExpression="attribute_not_exists(PK)",
             )
-        except ClientError as exc:
-            if error_code(exc) != "ConditionalCheckFailedException":
-                raise translate(exc) from exc
+        if call.refused:
             existing = self.get(user.phone_number)
             if existing is None:  # pragma: no cover - users are never deleted
-                raise translate(exc) from exc
+                raise ConcurrentUpdate("a conditional write found the item changed") from call.error
             return existing
         return user
 
@@ -149,15 +140,13 @@ class DynamoUserRepository:
                 )
             if user.username is not None:
                 items.append({"Delete": {"TableName": self._table, "Key": _username_key(user.username)}})
-        try:
+        with dynamo_errors(expect=TRANSACTION_CANCELLED) as call:
             self._client.transact_write_items(TransactItems=items)  # type: ignore[arg-type]
-        except ClientError as exc:
-            if (
-                error_code(exc) == "TransactionCanceledException"
-                and "ConditionalCheckFailed" in cancellation_codes(exc)[1:2]
-            ):
-                raise UsernameTaken(f"The username {new_name!r} is taken: choose another one.") from exc
-            raise translate(exc) from exc
+        if call.error is not None:
+            if CONDITION_REASON in call.reasons[1:2]:
+                taken = f"The username {new_name!r} is taken: choose another one."
+                raise UsernameTaken(taken) from call.error
+            raise call.error
         # The transaction applied exactly these changes: no need to read the user back.
         values = changes.values
         return replace(
@@ -191,19 +180,15 @@ class DynamoSessionRepository:
             "expiresAt": to_iso(session.expires_at),
             "ttl": int(session.expires_at.timestamp()),
         }
-        try:
+        with dynamo_errors():
             self._client.put_item(TableName=self._table, Item=to_raw(item))
-        except ClientError as exc:
-            raise translate(exc) from exc
 
     def get(self, token_hash: str) -> Session | None:
-        try:
+        with dynamo_errors():
             response = self._client.get_item(
                 TableName=self._table,
                 Key=to_raw({"PK": f"SESSION#{token_hash}", "SK": "SESSION"}),
             )
-        except ClientError as exc:
-            raise translate(exc) from exc
         raw = response.get("Item")
         if not raw:
             return None
@@ -217,12 +202,10 @@ class DynamoSessionRepository:
         )
 
     def delete(self, token_hash: str) -> None:
-        try:
+        with dynamo_errors():
             self._client.delete_item(
                 TableName=self._table, Key=to_raw({"PK": f"SESSION#{token_hash}", "SK": "SESSION"})
             )
-        except ClientError as exc:
-            raise translate(exc) from exc
 
 
 # A lost race on the send log is re-read and retried; only a storm of requests for one
@@ -270,12 +253,10 @@ class DynamoVerificationRepository:
         raise Throttled("Too many code requests for this number at once: retry in a moment.")
 
     def get(self, phone_number: str) -> Verification | None:
-        try:
+        with dynamo_errors():
             response = self._client.get_item(
                 TableName=self._table, Key=_otp_key(phone_number), ConsistentRead=True
             )
-        except ClientError as exc:
-            raise translate(exc) from exc
         raw = response.get("Item")
         if not raw:
             return None
@@ -289,7 +270,7 @@ class DynamoVerificationRepository:
 
     def record_failure(self, phone_number: str) -> int:
         """Atomically add one try; ``ConcurrentUpdate`` if the code is gone (used, burned)."""
-        try:
+        with dynamo_errors():
             response = self._client.update_item(
                 TableName=self._table,
                 Key=_otp_key(phone_number),
@@ -298,27 +279,21 @@ class DynamoVerificationRepository:
                 ExpressionAttributeValues={":one": to_value(1)},
                 ReturnValues="UPDATED_NEW",
             )
-        except ClientError as exc:
-            raise translate(exc) from exc
         return int(from_raw(response.get("Attributes", {}))["failedTries"])
 
     def delete(self, phone_number: str) -> None:
         """Delete the pending code; ``ConcurrentUpdate`` if it is already gone, so that a
         code is used (or burned) by one request only."""
-        try:
+        with dynamo_errors():
             self._client.delete_item(
                 TableName=self._table,
                 Key=_otp_key(phone_number),
                 ConditionExpression="attribute_exists(PK)",
             )
-        except ClientError as exc:
-            raise translate(exc) from exc
 
     def _send_log(self, phone: str) -> tuple[int, list[datetime]]:
-        try:
+        with dynamo_errors():
             response = self._client.get_item(TableName=self._table, Key=_sent_key(phone), ConsistentRead=True)
-        except ClientError as exc:
-            raise translate(exc) from exc
         raw = response.get("Item")
         if not raw:
             return 0, []
@@ -352,13 +327,10 @@ class DynamoVerificationRepository:
         else:
             put_log["ConditionExpression"] = "attribute_not_exists(PK)"
         items: list[Any] = [{"Put": put_log}, {"Put": {"TableName": self._table, "Item": to_raw(code)}}]
-        try:
+        with dynamo_errors(expect=TRANSACTION_CANCELLED) as call:
             self._client.transact_write_items(TransactItems=items)
-        except ClientError as exc:
-            if error_code(exc) == "TransactionCanceledException" and set(cancellation_codes(exc)) & {
-                "ConditionalCheckFailed",
-                "TransactionConflict",
-            }:
-                return False
-            raise translate(exc) from exc
+        if call.error is not None:
+            if {CONDITION_REASON, TRANSACTION_CONFLICT} & set(call.reasons):
+                return False  # another request changed the send log first: read it again
+            raise call.error
         return True

@@ -14,10 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
-
 from chatflow.adapters import aws
-from chatflow.adapters.dynamo import error_code
+from chatflow.adapters.aws_errors import GONE, connections_errors
 
 if TYPE_CHECKING:
     from mypy_boto3_apigatewaymanagementapi.client import ApiGatewayManagementApiClient
@@ -61,18 +59,11 @@ class ApiGatewayNotifier:
         return {connection_id for connection_id, gone in results if gone}
 
     def disconnect(self, connection_id: str) -> None:
-        try:
+        with connections_errors(expect=GONE):  # already closed
             self._client.delete_connection(ConnectionId=connection_id)
-        except ClientError as exc:
-            if error_code(exc) != "GoneException":
-                raise
 
     def _post_one(self, connection_id: str, data: bytes) -> bool:
         """True when the connection is gone."""
-        try:
+        with connections_errors(expect=GONE) as call:
             self._client.post_to_connection(ConnectionId=connection_id, Data=data)
-        except ClientError as exc:
-            if error_code(exc) == "GoneException":
-                return True
-            raise
-        return False
+        return call.refused is not None

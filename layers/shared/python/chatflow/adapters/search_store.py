@@ -17,9 +17,8 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
-
-from chatflow.adapters.dynamo import batch_write, to_raw, to_value, translate
+from chatflow.adapters.aws_errors import dynamo_errors
+from chatflow.adapters.dynamo import batch_write, to_raw, to_value
 from chatflow.domain.clock import from_iso, to_iso
 from chatflow.domain.search import IndexHits, MessageRef
 
@@ -87,10 +86,8 @@ class DynamoSearchIndex:
         }
         refs: list[MessageRef] = []
         while not budget.spent.is_set():
-            try:
+            with dynamo_errors():
                 response = self._client.query(**query)
-            except ClientError as exc:
-                raise translate(exc) from exc
             items = response.get("Items", [])
             if not budget.take(len(items)):
                 break

@@ -1,61 +1,62 @@
-"""SendSms commands (CONTRACT §4) dropped on the SMS gateway's queue."""
+"""SendSms commands (CONTRACT §4) on the SMS gateway's queue: the one SQS producer of commands."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
-
-from botocore.exceptions import ClientError
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from chatflow.adapters import aws
-from chatflow.adapters.dynamo import error_code
-from chatflow.errors import Throttled
+from chatflow.adapters.aws_errors import sqs_errors
+from chatflow.adapters.batch_retry import BatchRetry
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs.client import SQSClient
+    from mypy_boto3_sqs.type_defs import SendMessageBatchRequestEntryTypeDef
 
-_THROTTLING_CODES = frozenset({"ThrottlingException", "RequestThrottled", "KmsThrottled"})
-_BATCH_ROUNDS = 3
+    from chatflow.commands import SendSmsCommand
+
+MAX_ENTRIES_PER_CALL = 10
 
 
 class SqsSmsCommandSender:
-    """Sends each command as one SQS message; the client is made on first use unless given."""
+    """Each command is one SQS message, ``command.body()``. The client is the one given, or
+    made on first use for ``region``."""
 
-    def __init__(self, queue_url: str, *, region: str, client: SQSClient | None = None) -> None:
+    def __init__(
+        self,
+        queue_url: str,
+        *,
+        region: str | None = None,
+        client: SQSClient | None = None,
+        retry: BatchRetry | None = None,
+    ) -> None:
+        if client is None and region is None:
+            raise ValueError("give the SQS client or the region to make it in")
         self._queue_url = queue_url
         self._region = region
         self._client = client
+        self._retry = retry or BatchRetry()
 
-    def send(self, command: Mapping[str, Any]) -> None:
-        client = self._client or aws.sqs(self._region)
-        try:
-            client.send_message(
-                QueueUrl=self._queue_url, MessageBody=json.dumps(command, separators=(",", ":"))
-            )
-        except ClientError as exc:
-            if error_code(exc) in _THROTTLING_CODES:
-                raise Throttled("The SMS queue is busy: retry in a moment.") from exc
-            raise
+    def _sqs(self) -> SQSClient:
+        return self._client or aws.sqs(str(self._region))
 
-    def send_all(self, commands: Sequence[Mapping[str, Any]]) -> None:
-        """SendMessageBatch by 10; entries SQS fails are sent again, up to 3 rounds."""
-        client = self._client or aws.sqs(self._region)
-        for start in range(0, len(commands), 10):
-            pending = {
-                str(i): json.dumps(command, separators=(",", ":"))
-                for i, command in enumerate(commands[start : start + 10])
-            }
-            for _ in range(_BATCH_ROUNDS):
-                entries = [{"Id": key, "MessageBody": body} for key, body in pending.items()]
-                try:
-                    response = client.send_message_batch(QueueUrl=self._queue_url, Entries=entries)  # type: ignore[arg-type]
-                except ClientError as exc:
-                    if error_code(exc) in _THROTTLING_CODES:
-                        raise Throttled("The SMS queue is busy: retry in a moment.") from exc
-                    raise
-                pending = {f["Id"]: pending[f["Id"]] for f in response.get("Failed", [])}
-                if not pending:
-                    break
-            else:
-                raise Throttled(f"{len(pending)} SMS commands could not be queued: retry in a moment.")
+    def send(self, command: SendSmsCommand) -> None:
+        with sqs_errors():
+            self._sqs().send_message(QueueUrl=self._queue_url, MessageBody=command.body())
+
+    def send_all(self, commands: Sequence[SendSmsCommand]) -> None:
+        """SendMessageBatch by 10; the entries SQS fails are sent again (``BatchRetry``), then
+        ``Throttled`` names how many never went."""
+        client = self._sqs()
+
+        def send(pending: dict[str, str]) -> dict[str, str]:
+            entries: list[SendMessageBatchRequestEntryTypeDef] = [
+                {"Id": key, "MessageBody": body} for key, body in pending.items()
+            ]
+            with sqs_errors():
+                response = client.send_message_batch(QueueUrl=self._queue_url, Entries=entries)
+            return {failed["Id"]: pending[failed["Id"]] for failed in response.get("Failed", [])}
+
+        for start in range(0, len(commands), MAX_ENTRIES_PER_CALL):
+            batch = commands[start : start + MAX_ENTRIES_PER_CALL]
+            self._retry.run({str(i): c.body() for i, c in enumerate(batch)}, send, what="SendSms commands")

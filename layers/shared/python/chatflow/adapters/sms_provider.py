@@ -14,8 +14,8 @@ import urllib3
 from urllib3.exceptions import HTTPError, LocationValueError, NewConnectionError
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
+from chatflow.domain.sms import SmsRequest
 from chatflow.errors import PermanentProviderError, TransientProviderError
-from chatflow.ports import SmsRequest
 
 # One pool per execution environment: warm invocations reuse the provider's TLS connections.
 # No retries here: the gateway owns retrying, with backoff, through the queue.

@@ -20,12 +20,11 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
-
-from chatflow.adapters.dynamo import RawItem, batch_get, error_code, from_raw, to_raw, to_value, translate
+from chatflow.adapters.aws_errors import CONDITION_FAILED, dynamo_errors
+from chatflow.adapters.dynamo import RawItem, batch_get, from_raw, to_raw, to_value
 from chatflow.domain.clock import to_iso
+from chatflow.domain.sms import Claim, OutgoingSms
 from chatflow.domain.sms_events import CommandSnapshot, Rejection
-from chatflow.ports import Claim, OutgoingSms
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -56,10 +55,6 @@ def _described(sms: OutgoingSms, now: datetime) -> dict[str, Any]:
     }
 
 
-def _conditional_failure(exc: ClientError) -> bool:
-    return error_code(exc) == "ConditionalCheckFailedException"
-
-
 class DynamoSmsCommandRepository:
     def __init__(self, table: str, client: DynamoDBClient) -> None:
         self._table = table
@@ -75,7 +70,7 @@ class DynamoSmsCommandRepository:
         }
         if sms.valid_until:
             values[":vu"] = to_iso(sms.valid_until)
-        try:
+        with dynamo_errors(expect=CONDITION_FAILED) as call:
             response = self._client.update_item(
                 TableName=self._table,
                 Key=_command_key(sms.command_id),
@@ -96,15 +91,15 @@ class DynamoSmsCommandRepository:
                 ExpressionAttributeValues={k: to_value(v) for k, v in values.items()},
                 ReturnValues="ALL_NEW",
             )
-        except ClientError as exc:
-            if not _conditional_failure(exc):
-                raise translate(exc) from exc
+        if call.refused:
             return self._refused_claim(sms.command_id)
         item = from_raw(response["Attributes"])
         return Claim("claimed", int(item["attempts"]), lease_until)
 
     def _refused_claim(self, command_id: str) -> Claim:
-        raw = self._client.get_item(TableName=self._table, Key=_command_key(command_id), ConsistentRead=True)
+        with dynamo_errors():
+            key = _command_key(command_id)
+            raw = self._client.get_item(TableName=self._table, Key=key, ConsistentRead=True)
         item = from_raw(raw.get("Item") or {})
         attempts = int(item.get("attempts", 0))
         if item.get("status") in FINAL_STATUSES:
@@ -121,7 +116,7 @@ class DynamoSmsCommandRepository:
         update = "SET " + ", ".join(f"#a{i} = :v{i}" for i in range(len(sets)))
         if removes:
             update += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(removes)))
-        try:
+        with dynamo_errors(expect=CONDITION_FAILED) as call:
             self._client.update_item(
                 TableName=self._table,
                 Key=_command_key(command_id),
@@ -130,10 +125,8 @@ class DynamoSmsCommandRepository:
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values | {":sending": to_value("sending")},
             )
-        except ClientError as exc:
-            if _conditional_failure(exc):
-                return  # already ended by an earlier delivery of the same command: keep that outcome
-            raise translate(exc) from exc
+        if call.refused:
+            return  # already ended by an earlier delivery of the same command: keep that outcome
 
     def mark_sent(
         self,
@@ -188,7 +181,7 @@ class DynamoSmsCommandRepository:
             ":zero": 0,
             ":now": when,
         }
-        try:
+        with dynamo_errors(expect=CONDITION_FAILED) as call:
             self._client.update_item(
                 TableName=self._table,
                 Key=_command_key(sms.command_id),
@@ -213,11 +206,7 @@ class DynamoSmsCommandRepository:
                 },
                 ExpressionAttributeValues={k: to_value(v) for k, v in values.items()},
             )
-        except ClientError as exc:
-            if _conditional_failure(exc):
-                return False  # it ended meanwhile (sent, failed or expired): keep that outcome
-            raise translate(exc) from exc
-        return True
+        return call.refused is None  # refused: it ended meanwhile (sent, failed or expired)
 
     def release(self, command_id: str, *, error_code: str, reason: str, attempts: int | None = None) -> None:
         sets: dict[str, Any] = {"leaseUntil": 0, "lastError": f"{error_code}: {reason}"}
@@ -226,7 +215,7 @@ class DynamoSmsCommandRepository:
         self._finish(command_id, sets)
 
     def record_receipt(self, command_id: str, *, provider_message_id: str, status: str, at: datetime) -> bool:
-        try:
+        with dynamo_errors(expect=CONDITION_FAILED) as call:
             self._client.update_item(
                 TableName=self._table,
                 Key=_command_key(command_id),
@@ -240,11 +229,7 @@ class DynamoSmsCommandRepository:
                     ":failed": to_value("failed"),
                 },
             )
-        except ClientError as exc:
-            if _conditional_failure(exc):
-                return False
-            raise translate(exc) from exc
-        return True
+        return call.refused is None
 
     def reject(self, *, reason: str, body: str, at: datetime) -> None:
         item = {
@@ -255,10 +240,8 @@ class DynamoSmsCommandRepository:
             "at": to_iso(at),
             "ttl": int((at + REJECTION_RETENTION).timestamp()),
         }
-        try:
+        with dynamo_errors():
             self._client.put_item(TableName=self._table, Item=to_raw(item))
-        except ClientError as exc:
-            raise translate(exc) from exc
 
 
 class DynamoOptOutRepository:
@@ -277,10 +260,8 @@ class DynamoOptOutRepository:
         return to_raw({"PK": f"OPTOUT#{destination}", "SK": "OPTOUT"})
 
     def is_opted_out(self, destination: str) -> bool:
-        try:
+        with dynamo_errors():
             response = self._client.get_item(TableName=self._table, Key=self._key(destination))
-        except ClientError as exc:
-            raise translate(exc) from exc
         return "Item" in response
 
     def opted_out(self, destinations: Sequence[str]) -> set[str]:
@@ -291,16 +272,12 @@ class DynamoOptOutRepository:
         item = {"PK": f"OPTOUT#{destination}", "SK": "OPTOUT", "destination": destination, "at": to_iso(at)}
         if destination.startswith("+"):
             item["phoneNumber"] = destination
-        try:
+        with dynamo_errors():
             self._client.put_item(TableName=self._table, Item=to_raw(item))
-        except ClientError as exc:
-            raise translate(exc) from exc
 
     def opt_in(self, destination: str) -> None:
-        try:
+        with dynamo_errors():
             self._client.delete_item(TableName=self._table, Key=self._key(destination))
-        except ClientError as exc:
-            raise translate(exc) from exc
 
 
 class DynamoRateLimiter:
@@ -334,7 +311,7 @@ class DynamoRateLimiter:
         return max(0.001, second + 1 - now.timestamp())
 
     def _take(self, second: int, size: int) -> bool:
-        try:
+        with dynamo_errors(expect=CONDITION_FAILED) as call:
             self._client.update_item(
                 TableName=self._table,
                 Key=to_raw({"PK": f"RATE#{second}", "SK": "RATE"}),
@@ -347,11 +324,7 @@ class DynamoRateLimiter:
                     ":ttl": to_value(second + 60),
                 },
             )
-        except ClientError as exc:
-            if _conditional_failure(exc):
-                return False
-            raise translate(exc) from exc
-        return True
+        return call.refused is None
 
 
 def snapshot(raw: RawItem | None) -> CommandSnapshot | None:

@@ -1,23 +1,45 @@
 """Routes of the provider's callbacks: ``POST /v1/sms/receipts`` and ``POST /v1/sms/inbound``.
 
-Both are public (no bearer token) and signed; the function checks the signature on the
-raw body before routing (functions/sms_webhooks).
+Both are public (no bearer token) and signed: ``signed`` checks the signature on the raw
+body before anything else, so a bad one is ``401`` whatever the body.
 """
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 from datetime import UTC
+from typing import Any
 
 from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from chatflow.api.errors import error_response
+from chatflow.api.http import Handler, proxy_result
 from chatflow.api.sms_models import InboundOut, InboundRequest, ReceiptOut, ReceiptRequest
+from chatflow.domain.sms import signature_matches
 from chatflow.domain.webhooks import InboundSms, WebhookService
 
 SIGNED = (
     "Called by the SMS provider. Header X-Signature: hex HMAC-SHA256 of the raw body with the "
     "webhook secret; a missing or bad signature is 401 invalid_signature."
 )
+
+
+def signed(handler: Handler, secret: Callable[[], str]) -> Handler:
+    """``handler`` behind the provider's signature (``X-Signature``: hex HMAC-SHA256 of the raw
+    body with the webhook secret); a bad or missing one is ``401 invalid_signature``."""
+
+    def checked(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
+        body = event.get("body") or ""
+        raw = base64.b64decode(body) if event.get("isBase64Encoded") else body.encode("utf-8")
+        if not signature_matches(raw, secret(), headers.get("x-signature")):
+            message = "X-Signature must be the hex HMAC-SHA256 of the raw body with the webhook secret."
+            return proxy_result(error_response(401, "invalid_signature", message))
+        return handler(event, context)
+
+    return checked
 
 
 def sms_router(service: Callable[[], WebhookService]) -> Router:

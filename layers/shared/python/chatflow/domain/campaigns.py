@@ -12,10 +12,10 @@ campaign and change in the same write as the recipient, so they always add up:
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal
 
 from chatflow.domain.clock import Clock, to_iso
 from chatflow.domain.pagination import CursorCodec, Page
@@ -29,7 +29,16 @@ from chatflow.domain.recipients_csv import (
 )
 from chatflow.domain.templates import MAX_TEXT, MessageTemplate, parse_template
 from chatflow.errors import FieldProblem, Forbidden, InvalidFile, NotFound, ValidationFailed
-from chatflow.ports import OptOutRepository
+
+if TYPE_CHECKING:
+    from chatflow.commands import SendSmsCommand
+    from chatflow.ports import (
+        CampaignRepository,
+        OperatorCheck,
+        OptOutRepository,
+        RecipientFiles,
+        SmsCommandSender,
+    )
 
 CampaignStatus = Literal["draft", "sending", "completed"]
 UploadStatus = Literal["pending", "processing", "accepted", "rejected"]
@@ -191,79 +200,6 @@ def progress_of(detail_type: str, detail: Mapping[str, Any], at: datetime) -> Pr
         reason = f"undelivered: the provider reported {detail.get('status')}"
         return Progress(campaign_id, iccid, "failed", ("queued", "sent"), None, reason, provider_id, at)
     return None
-
-
-# ---- ports ------------------------------------------------------------------------------
-
-
-class CampaignRepository(Protocol):
-    def create(self, campaign: Campaign) -> None: ...
-
-    def get(self, campaign_id: str) -> Campaign | None: ...
-
-    def list_campaigns(self, *, limit: int, position: dict[str, Any] | None) -> Page[Campaign]: ...
-
-    def create_upload(self, upload: Upload) -> None: ...
-
-    def get_upload(self, campaign_id: str, upload_id: str) -> Upload | None: ...
-
-    def claim_upload(
-        self, upload: Upload, *, token: str, holding: str | None, now: datetime, lease_until: datetime
-    ) -> Upload | None:
-        """Start or resume loading ``upload`` (created if absent) under a lease of the campaign
-        that ``token`` (fresh, random) names until ``lease_until``. Granted only when no load
-        holds the campaign, its holder's lease ran out before ``now``, or ``holding`` is the
-        holder's token (the continuation of that load). The stored upload, or None when it
-        ended already or another load holds the campaign."""
-        ...
-
-    def existing(self, campaign_id: str, iccids: Sequence[str]) -> dict[str, CampaignRecipient]: ...
-
-    def put_recipients(self, recipients: Sequence[CampaignRecipient]) -> None: ...
-
-    def save_progress(
-        self, upload: Upload, *, token: str, added: int, lease_until: datetime, skipped: int = 0
-    ) -> bool:
-        """Store the upload's checkpoint and counters, add ``added`` recipients to the
-        campaign's total and queued and ``skipped`` ones to its total and skipped, and extend
-        the lease to ``lease_until``, in one write, if the lease is still ``token``'s. False,
-        with nothing written, when another load took the lease over."""
-        ...
-
-    def finish_upload(self, upload: Upload, *, token: str, added: int) -> bool:
-        """Store the upload's final state, add ``added``, free the campaign, if the lease is
-        still ``token``'s (else False, nothing written); mark it completed when nothing is queued."""
-        ...
-
-    def list_recipients(
-        self, campaign_id: str, *, status: RecipientStatus | None, limit: int, position: dict[str, Any] | None
-    ) -> Page[CampaignRecipient]: ...
-
-    def apply(self, progress: Progress) -> bool:
-        """Move the recipient and the campaign's counts in one write; False when it is past that.
-
-        Race-proof: when another event moves the recipient between this one's read and its
-        write, the write is refused, the recipient read again and the move retried from
-        there (or dropped when the recipient is now at or past ``progress.to``)."""
-        ...
-
-
-class RecipientFiles(Protocol):
-    def chunks(self, key: str, *, start: int = 0) -> Iterable[bytes]:
-        """The object's bytes from ``start``, streamed."""
-        ...
-
-    def upload_url(self, key: str, *, expires_in: int) -> str: ...
-
-
-class CommandQueue(Protocol):
-    def send_batch(self, commands: Sequence[Mapping[str, Any]]) -> None:
-        """Enqueue SendSms commands (10 per call; failed entries retried; raise if some never go)."""
-        ...
-
-
-class OperatorCheck(Protocol):
-    def is_operator(self, phone_number: str) -> bool: ...
 
 
 # ---- the operator's use cases -----------------------------------------------------------
@@ -433,7 +369,7 @@ class CampaignLoader:
         *,
         campaigns: CampaignRepository,
         files: RecipientFiles,
-        commands: CommandQueue,
+        commands: SmsCommandSender,
         opt_outs: OptOutRepository,
         clock: Clock,
         lease_seconds: float = 120.0,
@@ -580,7 +516,9 @@ class CampaignLoader:
         now = self._clock()
         valid_until = to_iso(now + timedelta(seconds=campaign.valid_for))
         new: list[CampaignRecipient] = []
-        commands: list[dict[str, Any]] = []
+        from chatflow.commands import SendSmsCommand  # on first use: not at cold start
+
+        commands: list[SendSmsCommand] = []
         skipped = 0
         for iccid, (recipient, text) in candidates.items():
             stored = existing.get(iccid)
@@ -607,18 +545,18 @@ class CampaignLoader:
                 skipped += 1
                 continue
             commands.append(
-                {
-                    "commandId": command_id(campaign.campaign_id, iccid),
-                    "iccid": iccid,
-                    "text": text,
-                    "messageType": "promotional",
-                    "metadata": {"campaignId": campaign.campaign_id},
-                    "validUntil": valid_until,
-                    **({"senderId": campaign.sender_id} if campaign.sender_id else {}),
-                }
+                SendSmsCommand(
+                    commandId=command_id(campaign.campaign_id, iccid),
+                    iccid=iccid,
+                    text=text,
+                    senderId=campaign.sender_id or None,
+                    messageType="promotional",
+                    metadata={"campaignId": campaign.campaign_id},
+                    validUntil=valid_until,
+                )
             )
         self._campaigns.put_recipients(new)
-        self._commands.send_batch(commands)
+        self._commands.send_all(commands)
         tally.accepted += len(commands)
         tally.skipped += skipped
         return len(commands), skipped

@@ -22,15 +22,13 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from chatflow.domain.clock import Clock
-from chatflow.domain.sms import RetryPolicy, segments
+from chatflow.domain.sms import OutgoingSms, RetryPolicy, SmsRequest, segments
 from chatflow.errors import PermanentProviderError, TransientProviderError
 from chatflow.ports import (
     OptOutRepository,
-    OutgoingSms,
     RateLimiter,
     SmsCommandRepository,
     SmsProvider,
-    SmsRequest,
 )
 
 # Longer than any provider call (its timeout) plus the bookkeeping around it.

@@ -15,6 +15,7 @@ from chatflow.domain.otp import (
     MAX_TRIES,
     CodeNotRequired,
     InvalidCode,
+    Verification,
     code_matches,
     generate_code,
     hash_code,
@@ -30,7 +31,6 @@ from chatflow.ports import (
     SessionRepository,
     SmsCommandSender,
     UserRepository,
-    Verification,
     VerificationRepository,
 )
 
@@ -100,16 +100,18 @@ class IdentityService:
             phone_number=phone, code_hash=hash_code(phone, code), expires_at=now + CODE_TTL
         )
         verifications.start(verification, now=now, per_hour=CODES_PER_HOUR)
+        from chatflow.commands import SendSmsCommand  # on first use: not at cold start
+
         sms.send(
-            {
-                "commandId": f"otp-{uuid.uuid4().hex}",
-                "phoneNumber": phone,
-                "text": sms_text(code),
-                "messageType": "transactional",
-                "metadata": {"purpose": "sign-in"},
+            SendSmsCommand(
+                commandId=f"otp-{uuid.uuid4().hex}",
+                phoneNumber=phone,
+                text=sms_text(code),
+                messageType="transactional",
+                metadata={"purpose": "sign-in"},
                 # A code that arrives after it expired is no use: the gateway drops it then.
-                "validUntil": to_iso(verification.expires_at),
-            }
+                validUntil=to_iso(verification.expires_at),
+            )
         )
         return VerificationStarted(phone, int(CODE_TTL.total_seconds()))
 

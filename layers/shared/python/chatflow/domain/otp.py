@@ -13,17 +13,27 @@ import hmac
 import math
 import secrets
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
 from chatflow.errors import Conflict, FieldProblem, NotAuthenticated, ValidationFailed
-from chatflow.ports import Verification
 
 CODE_DIGITS = 6
 CODE_TTL = timedelta(minutes=5)
 MAX_TRIES = 5
 CODES_PER_HOUR = 5
 RATE_WINDOW = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class Verification:
+    """A sign-in code waiting to be used: only its hash is kept."""
+
+    phone_number: str
+    code_hash: str
+    expires_at: datetime
+    failed_tries: int = 0
 
 
 class InvalidCode(NotAuthenticated):

@@ -1,4 +1,5 @@
-"""SMS rules: segment counting, status transitions, retry delays, STOP/START/HELP keywords, signatures."""
+"""SMS rules and values: the command as the gateway handles it, segment counting, status transitions,
+retry delays, STOP/START/HELP keywords, signatures."""
 
 from __future__ import annotations
 
@@ -7,9 +8,51 @@ import hmac
 import math
 import random
 import unicodedata
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from typing import Literal
+
+
+@dataclass(frozen=True)
+class OutgoingSms:
+    """A valid SendSms command, as the gateway handles it."""
+
+    command_id: str
+    to: str
+    to_type: Literal["phone", "iccid"]
+    text: str
+    message_type: Literal["transactional", "promotional"] = "transactional"
+    sender_id: str | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    # Not accepted by the provider by then: never sent, it ends as expired (CONTRACT §4a).
+    valid_until: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The outcome of claiming a command for one attempt.
+
+    ``claimed``: this invocation may call the provider (``attempts`` counts this one);
+    ``final``: the command already ended (sent or failed), a duplicate;
+    ``busy``: another invocation holds it until ``lease_until``.
+    """
+
+    state: Literal["claimed", "final", "busy"]
+    attempts: int
+    lease_until: datetime | None = None
+
+
+@dataclass(frozen=True)
+class SmsRequest:
+    """One message for the provider. ``reference`` is the command id: the idempotency key."""
+
+    to: str
+    to_type: Literal["phone", "iccid"]
+    text: str
+    reference: str
+    sender_id: str | None = None
 
 
 class Encoding(StrEnum):

@@ -24,13 +24,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from chatflow.ports import BusEvent
-
 ENDED = frozenset({"sent", "failed", "expired"})
 # Each state's place in a command's history; events carry it as ``sequence``.
 END_SEQUENCE = 1
 RECEIPT_SEQUENCE = 2
 REJECTED_SEQUENCE = 1
+
+
+@dataclass(frozen=True)
+class BusEvent:
+    """An event for the bus: ``detail_type`` (``SmsSent``...) and its JSON ``detail``."""
+
+    detail_type: str
+    detail: Mapping[str, Any]
+    source: str = "chatflow.sms"
+    # Identifies the event for retries of a partially failed batch.
+    event_id: str = field(default="")
 
 
 @dataclass(frozen=True)

@@ -123,15 +123,17 @@ class WebhookService:
         metadata = {"purpose": _PURPOSES[action]}
         if sms.inbound_id:
             metadata["inboundId"] = sms.inbound_id
+        from chatflow.commands import SendSmsCommand  # on first use: not at cold start
+
         self._replies.send(
-            {
-                "commandId": command_id,
-                "phoneNumber": phone,
-                "text": text,
+            SendSmsCommand(
+                commandId=command_id,
+                phoneNumber=phone,
+                text=text,
                 # Always sent, to an opted-out number too: the confirmation of STOP is the
                 # one message carriers expect after it (docs/sms-gateway.md, "Opt-out").
-                "messageType": "transactional",
-                "metadata": metadata,
-            }
+                messageType="transactional",
+                metadata=metadata,
+            )
         )
         return InboundResult(phone, sms.iccid, action, command_id)

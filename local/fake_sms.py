@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Literal
 
+from chatflow.domain.sms import SmsRequest
 from chatflow.errors import PermanentProviderError, TransientProviderError
-from chatflow.ports import SmsRequest
 
 ReceiptStatus = Literal["delivered", "undelivered"]
 

@@ -1,0 +1,55 @@
+"""Projections of the chats table's stream: inboxes ordered by activity, and the search index.
+
+A new message (or a membership change) changes the chat's ``META`` item: each member's
+inbox entry moves, so that ``GET /v1/chats`` lists chats by last activity with one indexed
+query. A new message also gets its words written to the search table for
+``GET /v1/search``. Inbox writes only move forward and index writes put the same keys
+again, so retries and redeliveries are harmless.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Protocol
+
+from chatflow.application.changes import ChatChanged, MessageStored
+from chatflow.domain.inbox import inbox_change
+from chatflow.domain.search import MessageRef, index_words
+from chatflow.observability import logger
+from chatflow.ports import SearchIndex
+
+
+class Inboxes(Protocol):
+    def project_inbox(
+        self, chat_id: str, activity: datetime, members: Sequence[str], removed: Sequence[str]
+    ) -> None:
+        """Move each member's inbox entry forward to ``activity``; drop removed members'."""
+        ...
+
+
+class ChatProjections:
+    def __init__(self, *, inboxes: Callable[[], Inboxes], index: Callable[[], SearchIndex]) -> None:
+        self._inboxes = inboxes
+        self._index = index
+
+    def on_change(self, change: object) -> None:
+        if isinstance(change, ChatChanged):
+            self.project_inbox(change)
+        elif isinstance(change, MessageStored):
+            self.index_message(change)
+
+    def project_inbox(self, change: ChatChanged) -> None:
+        moved = inbox_change(change.old, change.new)
+        if moved is None:
+            return
+        self._inboxes().project_inbox(moved.chat_id, moved.activity, moved.upsert, moved.remove)
+        logger.debug("inbox projected", extra={"chat_id": moved.chat_id, "members": len(moved.upsert)})
+
+    def index_message(self, stored: MessageStored) -> None:
+        message = stored.message
+        words = index_words(message.text)
+        self._index().index(MessageRef.of(message), words)
+        logger.debug(
+            "message indexed", extra={"chat_id": message.chat_id, "seq": message.seq, "words": len(words)}
+        )
