@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from chatflow.composition import Composition
@@ -22,9 +23,11 @@ deps = Composition().require(AwsSettings, CampaignSettings)
 
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    progress = progress_of(str(event.get("detail-type")), event.get("detail") or {}, utc_now())
+    bus_event = EventBridgeEvent(event)
+    detail_type = bus_event.get("detail-type")  # absent from a malformed event: ignored below
+    progress = progress_of(str(detail_type), bus_event.get("detail") or {}, utc_now())
     if progress is None:
-        logger.warning("not a campaign event; ignored", extra={"detail_type": event.get("detail-type")})
+        logger.warning("not a campaign event; ignored", extra={"detail_type": detail_type})
         return {"applied": False}
     applied = deps.campaign_repository().apply(progress)
     logger.info(
