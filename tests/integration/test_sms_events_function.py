@@ -7,7 +7,7 @@ Then, on moto through the table's stream and the bus: the details a consumer rea
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,22 +17,10 @@ import pytest
 from moto import mock_aws
 
 from chatflow.domain.clock import from_iso, to_iso
-from chatflow.domain.sms_events import BusEvent
-from chatflow.errors import Throttled
 from local.stack import InProcessStack
+from tests.sms_fakes import InMemoryBus
 
 SAMPLE = json.loads((Path(__file__).resolve().parents[2] / "events" / "sms_events_stream.json").read_text())
-
-
-class RecordingPublisher:
-    def __init__(self, fail_on_call: int | None = None) -> None:
-        self.calls: list[list[BusEvent]] = []
-        self.fail_on_call = fail_on_call
-
-    def publish(self, events: Sequence[BusEvent]) -> None:
-        self.calls.append(list(events))
-        if self.fail_on_call == len(self.calls):
-            raise Throttled("the bus refused")
 
 
 def _records(count: int) -> list[dict[str, Any]]:
@@ -55,13 +43,13 @@ def stack() -> Iterator[InProcessStack]:
         yield InProcessStack.create(parameters={"AuthMode": "phone"})
 
 
-def _with_publisher(stack: InProcessStack, publisher: RecordingPublisher) -> None:
+def _with_publisher(stack: InProcessStack, publisher: InMemoryBus) -> None:
     module = stack.functions["SmsEventsFunction"].module
     module.deps.provide("event_publisher", publisher)
 
 
 def test_the_events_of_a_batch_go_out_ten_per_call(stack: InProcessStack) -> None:
-    publisher = RecordingPublisher()
+    publisher = InMemoryBus()
     _with_publisher(stack, publisher)
 
     response = stack.invoke("SmsEventsFunction", {"Records": _records(23)})
@@ -72,7 +60,7 @@ def test_the_events_of_a_batch_go_out_ten_per_call(stack: InProcessStack) -> Non
 
 
 def test_a_group_that_cannot_be_published_is_retried_from_its_first_record(stack: InProcessStack) -> None:
-    publisher = RecordingPublisher(fail_on_call=2)
+    publisher = InMemoryBus(fail_on_call=2)
     _with_publisher(stack, publisher)
 
     response = stack.invoke("SmsEventsFunction", {"Records": _records(23)})
@@ -83,7 +71,7 @@ def test_a_group_that_cannot_be_published_is_retried_from_its_first_record(stack
 
 
 def test_records_that_mean_no_event_publish_nothing(stack: InProcessStack) -> None:
-    publisher = RecordingPublisher()
+    publisher = InMemoryBus()
     _with_publisher(stack, publisher)
     record = _records(1)[0]
     record["dynamodb"]["NewImage"]["status"] = {"S": "sending"}
