@@ -452,6 +452,14 @@ above is the after figure for the stack process's share.
   message in a group of six is six inbox writes, one presence read, five posts to
   connections and the search index: at 30 messages/s that is most of this machine's
   2 cores, and the stack's one process (moto, the APIs, the pollers) is the queue.
+  It sits at the edge of saturation, so its p50 swings from run to run (52.7, 349 and
+  56.1 ms in three runs on 2026-12-03/04). One-off GIL profile of the stack process in
+  this scenario (2026-12-03 23:00, `py-spy record --gil` on the `local.serve` of
+  `bench.realtime`): moto's `UpdateItem` 18% (condition parsing 7%, update-expression
+  parsing 5.5%, validation 7%), `TransactWriteItems` 10%, the direct stream poller
+  turning images into wire format 9.5% (each of the two consumers of the chats stream
+  converts the same records), waking pollers 9%, snapshots 5%. Next: convert a stream
+  record once for all its consumers; cache lexed condition expressions by their text.
 """
 
 
