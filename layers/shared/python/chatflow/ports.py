@@ -241,6 +241,10 @@ class ConnectionRepository(Protocol):
         """Forget a connection (closed or gone); its owner's number, or None if unknown."""
         ...
 
+    def forget(self, phone_number: str, connection_id: str, *, now: datetime) -> None:
+        """Take a connection out of its owner's presence (its item is already gone)."""
+        ...
+
     def presence(self, phone_numbers: Sequence[str], *, now: datetime) -> dict[str, Presence]:
         """Each number's open connections and last-seen time (batched reads, never a scan)."""
         ...

@@ -46,12 +46,6 @@ if TYPE_CHECKING:
 Frame = dict[str, Any]
 
 
-class ConnectionStore(ConnectionRepository, Protocol):
-    def forget(self, phone_number: str, connection_id: str, *, now: datetime) -> None:
-        """Take a connection out of its owner's presence (its item is already gone)."""
-        ...
-
-
 class Frames(Protocol):
     """The server frames the service sends (``chatflow.api.realtime`` renders them)."""
 
@@ -79,7 +73,7 @@ class RealtimeService:
     def __init__(
         self,
         *,
-        connections: ConnectionStore,
+        connections: ConnectionRepository,
         notifier: Notifier,
         frames: Frames,
         chats: ChatRepository,
