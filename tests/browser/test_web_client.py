@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, FilePayload, Locator, Page, WebSocketRoute, expect, sync_playwright
+from playwright.sync_api import Browser, FilePayload, Locator, Page, Route, WebSocketRoute, expect, sync_playwright
 
 from local.stack_server import StackServer
 from local.template import ROOT
@@ -229,10 +229,19 @@ def test_messages_missed_while_disconnected_are_caught_up_after_reconnecting(
         else:
             ws.connect_to_server()
 
+    def route_http(request: Route) -> None:
+        # The network is down for HTTP too: a reconnect attempt that the page sees open
+        # for an instant must not catch up over HTTP before the network is back
+        if network["down"]:
+            request.abort("internetdisconnected")
+        else:
+            request.continue_()
+
     assert stack.websocket is not None
     gateway = stack.websocket
     a, b = new_page(), new_page()
     b.route_web_socket(re.compile(r"^wss?://"), route)
+    b.route(re.compile(r"/v1/"), route_http)
     sign_in(stack, a, carol)
     others = set(gateway.connection_ids())
     sign_in(stack, b, dave)
@@ -241,6 +250,7 @@ def test_messages_missed_while_disconnected_are_caught_up_after_reconnecting(
     send(a, "before the cut")
     b.locator(".chat-item", has_text=carol).click()
     expect(b.locator(".message.theirs", has_text="before the cut")).to_be_visible()
+    expect(a.locator(".message.mine .ticks[data-status=read]")).to_have_count(1)  # B's receipt is in
 
     # When B's connection drops (closed by the server), and messages are sent while B
     # cannot reconnect
