@@ -63,6 +63,9 @@ from local.fake_sms import RATE_LIMITED_RETRY_AFTER, FailureModel, Fault, Receip
 MAX_TEXT_LENGTH = 1600
 MAX_OUTAGE_SECONDS = 3600
 MAX_BODY_BYTES = 64 * 1024
+# How much of an oversized body is read (and dropped) before the 413, so that the client,
+# done sending, reads the answer; past it the connection is closed mid-body.
+DRAIN_BYTES = 1024 * 1024
 # Pauses before the 2nd, 3rd and 4th attempt to deliver a receipt.
 RECEIPT_RETRY_DELAYS = (0.1, 0.5, 1.0)
 RECEIPT_TIMEOUT_SECONDS = 5.0
@@ -338,16 +341,24 @@ class _NoOneListening(Response):
 
 
 async def _read_body(request: Request) -> bytes | None:
-    """The request body, or None when it is over ``MAX_BODY_BYTES`` (declared or streamed)."""
+    """The request body, or None when it is over ``MAX_BODY_BYTES`` (declared or streamed).
+
+    A body declared too large is refused before it is read. A streamed (chunked) one is
+    still read, and dropped, up to ``DRAIN_BYTES``: a client still sending when the 413 is
+    written would otherwise meet a reset connection instead of the answer (how soon
+    depends on the machine's load)."""
     declared = request.headers.get("content-length", "")
     if _is_whole(declared) and int(declared) > MAX_BODY_BYTES:
         return None
     body = bytearray()
+    received = 0
     async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
+        received += len(chunk)
+        if received > DRAIN_BYTES:
             return None
-    return bytes(body)
+        if received <= MAX_BODY_BYTES:
+            body += chunk
+    return bytes(body) if received <= MAX_BODY_BYTES else None
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -526,7 +537,7 @@ class FakeSmsProvider:
             return _NoOneListening()
         if body is None:
             too_large = _error(413, "payload_too_large", f"the body is over {MAX_BODY_BYTES} bytes")
-            # The rest of the body is not read: the connection cannot carry another request.
+            # Past DRAIN_BYTES the rest is not read: the connection cannot carry another request.
             return _json_response(_Reply(413, too_large.payload, {"Connection": "close"}))
         reply = await self._send(request.headers, body)
         exchange = _exchange(request.scope)

@@ -22,7 +22,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, FilePayload, Locator, Page, Route, WebSocketRoute, expect, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    FilePayload,
+    Locator,
+    Page,
+    Route,
+    WebSocketRoute,
+    expect,
+    sync_playwright,
+)
 
 from local.stack_server import StackServer
 from local.template import ROOT
