@@ -4,7 +4,8 @@ A new message (or a membership change) changes the chat's ``META`` item: each me
 inbox entry moves, so that ``GET /v1/chats`` lists chats by last activity with one indexed
 query. A new message also gets its words written to the search table for
 ``GET /v1/search``. Inbox writes only move forward and index writes put the same keys
-again, so retries and redeliveries are harmless.
+again, so retries and redeliveries are harmless; a chat changed several times in one
+batch moves its inboxes once (``fold_chat_changes``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,32 @@ from chatflow.domain.inbox import inbox_change
 from chatflow.domain.search import MessageRef, index_words
 from chatflow.observability import logger
 from chatflow.ports import SearchIndex
+
+
+def fold_chat_changes(changes: Sequence[object]) -> list[object | None]:
+    """One batch's changes with each chat's ``META`` changes folded into its first.
+
+    A chat changed n times in a batch (a burst of messages) moves its members' inboxes
+    once, from its version before the first change to its version after the last, instead
+    of n times: inbox entries only move forward, so what the versions in between would
+    have written is overwritten anyway, and a member added then removed in between ends
+    with no entry, as before. The fold sits on the chat's first change and its later ones
+    become ``None`` (nothing to do): if the fold fails, the stream is retried from that
+    record, so every change it folded comes again. Other changes stay as they are.
+    """
+    planned: list[object | None] = list(changes)
+    first_of: dict[str, tuple[int, ChatChanged]] = {}  # chat id → its first change, and where
+    for index, change in enumerate(changes):
+        if not isinstance(change, ChatChanged):
+            continue
+        chat = change.new or change.old
+        if chat is None:
+            continue
+        first_index, first = first_of.setdefault(chat.chat_id, (index, change))
+        if first_index != index:
+            planned[first_index] = ChatChanged(first.old, change.new)
+            planned[index] = None
+    return planned
 
 
 class Inboxes(Protocol):

@@ -1,0 +1,159 @@
+"""Inboxes moved by ChatActivityFunction from the chats table's stream: a chat changed several
+times in one batch (a burst of messages, a member removed meanwhile) moves each member's
+inbox once, to where the last change leaves it, and a failure retries every change it folded."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+from botocore.endpoint import Endpoint
+
+from chatflow.adapters.chat_store import DynamoChatRepository
+from local.sources import StreamSource
+from local.specs import REGION
+from local.stack import InProcessStack
+from tests.integration.conftest import ApiClient
+
+ALICE = "+14155550101"
+BOB = "+14155550102"
+CAROL = "+14155550103"
+
+
+@pytest.fixture
+def calls() -> Iterator[list[str]]:
+    """The AWS operations called meanwhile, in order."""
+    made: list[str] = []
+    make_request = Endpoint.make_request
+
+    def counted(self: Endpoint, operation_model: Any, request_dict: Any) -> Any:
+        made.append(operation_model.name)
+        return make_request(self, operation_model, request_dict)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Endpoint, "make_request", counted)
+        yield made
+
+
+class ChatsStream:
+    """Reads the chats table's stream as ChatActivityFunction's trigger does, without
+    delivering: each ``batch()`` is the records written since the previous one, as one event."""
+
+    def __init__(self, stack: InProcessStack) -> None:
+        [source] = [s for s in stack.streams if s.mapping.function == "ChatActivityFunction"]
+        self._batches: list[dict[str, Any]] = []
+        config = Config(account_id_endpoint_mode="disabled")
+        self._reader = StreamSource(
+            source.mapping,
+            lambda service: boto3.client(service, region_name=REGION, config=config),  # type: ignore[call-overload]
+            self._capture,
+            {},
+        )
+        self._reader.poll_once()  # what was written before: not pending
+        self._batches.clear()
+
+    def _capture(self, function: str, event: dict[str, Any], trigger: str) -> dict[str, Any]:
+        self._batches.append(event)
+        return {"batchItemFailures": []}
+
+    def batch(self) -> dict[str, Any]:
+        self._reader.poll_once()
+        assert len(self._batches) == 1, self._batches
+        return self._batches.pop()
+
+
+def chat_order(api: ApiClient, token: str) -> list[str]:
+    response = api.call("GET", "/v1/chats", token=token)
+    assert response.status == 200, response.body
+    return [chat["chatId"] for chat in response.json()["items"]]
+
+
+def send(api: ApiClient, token: str, chat_id: str, text: str) -> None:
+    time.sleep(0.002)  # activity has millisecond precision: keep "most recent first" unambiguous
+    response = api.send(token, chat_id, text)
+    assert response.status == 201, response.body
+
+
+def test_a_burst_in_one_chat_moves_each_inbox_once_to_its_last_message(
+    api: ApiClient, calls: list[str]
+) -> None:
+    # Given Alice's chats with Bob and with Carol, and a burst of messages in both whose
+    # stream records come to ChatActivityFunction in one batch
+    alice = api.sign_in(ALICE)
+    bob = api.sign_in(BOB)
+    with_bob = api.open_direct(alice, BOB)
+    with_carol = api.open_direct(alice, CAROL)
+    api.stack.drain_streams()
+    stream = ChatsStream(api.stack)
+    for text in ("one", "two", "three"):
+        send(api, alice, with_bob, text)
+    send(api, alice, with_carol, "hi carol")
+    send(api, bob, with_bob, "four")
+    batch = stream.batch()
+
+    # When the function handles that batch
+    calls.clear()
+    response = api.stack.invoke("ChatActivityFunction", batch)
+
+    # Then every record succeeded, each inbox entry was written once (two members of each
+    # chat, not one write per message), and the chat with the latest message comes first
+    assert response == {"batchItemFailures": []}
+    assert calls.count("UpdateItem") == 4
+    assert chat_order(api, alice) == [with_bob, with_carol]
+    assert chat_order(api, bob) == [with_bob]
+
+
+def test_a_member_removed_during_a_burst_loses_the_chat_and_the_others_see_it_move(api: ApiClient) -> None:
+    # Given a group of Alice, Bob and Carol, and Alice's direct chat with Bob, more recent
+    alice = api.sign_in(ALICE)
+    bob = api.sign_in(BOB)
+    carol = api.sign_in(CAROL)
+    group = api.create_group(alice, [BOB, CAROL])
+    direct = api.open_direct(alice, BOB)
+    send(api, alice, direct, "later")
+    api.stack.drain_streams()
+    assert chat_order(api, bob) == [direct, group]
+    stream = ChatsStream(api.stack)
+
+    # When, in one batch, the group gets a message, Carol is removed, and it gets another
+    send(api, alice, group, "before")
+    removed = api.call("DELETE", f"/v1/chats/{group}/members/{CAROL}", token=alice)
+    assert removed.status in (200, 204), removed.body
+    send(api, alice, group, "after")
+    response = api.stack.invoke("ChatActivityFunction", stream.batch())
+
+    # Then Carol no longer has the group, and for Bob it is now the most recent chat
+    assert response == {"batchItemFailures": []}
+    assert chat_order(api, carol) == []
+    assert chat_order(api, bob) == [group, direct]
+
+
+def test_when_a_folded_inbox_move_fails_the_batch_is_retried_from_the_chats_first_change(
+    api: ApiClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a burst of three messages in one chat, pending in one batch
+    alice = api.sign_in(ALICE)
+    chat_id = api.open_direct(alice, BOB)
+    api.stack.drain_streams()
+    stream = ChatsStream(api.stack)
+    for text in ("one", "two", "three"):
+        send(api, alice, chat_id, text)
+    batch = stream.batch()
+    metas = [r for r in batch["Records"] if r["dynamodb"]["Keys"]["SK"]["S"] == "META"]
+    assert len(metas) == 3
+
+    # When moving the inboxes fails
+    def unavailable(self: DynamoChatRepository, *args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("DynamoDB is unavailable")
+
+    monkeypatch.setattr(DynamoChatRepository, "project_inbox", unavailable)
+    response = api.stack.invoke("ChatActivityFunction", batch)
+
+    # Then the failure reported is the chat's first change, so that Lambda delivers every
+    # change folded into it again (it retries from the lowest failed sequence number)
+    failed = [failure["itemIdentifier"] for failure in response["batchItemFailures"]]
+    assert failed == [metas[0]["dynamodb"]["SequenceNumber"]]
