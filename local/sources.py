@@ -231,6 +231,8 @@ class SqsSource(Source):
 
 
 _SHARDS_TTL_SECONDS = 5.0
+# How often a poll that waits out a batching window looks for more records.
+_GATHER_POLL_SECONDS = 0.05
 
 
 class StreamSource(Source):
@@ -248,6 +250,7 @@ class StreamSource(Source):
         checkpoints: dict[str, str],
         *,
         retry_backoff_seconds: float = 0.1,
+        batching_window: bool = True,
     ) -> None:
         self.mapping = mapping
         self.name = f"dynamodb {mapping.source_arn.split('/')[1]}"
@@ -263,6 +266,9 @@ class StreamSource(Source):
         self.stopping = threading.Event()
         self._shards: list[str] = []
         self._shards_read_at = -_SHARDS_TTL_SECONDS
+        # Whether a poll waits out the mapping's batching window (the running stack) or
+        # hands over what is there at once (a test draining the streams).
+        self.batching_window = batching_window
 
     def close(self) -> None:
         self.stopping.set()
@@ -306,6 +312,7 @@ class StreamSource(Source):
         records = [self._record(r) for r in response.get("Records") or []]
         if not records:
             return 0
+        records += self._gathered(shard_id, len(records))
         batch = [r for r in records if _passes(self.mapping.filters, r)]
         try:
             if batch:
@@ -317,6 +324,26 @@ class StreamSource(Source):
         # Past this batch: its failures were retried, then described on OnFailure.
         self.checkpoints[shard_id] = records[-1]["dynamodb"]["SequenceNumber"]
         return len(records)
+
+    def _gathered(self, shard_id: str, have: int) -> list[dict[str, Any]]:
+        """The records written within the mapping's batching window after the first ones
+        (Lambda waits up to ``MaximumBatchingWindowInSeconds`` for a batch to fill), up to
+        the batch size; none when the window is 0 or the batch is already full."""
+        window = self.mapping.batching_window_seconds if self.batching_window else 0.0
+        gathered: list[dict[str, Any]] = []
+        deadline = time.monotonic() + window
+        while have + len(gathered) < self.mapping.batch_size and not self.stopping.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            self.stopping.wait(min(remaining, _GATHER_POLL_SECONDS))
+            response = self._streams.get_records(
+                ShardIterator=self._iterators[shard_id], Limit=self.mapping.batch_size - have - len(gathered)
+            )
+            if response.get("NextShardIterator"):
+                self._iterators[shard_id] = response["NextShardIterator"]
+            gathered += [self._record(r) for r in response.get("Records") or []]
+        return gathered
 
     def _record(self, record: dict[str, Any]) -> dict[str, Any]:
         dynamodb = dict(record["dynamodb"])

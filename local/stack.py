@@ -59,7 +59,7 @@ class InProcessStack:
         functions = {lid: LocalFunction(spec, base_env) for lid, spec in template.functions().items()}
         stack = cls(template=template, functions=functions, provisioned=provisioned)
         stack.streams = [
-            StreamSource(mapping, _client, stack._strict_invoke, {})
+            StreamSource(mapping, _client, stack._strict_invoke, {}, batching_window=False)
             for mapping in template.event_source_mappings()
             if mapping.kind == "dynamodb"
         ]

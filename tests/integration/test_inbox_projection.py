@@ -52,6 +52,7 @@ class ChatsStream:
             lambda service: boto3.client(service, region_name=REGION, config=config),  # type: ignore[call-overload]
             self._capture,
             {},
+            batching_window=False,
         )
         self._reader.poll_once()  # what was written before: not pending
         self._batches.clear()

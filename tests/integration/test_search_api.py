@@ -62,6 +62,7 @@ def replay_chat_activity_stream(stack: InProcessStack) -> int:
         lambda service: boto3.client(service, region_name=REGION, config=config),  # type: ignore[call-overload]
         strict_invoke,
         {},
+        batching_window=False,
     )
     delivered = 0
     while count := replay.poll_once():
