@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import moto
 from moto import backends as moto_backends
@@ -565,11 +565,13 @@ def _query_partition(
     )
 
 
-# ---- DynamoType: a string's value is itself -----------------------------------------------------
+# ---- DynamoType: plain values without type questions -------------------------------------------
 
 _original_cast_value = DynamoType.cast_value
+_original_size = DynamoType.size
 # The types whose ``cast_value`` is their stored value (moto's last branch).
 _PLAIN_TYPES = frozenset({"S", "B", "BOOL"})
+_SET_TYPES = frozenset({"SS", "NS", "BS"})
 
 
 def _cast_value(self: DynamoType) -> Any:
@@ -582,6 +584,52 @@ def _cast_value(self: DynamoType) -> Any:
     if self.type in _PLAIN_TYPES:
         return self.value
     return _original_cast_value.fget(self)  # type: ignore[attr-defined]
+
+
+def _size(self: DynamoType) -> int:
+    """moto's ``DynamoType.size``, a string's and a number's without the type questions
+    (moto's ``bytesize`` and ``len(str(value))`` branches); other types take moto's path."""
+    if self.type == "S":
+        return bytesize(self.value)
+    if self.type == "N":
+        return len(str(self.value))
+    return int(_original_size(self))
+
+
+def _copied(value: DynamoType) -> DynamoType:
+    """moto's ``DynamoType.__deepcopy__`` (type and value; lists and maps copied through,
+    sets as new lists) without ``copy.deepcopy``'s dispatch and memo per value: DynamoDB
+    values are trees, so no value is met twice."""
+    result: DynamoType = DynamoType.__new__(DynamoType)
+    result.type = value.type
+    if value.type == "L":
+        result.value = [_copied(child) for child in value.value]
+    elif value.type == "M":
+        result.value = {key: _copied(child) for key, child in value.value.items()}
+    elif value.type in _SET_TYPES:
+        result.value = list(value.value)
+    else:
+        result.value = value.value
+    return result
+
+
+def _value_deepcopy(self: DynamoType, memo: dict[int, Any]) -> DynamoType:
+    return _copied(self)
+
+
+def _item_deepcopy(self: Item, memo: dict[int, Any]) -> Item:
+    """moto's ``Item.__deepcopy__`` (keys and attributes copied, the attribute dict built
+    without re-sizing) with each value copied by ``_copied``. Every query deep-copies the
+    items it answers."""
+    result = cast("Item", Item.__new__(Item))
+    result.hash_key = _copied(self.hash_key)
+    result.range_key = _copied(self.range_key) if self.range_key is not None else None
+    attrs = LimitedSizeDict.__new__(LimitedSizeDict)
+    dict.__init__(attrs)
+    for key, value in self.attrs.items():
+        dict.__setitem__(attrs, key, _copied(value))
+    result.attrs = attrs
+    return result
 
 
 # ---- moto's request dispatch: a response class's method names -----------------------------------
@@ -763,7 +811,16 @@ PATCHES: tuple[Patch, ...] = (
         ((BaseJSONSerializer, "_serialize_type_structure", _replace(_serialize_structure)),),
     ),
     Patch("dynamodb.query_partition", "speed-up", ((Table, "query", _replace(_query_partition)),)),
-    Patch("dynamodb.cast_value", "speed-up", ((DynamoType, "cast_value", _replace(property(_cast_value))),)),
+    Patch(
+        "dynamodb.plain_values",
+        "speed-up",
+        (
+            (DynamoType, "cast_value", _replace(property(_cast_value))),
+            (DynamoType, "size", _replace(_size)),
+            (DynamoType, "__deepcopy__", _replace(_value_deepcopy)),
+            (Item, "__deepcopy__", _replace(_item_deepcopy)),
+        ),
+    ),
     Patch(
         "core.method_names",
         "speed-up",

@@ -460,7 +460,8 @@ def test_an_update_failing_half_way_changes_nothing(target: str) -> None:
 # ---- Item(), expressions, moto's module list ----------------------------------------------------
 
 
-def test_items_are_sized_and_refused_as_moto_sizes_and_refuses_them() -> None:
+@pytest.mark.parametrize("patch", ["dynamodb.item_init", "dynamodb.plain_values"])
+def test_items_are_sized_and_refused_as_moto_sizes_and_refuses_them(patch: str) -> None:
     # Given items of many attributes, around the size limit, and nested
     wide = key("wide") | {f"a{i}": {"N": str(i)} for i in range(60)}
     under = key("under") | {"big": {"S": "x" * 399_000}}
@@ -479,8 +480,8 @@ def test_items_are_sized_and_refused_as_moto_sizes_and_refuses_them() -> None:
         )
         return {"results": results, "batch": batch, "items": items(aws)}
 
-    # When they are written on moto, then on moto with the patched Item()
-    unpatched, patched = differential("dynamodb.item_init", scenario)
+    # When they are written on moto, then on moto with the patch (Item(), or values' sizes)
+    unpatched, patched = differential(patch, scenario)
 
     # Then the same are stored and the same refused, with the same errors
     assert patched == unpatched
@@ -491,6 +492,47 @@ def test_items_are_sized_and_refused_as_moto_sizes_and_refuses_them() -> None:
         None,
         "ValidationException",
     ]
+
+
+def test_items_at_the_size_limit_are_kept_and_refused_as_moto_sizes_them() -> None:
+    # Given items of 404,999 to 405,002 bytes as moto sizes them (its limit is 405,000):
+    # multi-byte text, a number, a set and a map, each also grown past the limit by an update
+    def at(total: int) -> dict[str, Any]:
+        # 6 bytes of keys ("PK" "b", "SK" "s"), "n" + 9 digits, "l" + a list (1 + 1), "t" + text
+        text = "é" * 1000 + "x" * (total - 6 - 10 - 3 - 1 - 2000)
+        return {
+            "PK": {"S": "b"},
+            "SK": {"S": str(total)},
+            "n": {"N": "123456789"},
+            "l": {"L": [{"BOOL": True}]},
+            "t": {"S": text},
+        }
+
+    def scenario(aws: Aws) -> dict[str, Any]:
+        create_table(aws)
+        puts = {
+            total: outcome(partial(aws.dynamodb.put_item, TableName="t", Item=at(total)))
+            for total in range(404_990, 405_010)
+        }
+        grown = outcome(
+            partial(
+                aws.dynamodb.update_item,
+                TableName="t",
+                Key={"PK": {"S": "b"}, "SK": {"S": "404990"}},
+                UpdateExpression="SET m = :m",
+                ExpressionAttributeValues={":m": {"M": {"k": {"NS": ["1", "22"]}, "ü": {"S": "ß"}}}},
+            )
+        )
+        return {"puts": puts, "grown": grown, "items": [i["SK"] for i in items(aws)]}
+
+    # When they are written on moto, then on moto sizing plain values without type questions
+    unpatched, patched = differential("dynamodb.plain_values", scenario)
+
+    # Then the same are kept and the same refused
+    assert patched == unpatched
+    kept = [total for total, answer in patched["puts"].items() if "ok" in answer]
+    assert kept
+    assert max(kept) < 405_009
 
 
 UPDATE_EXPRESSIONS = [
@@ -985,10 +1027,12 @@ def item_answers(aws: Aws) -> dict[str, Any]:
     }
 
 
-def test_items_are_answered_as_moto_answers_them() -> None:
+@pytest.mark.parametrize("patch", ["core.json_attribute_values", "dynamodb.plain_values"])
+def test_items_are_answered_as_moto_answers_them(patch: str) -> None:
     # Given an item with every kind of DynamoDB value, read and returned every way there is
-    # When that runs on moto, then on moto with the AttributeValue short path
-    unpatched, patched = differential("core.json_attribute_values", item_answers)
+    # When that runs on moto, then on moto with the patch (the AttributeValue short path,
+    # or plain values compared, sized and copied without type questions)
+    unpatched, patched = differential(patch, item_answers)
 
     # Then every answer is the same, binaries and nested values included
     assert patched == unpatched
@@ -1205,8 +1249,8 @@ def comparison_answers(aws: Aws) -> dict[str, Any]:
 
 def test_values_compare_as_moto_compares_them() -> None:
     # Given a value of every type, compared every way moto compares values
-    # When that runs on moto, then on moto returning a string's value at once
-    unpatched, patched = differential("dynamodb.cast_value", comparison_answers)
+    # When that runs on moto, then on moto comparing plain values without type questions
+    unpatched, patched = differential("dynamodb.plain_values", comparison_answers)
 
     # Then every answer is the same: the binary keys' order, ranges, filters and conditions
     assert patched == unpatched
@@ -1217,10 +1261,12 @@ def test_values_compare_as_moto_compares_them() -> None:
     assert all("ok" in patched[f"{number}condition"] for number in range(9))
 
 
-def test_queries_answer_what_moto_answers() -> None:
+@pytest.mark.parametrize("patch", ["dynamodb.query_partition", "dynamodb.plain_values"])
+def test_queries_answer_what_moto_answers(patch: str) -> None:
     # Given three partitions of twelve items, queried every way the application does and more
-    # When that runs on moto, then on moto querying one partition
-    unpatched, patched = differential("dynamodb.query_partition", query_answers)
+    # When that runs on moto, then on moto with the patch (querying one partition, or
+    # plain values compared, sized and copied without type questions)
+    unpatched, patched = differential(patch, query_answers)
 
     # Then every answer, page and error is the same
     assert patched == unpatched
