@@ -44,7 +44,7 @@ import moto
 from moto import backends as moto_backends
 from moto.core import responses as moto_core_responses
 from moto.core.common_types import TYPE_RESPONSE
-from moto.core.model import StructureShape
+from moto.core.model import MapShape, StructureShape
 from moto.core.serialize import BaseJSONSerializer
 from moto.core.utils import camelcase_to_underscores
 from moto.dynamodb.comparisons import create_condition_expression_parser, get_expected, get_filter_expression
@@ -492,7 +492,8 @@ def _serialize_structure(
     ``AttributeValue`` member name), so the value of each member is ``value.get(member)``:
     the short path serializes the members present, in the shape's order, each with moto's
     own serializer for its type (a binary is base64-encoded by moto as before; ``M`` and
-    ``L`` come back here for their values). Any other value takes moto's path.
+    ``L`` come back here for their values), a string member's ``str`` (``S``, ``N``) written
+    as moto's string serializer writes it. Any other value takes moto's path.
     """
     if shape.name == "AttributeValue" and type(value) is dict and value.keys() <= shape.members.keys():
         wrapper: Any = self.MAP_TYPE() if key else serialized
@@ -501,12 +502,56 @@ def _serialize_structure(
             member_value = value[member_key]
             if member_value is not None:
                 member_shape = members[member_key]
+                if type(member_value) is str and member_shape.type_name == "string":
+                    # moto's string serializer writes a str as it is, under its serialized name
+                    wrapper[member_shape.serialization.get("name", member_key)] = member_value
+                    continue
                 member_shape.parent = shape  # type: ignore[attr-defined] # as moto's loop does
                 self._serialize(wrapper, member_value, member_shape, member_key)
         if key:
             self._default_serialize(serialized, wrapper, shape, key)
         return
     _original_serialize_structure(self, serialized, value, shape, key)
+
+
+_original_serialize_map = BaseJSONSerializer._serialize_type_map
+# AttributeValue members whose value is a string, written as it is by moto's string serializer.
+_STRING_MEMBERS = frozenset({"S", "N"})
+
+
+def _serialize_map(self: BaseJSONSerializer, serialized: Any, value: Any, shape: MapShape, key: str) -> None:
+    """moto's JSON ``_serialize_type_map``, with an item's string and number attributes
+    (``{"S": "x"}``, ``{"N": "1"}``) written as the path above would write them.
+
+    An item is a map of ``AttributeValue``; for each attribute moto looks its serializer up
+    by name, records its path, builds a wrapper and serializes the one member through the
+    string serializer, which writes the ``str`` as it is. Where neither the value shape nor
+    the member renames itself on the wire, that is ``{member: value}`` under the attribute's
+    name; every other attribute (binaries, sets, lists, maps, null, booleans) and every
+    other map take moto's path."""
+    value_shape = shape.value
+    if (
+        not isinstance(value_shape, StructureShape)
+        or value_shape.name != "AttributeValue"
+        or type(value) is not dict
+        or "name" in value_shape.serialization
+    ):
+        _original_serialize_map(self, serialized, value, shape, key)
+        return
+    map_obj: Any = self.MAP_TYPE()
+    self._default_serialize(serialized, map_obj, shape, key)
+    members = value_shape.members
+    for sub_key, sub_value in value.items():
+        if type(sub_value) is dict and len(sub_value) == 1:
+            [(member, member_value)] = sub_value.items()
+            if (
+                member in _STRING_MEMBERS
+                and type(member_value) is str
+                and "name" not in members[member].serialization
+            ):
+                map_obj[sub_key] = {member: member_value}
+                continue
+        self._serialize(map_obj, sub_value, value_shape, sub_key)
 
 
 # ---- Query: one partition, not the whole table -------------------------------------------------
@@ -808,7 +853,10 @@ PATCHES: tuple[Patch, ...] = (
     Patch(
         "core.json_attribute_values",
         "speed-up",
-        ((BaseJSONSerializer, "_serialize_type_structure", _replace(_serialize_structure)),),
+        (
+            (BaseJSONSerializer, "_serialize_type_structure", _replace(_serialize_structure)),
+            (BaseJSONSerializer, "_serialize_type_map", _replace(_serialize_map)),
+        ),
     ),
     Patch("dynamodb.query_partition", "speed-up", ((Table, "query", _replace(_query_partition)),)),
     Patch(
