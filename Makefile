@@ -12,6 +12,8 @@ REGION ?= us-east-1
 CHROMIUM := /usr/bin/chromium
 # sam build needs the Lambda runtime's Python (3.12) on PATH; pyenv exposes it this way.
 SAM_PYENV ?= 3.11.7:3.12.1
+# pip: errors only, no progress bars (make PIP_QUIET= shows everything).
+PIP_QUIET ?= -qq --progress-bar off
 
 .DEFAULT_GOAL := help
 .PHONY: help venv test check lint format typecheck unit validate build bench lock clean run invoke browser browser-if-root
@@ -25,20 +27,24 @@ help:
 	@echo "make lock    re-freeze requirements/dev.txt from requirements/dev.in"
 	@echo "make browser install Debian's Chromium for the browser tests (needs root; make test does it as root)"
 
+# Installs say one line; pip's own output is errors only (PIP_QUIET: -qq drops the warnings and
+# the build backend's chatter, ~130 lines on a first `make run`; a failure still prints its error).
 $(BIN)/.stamp: requirements/dev.txt layers/shared/python/requirements.txt pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	# setuptools >= 70.1 builds the editable install of the CLI below without the `wheel` package.
-	$(BIN)/python -m pip install --quiet --upgrade pip setuptools==84.2.1
-	$(BIN)/python -m pip install --quiet -r requirements/dev.txt
-	# The operator CLI: puts the `chatflow` console script in $(BIN) (editable, no download).
-	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
-	touch $@
+	@echo "installing $(VENV) from requirements/dev.txt (the first time takes a minute or two)..."
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@# setuptools >= 70.1 builds the editable install of the CLI below without the `wheel` package.
+	@$(BIN)/python -m pip install $(PIP_QUIET) --upgrade pip setuptools==84.2.1
+	@$(BIN)/python -m pip install $(PIP_QUIET) -r requirements/dev.txt
+	@# The operator CLI: puts the `chatflow` console script in $(BIN) (editable, no download).
+	@$(BIN)/python -m pip install $(PIP_QUIET) --no-deps --no-build-isolation -e .
+	@touch $@
 
 $(SAM_VENV)/.stamp: requirements/sam.txt
-	test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
-	$(SAM_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(SAM_VENV)/bin/python -m pip install --quiet -r requirements/sam.txt
-	touch $@
+	@echo "installing $(SAM_VENV) from requirements/sam.txt..."
+	@test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
+	@$(SAM_VENV)/bin/python -m pip install $(PIP_QUIET) --upgrade pip
+	@$(SAM_VENV)/bin/python -m pip install $(PIP_QUIET) -r requirements/sam.txt
+	@touch $@
 
 venv: $(BIN)/.stamp $(SAM_VENV)/.stamp
 
