@@ -24,6 +24,7 @@ help:
 	@echo "make test    lint, format check, types, every test, sam validate (what CI runs)"
 	@echo "make build   sam build, then precompile the output to .pyc"
 	@echo "make bench   benchmarks (AWS calls per operation, cold start); writes docs/benchmarks.md"
+	@echo "make docs    regenerate docs/openapi.json and docs/asyncapi.yaml from the code"
 	@echo "make lock    re-freeze requirements/dev.txt from requirements/dev.in"
 	@echo "make browser install Debian's Chromium for the browser tests (needs root; make test does it as root)"
 
@@ -101,6 +102,12 @@ test: check
 build: $(SAM_VENV)/.stamp
 	PYENV_VERSION=$(SAM_PYENV) $(SAM) build
 	PYENV_VERSION=$(SAM_PYENV) python3.12 -m compileall -q -j 0 --invalidation-mode unchecked-hash .aws-sam/build
+
+# The API reference generated from the code (docs/api.md, "Generated documents"); docs/ is a
+# directory, hence phony.
+.PHONY: docs
+docs: $(BIN)/.stamp
+	PYTHONPATH=layers/shared/python:. $(BIN)/python -m local.api_docs
 
 bench: $(BIN)/.stamp
 	$(BIN)/python -m bench.run
