@@ -6,8 +6,14 @@ resource whose first cell is the logical id in backticks. Checked here: every re
 the template (and every EventBridge rule SAM makes from a function's ``EventBridgeRule``
 event) has a row under a heading of its type; every row names a resource that exists;
 every function's row names each of its triggers (its HTTP routes, and the queue, table,
-bucket or bus of its other events); and the Mermaid diagram shows every function, table,
-API and event bus.
+bucket or bus of its other events); the Mermaid diagram shows every function, table,
+API and event bus; and "Technology choices" names every library the requirements pin at
+the top level.
+
+The template is read as written, through the SAM translator's YAML loader (CloudFormation
+tags such as ``!GetAtt`` become ``Fn::GetAtt``), as ``local.template`` reads it before the
+transform: the page documents the template's resources, not every role and permission the
+transform adds.
 """
 
 from __future__ import annotations
@@ -23,6 +29,14 @@ from samtranslator.yaml_helper import yaml_parse
 from local.template import ROOT, TEMPLATE_PATH
 
 DOC_PATH = ROOT / "docs" / "architecture.md"
+# The top-level requirements: the layer's, the development ones (dev.txt is their frozen
+# closure), and the tools that have a virtualenv of their own.
+REQUIREMENT_FILES = (
+    ROOT / "layers" / "shared" / "python" / "requirements.txt",
+    ROOT / "requirements" / "dev.in",
+    *sorted(path for path in (ROOT / "requirements").glob("*.txt") if path.name != "dev.txt"),
+)
+_REQUIREMENT_NAME = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)")
 _TYPE_IN_HEADING = re.compile(r"`(AWS::[A-Za-z0-9:]+)`")
 _ROW_ID = re.compile(r"^\|\s*`([A-Za-z0-9]+)`\s*\|")
 # Resources the diagram must show: what a reader follows a message through.
@@ -152,6 +166,24 @@ def problems(markdown: str, template: dict[str, Any]) -> list[str]:
         if kind in DIAGRAM_TYPES and not re.search(rf"\b{re.escape(logical_id)}\b", shown):
             found.append(f"{logical_id} ({kind}): not in the Mermaid diagram")
     return found
+
+
+def requirement_names(text: str) -> list[str]:
+    """The package names of a requirements file (extras, versions, comments and ``-r`` dropped)."""
+    names = []
+    for line in text.splitlines():
+        found = _REQUIREMENT_NAME.match(line.split("#", 1)[0].strip())
+        if found:
+            names.append(found.group(1).lower())
+    return names
+
+
+def undocumented_libraries(markdown: str, names: list[str]) -> list[str]:
+    """The ``names`` that "Technology choices" does not name in backticks (``mypy-boto3-*``
+    names every package of that prefix)."""
+    named = {token.lower() for token in re.findall(r"`([^`\s]+)`", _section(markdown, "Technology choices"))}
+    prefixes = tuple(token[:-1] for token in named if token.endswith("*"))
+    return [name for name in names if name not in named and not name.startswith(prefixes)]
 
 
 @pytest.fixture(scope="module")
@@ -287,3 +319,33 @@ def test_given_a_diagram_without_a_table_when_checked_then_the_table_is_reported
 
     # Then the table is named as missing from the diagram
     assert found == ["SearchTable (AWS::DynamoDB::Table): not in the Mermaid diagram"]
+
+
+def test_given_the_requirements_when_technology_choices_are_read_then_every_library_is_there(
+    doc: str,
+) -> None:
+    # Given every package the requirement files pin at the top level
+    names = [
+        name for path in REQUIREMENT_FILES for name in requirement_names(path.read_text(encoding="utf-8"))
+    ]
+
+    # When "Technology choices" is searched for each
+    missing = undocumented_libraries(doc, names)
+
+    # Then each one is named there, with what it is for and why
+    assert {"pydantic", "moto", "aws-sam-cli"} <= set(names)
+    assert missing == [], f"add these to docs/architecture.md, Technology choices: {missing}"
+
+
+def test_given_a_new_requirement_when_checked_then_it_is_reported_as_undocumented(doc: str) -> None:
+    # Given a requirements file that gained a library, with extras and a comment
+    names = requirement_names(
+        "-r base.txt\n# a comment\nhttpx[http2]==0.28.1  # client\nmypy-boto3-ses==1.0\n"
+    )
+
+    # When "Technology choices" is searched for them
+    missing = undocumented_libraries(doc, names)
+
+    # Then the new library is reported, and a stub package the mypy-boto3-* row covers is not
+    assert names == ["httpx", "mypy-boto3-ses"]
+    assert missing == ["httpx"]
