@@ -121,10 +121,12 @@ class ContractRecorder:
             event["detail"].get("body") for event in events if event.get("detail-type") == "SmsRejected"
         }
         for body in observed.commands:
-            problems.extend(self._command_problems(body, rejected_by_gateway=body in rejected))
+            problems.extend(self.command_problems(body, rejected_by_gateway=body in rejected))
         return problems
 
-    def _command_problems(self, body: str, *, rejected_by_gateway: bool) -> list[str]:
+    def command_problems(self, body: str, *, rejected_by_gateway: bool) -> list[str]:
+        """Why a queue message body breaks the command schema; for one the gateway rejected, whether
+        the schema fails to reject it too."""
         try:
             command = json.loads(body)
         except ValueError:

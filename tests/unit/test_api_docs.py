@@ -243,3 +243,43 @@ def test_a_command_with_no_destination_or_an_overlong_text_is_reported(contract:
     assert contract.problems("command", {"commandId": "c", "text": "no destination"}) != []
     long_text = {"commandId": "c", "phoneNumber": "+14155550101", "text": "x" * 1601}
     assert any("text" in p for p in contract.problems("command", long_text))
+
+
+# ---- the end-to-end recorder (tests/e2e/conftest.py) -----------------------------------
+
+
+def test_the_recorder_reports_a_drifted_frame_and_skips_what_is_not_a_frame(
+    contract: AsyncApiContract,
+) -> None:
+    from tests.e2e.conftest import ContractRecorder
+
+    # Given frames as the gateway passes them: a drifted one, a good one, and non-frames
+    recorder = ContractRecorder(contract)
+    drifted = {"type": "message.status", "chatId": "d_1", "up_to_seq": 1, "status": "read", "by": BOB}
+    recorder.frame("server frame", json.dumps(drifted))
+    recorder.frame("client frame", json.dumps({"action": "ping"}))
+    recorder.frame("client frame", "{not json")  # a test's deliberately broken frame
+    recorder.frame("server frame", json.dumps({"message": "Forbidden"}))  # API Gateway's own reply
+
+    # Then only the drifted frame is reported, and the good one counts as seen
+    problems = recorder.frame_problems()
+    assert len(problems) >= 1
+    assert all(problem.startswith("server frame message.status") for problem in problems)
+    assert recorder.seen["client frame"] == {"ping"}
+
+
+def test_the_recorder_holds_the_command_schema_to_what_the_gateway_accepts(
+    contract: AsyncApiContract,
+) -> None:
+    from tests.e2e.conftest import ContractRecorder
+
+    recorder = ContractRecorder(contract)
+    seed_shaped = json.dumps({"PhoneNumber": "+14155550101", "SmsText": "hi"})
+    no_text = json.dumps({"commandId": "c", "phoneNumber": "+14155550101"})
+    valid = json.dumps({"commandId": "c", "phoneNumber": "+14155550101", "text": "hi"})
+
+    # A seed-shaped command is a command; a body the gateway rejected must break the schema too
+    assert recorder.command_problems(seed_shaped, rejected_by_gateway=False) == []
+    assert recorder.command_problems(no_text, rejected_by_gateway=True) == []
+    assert recorder.command_problems(no_text, rejected_by_gateway=False) != []
+    assert recorder.command_problems(valid, rejected_by_gateway=True) != []  # the schema is too loose
