@@ -169,5 +169,5 @@ run: $(BIN)/.stamp
 	PYTHONPATH=layers/shared/python:. $(BIN)/python -m local.serve $(ARGS)
 
 invoke: $(BIN)/.stamp
-	@test -n "$(FN)" -a -n "$(EVENT)" || { echo "usage: make invoke FN=<logical id> EVENT=events/<file>.json"; exit 2; }
+	@test -n "$(FN)" -a -n "$(EVENT)" || { echo "usage: make invoke FN=<logical id> EVENT=events/<file>.json (the samples: README.md, 'Running one function')"; exit 2; }
 	PYTHONPATH=layers/shared/python:. $(BIN)/python -m local.invoke "$(FN)" "$(EVENT)"
