@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -181,9 +182,16 @@ def test_every_block_of_the_readme_that_is_not_run_says_why() -> None:
 # ---- the README itself, against the local stack --------------------------------------------------
 
 
-@pytest.fixture
-def stack_state(tmp_path: Path) -> Iterator[Path]:
-    """``make run`` (``python -m local.serve``) on free ports; its state directory."""
+@dataclass(frozen=True)
+class Stack:
+    state: Path  # its CHATFLOW_STATE_DIR
+    log: Path  # what it printed
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """``make run`` (``python -m local.serve``) on free ports, for the tests of this module."""
+    tmp_path = tmp_path_factory.mktemp("make-run")
     state = tmp_path / "state"
     environ = {k: v for k, v in os.environ.items() if not k.startswith("CHATFLOW_")}
     environ |= {
@@ -209,7 +217,7 @@ def stack_state(tmp_path: Path) -> Iterator[Path]:
             if server.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"make run did not start:\n{log_path.read_text(encoding='utf-8')[-3000:]}")
             time.sleep(0.2)
-        yield state
+        yield Stack(state, log_path)
     finally:
         server.send_signal(signal.SIGINT)
         try:
@@ -219,11 +227,28 @@ def stack_state(tmp_path: Path) -> Iterator[Path]:
             server.wait()
 
 
-def test_the_readme_works_as_written_against_make_run(stack_state: Path) -> None:
+def _comparable(text: str) -> str:
+    """Without what differs from one start to the next: port numbers, the state directory."""
+    text = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:<port>", text)
+    return re.sub(r"\S*/(outputs\.json|aws-state\.pickle)", r"<state dir>/\1", text)
+
+
+def test_the_readme_shows_the_banner_make_run_prints(stack: Stack) -> None:
+    # Given the banner the README shows, and the one make run printed
+    readme = README.read_text(encoding="utf-8")
+    shown = readme.split("`make run` prints where everything is", 1)[1].split("```", 2)[1]
+    printed = _comparable(stack.log.read_text(encoding="utf-8"))
+
+    # Then every line of the README's copy is a line make run printed (ports and paths aside)
+    for line in shown.strip("\n").splitlines():
+        assert _comparable(line) in printed, f"README banner line not printed by make run: {line!r}"
+
+
+def test_the_readme_works_as_written_against_make_run(stack: Stack) -> None:
     # Given the README and a stack started as make run starts it
     blocks = extract(README.read_text(encoding="utf-8"))
     environ = {k: v for k, v in os.environ.items() if not k.startswith("CHATFLOW_")}
-    environ |= {"CHATFLOW_STATE_DIR": str(stack_state), "PYTHONPATH": str(ROOT)}
+    environ |= {"CHATFLOW_STATE_DIR": str(stack.state), "PYTHONPATH": str(ROOT)}
 
     # When every block that is not marked is run, in order, in one shell, as a reader would
     outcome = run(blocks, cwd=ROOT, env=environ, timeout=README_SECONDS, prelude=CHATFLOW_CLI)
