@@ -11,8 +11,9 @@ The handler's result is printed on stdout as JSON; logs go to stderr, ending wit
 outcome. Exit code 1 when the function failed: an error, a server error (5xx) or records
 it reported as failed (``batchItemFailures``); 2 when the call itself is wrong.
 
-``python -m local.invoke --env-vars`` prints ``events/env.json``: every function's environment
-as ``make run`` gives it with its defaults, in ``sam local invoke --env-vars`` format.
+``PYTHONPATH=layers/shared/python:. .venv/bin/python -m local.invoke --env-vars`` prints
+``events/env.json``: every function's environment as ``make run`` gives it with its defaults,
+in ``sam local invoke --env-vars`` format.
 """
 
 from __future__ import annotations

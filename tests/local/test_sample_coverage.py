@@ -121,7 +121,7 @@ def test_env_json_gives_every_function_every_variable_as_make_run_does() -> None
     assert set(env_file) == set(Template.load().functions())
     for function, variables in resolved.items():
         assert env_file[function] == variables, (
-            f"{function}: regenerate with python -m local.invoke --env-vars"
+            f"{function}: regenerate events/env.json (README, 'Running one function')"
         )
     # And the values name the local stack at its default ports
     realtime = env_file["RealtimeActionsFunction"]
