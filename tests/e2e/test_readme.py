@@ -1,10 +1,11 @@
 """The README works as written: its command blocks, run in order against a stack started as ``make run``.
 
-The stack is ``python -m local.serve``, what ``make run`` runs, with its defaults (sign-in codes by
-SMS, a fake provider that fails 10% of sends) on free ports; the README finds them as a reader's
-terminal does, in ``$CHATFLOW_STATE_DIR/outputs.json``. Blocks marked ``<!-- not-tested: reason -->``
-(``make run`` itself, deploys) are not run; ``tests/e2e/readme_blocks.py`` says how blocks are
-found, run and checked, and the first tests below show that a broken block fails.
+The stack is ``python -m local.serve``, what ``make run`` runs, with its defaults (sign-in codes
+by SMS) on free ports, its fake provider without faults (see ``stack``); the README finds the
+ports as a reader's terminal does, in ``$CHATFLOW_STATE_DIR/outputs.json``. Blocks marked
+``<!-- not-tested: reason -->`` (``make run`` itself, deploys) are not run;
+``tests/e2e/readme_blocks.py`` says how blocks are found, run and checked, and the first tests
+below show that a broken block fails.
 """
 
 from __future__ import annotations
@@ -200,6 +201,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "CHATFLOW_PROVIDER_PORT": "0",
         "CHATFLOW_AWS_PORT": "0",
         "CHATFLOW_STATE_DIR": str(state),
+        # No faults: the fake provider refuses 1 send in 30 for good, and the README waits for
+        # three SMS (two sign-in codes, a confirmation): at the default rate it would fail 1
+        # run in 10 although every command is right (the README says to ask again).
+        "CHATFLOW_FAKE_FAILURE_RATE": "0",
         "PYTHONPATH": f"{ROOT / 'layers' / 'shared' / 'python'}{os.pathsep}{ROOT}",
     }
     log_path = tmp_path / "make-run.log"
