@@ -255,11 +255,13 @@ def test_the_readme_works_as_written_against_make_run(stack: Stack) -> None:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("CHATFLOW_")}
     environ |= {"CHATFLOW_STATE_DIR": str(stack.state), "PYTHONPATH": str(ROOT)}
 
-    # When every block that is not marked is run, in order, in one shell, as a reader would
-    outcome = run(blocks, cwd=ROOT, env=environ, timeout=README_SECONDS, prelude=CHATFLOW_CLI)
+    # When every block that is not marked is run, in order, in one shell, as a reader would, and
+    # then all again in a new shell (a reader trying it twice: same numbers, same message ids)
+    for attempt in ("first run", "second run"):
+        outcome = run(blocks, cwd=ROOT, env=environ, timeout=README_SECONDS, prelude=CHATFLOW_CLI)
 
-    # Then each exits 0 and prints the output the README shows for it
-    timings = ", ".join(f"block {number}: {seconds:.1f} s" for number, seconds in outcome.seconds.items())
-    assert outcome.problems == (), "\n\n".join([*outcome.problems, timings])
-    assert len(outcome.outputs) >= 6
-    print(f"README blocks run ({timings}); {'; '.join(outcome.skipped)}")
+        # Then each exits 0 and prints the output the README shows for it, both times
+        timings = ", ".join(f"block {n}: {seconds:.1f} s" for n, seconds in outcome.seconds.items())
+        assert outcome.problems == (), "\n\n".join([attempt, *outcome.problems, timings])
+        assert len(outcome.outputs) >= 6
+        print(f"README blocks, {attempt} ({timings}); {'; '.join(outcome.skipped)}")
