@@ -12,33 +12,50 @@ REGION ?= us-east-1
 CHROMIUM := /usr/bin/chromium
 # sam build needs the Lambda runtime's Python (3.12) on PATH; pyenv exposes it this way.
 SAM_PYENV ?= 3.11.7:3.12.1
+# pip: errors only, no progress bars (make PIP_QUIET= shows everything).
+PIP_QUIET ?= -qq --progress-bar off
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test check lint format typecheck unit validate build bench lock clean run invoke browser browser-if-root
+.PHONY: help venv test check lint format typecheck unit validate build bench lock clean run invoke browser browser-if-root deploy-web
 
 help:
 	@echo "make run     start the whole stack locally (no AWS account, no Docker); ARGS=--fresh starts clean"
 	@echo "make invoke  FN=<logical id> EVENT=events/<file>.json: run one function once on an event"
 	@echo "make test    lint, format check, types, every test, sam validate (what CI runs)"
 	@echo "make build   sam build, then precompile the output to .pyc"
+	@echo "make deploy-web  upload web/ to a stack deployed with DeployWebClient=true (STACK=chatflow-dev, REGION)"
 	@echo "make bench   benchmarks (AWS calls per operation, cold start); writes docs/benchmarks.md"
+	@echo "make docs    regenerate docs/openapi.json and docs/asyncapi.yaml from the code"
 	@echo "make lock    re-freeze requirements/dev.txt from requirements/dev.in"
 	@echo "make browser install Debian's Chromium for the browser tests (needs root; make test does it as root)"
 
+# Installs say one line; pip's own output is errors only (PIP_QUIET: -qq drops the warnings and
+# the build backend's chatter, ~130 lines on a first `make run`; a failure still prints its error).
 $(BIN)/.stamp: requirements/dev.txt layers/shared/python/requirements.txt pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	# setuptools >= 70.1 builds the editable install of the CLI below without the `wheel` package.
-	$(BIN)/python -m pip install --quiet --upgrade pip setuptools==84.2.1
-	$(BIN)/python -m pip install --quiet -r requirements/dev.txt
-	# The operator CLI: puts the `chatflow` console script in $(BIN) (editable, no download).
-	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
-	touch $@
+	@echo "installing $(VENV) from requirements/dev.txt (the first time takes a minute or two)..."
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@# setuptools >= 70.1 builds the editable install of the CLI below without the `wheel` package.
+	@$(BIN)/python -m pip install $(PIP_QUIET) --upgrade pip setuptools==84.2.1
+	@$(BIN)/python -m pip install $(PIP_QUIET) -r requirements/dev.txt
+	@# The operator CLI: puts the `chatflow` console script in $(BIN) (editable, no download).
+	@$(BIN)/python -m pip install $(PIP_QUIET) --no-deps --no-build-isolation -e .
+	@touch $@
 
 $(SAM_VENV)/.stamp: requirements/sam.txt
-	test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
-	$(SAM_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(SAM_VENV)/bin/python -m pip install --quiet -r requirements/sam.txt
-	touch $@
+	@echo "installing $(SAM_VENV) from requirements/sam.txt..."
+	@test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
+	@$(SAM_VENV)/bin/python -m pip install $(PIP_QUIET) --upgrade pip
+	@$(SAM_VENV)/bin/python -m pip install $(PIP_QUIET) -r requirements/sam.txt
+	@touch $@
+
+# checkov (make validate) pins its own dependencies: its own virtualenv too.
+CHECKOV_VENV := .venv-checkov
+$(CHECKOV_VENV)/.stamp: requirements/checkov.txt
+	@echo "installing $(CHECKOV_VENV) from requirements/checkov.txt..."
+	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	@$(CHECKOV_VENV)/bin/python -m pip install $(PIP_QUIET) --upgrade pip
+	@$(CHECKOV_VENV)/bin/python -m pip install $(PIP_QUIET) -r requirements/checkov.txt
+	@touch $@
 
 venv: $(BIN)/.stamp $(SAM_VENV)/.stamp
 
@@ -84,9 +101,23 @@ typecheck: $(BIN)/.stamp
 unit: $(BIN)/.stamp browser-if-root
 	$(BIN)/pytest -q -n auto --dist loadgroup
 
-validate: $(SAM_VENV)/.stamp
+# checkov offline: no version check, no download of guidelines or policies (docs/security.md).
+CHECKOV := CKV_SKIP_PACKAGE_UPDATE_CHECK=true BC_SKIP_MAPPING=TRUE $(CHECKOV_VENV)/bin/checkov \
+	--framework cloudformation --skip-download --quiet --compact
+
+validate: $(SAM_VENV)/.stamp $(CHECKOV_VENV)/.stamp
 	$(SAM) validate --region $(REGION)
 	$(SAM) validate --lint --region $(REGION)
+	$(CHECKOV) -f template.yaml
+	@# checkov leaves out resources whose Condition it finds false with the parameters' defaults
+	@# (the web client's): they are checked in a copy whose DeployWebClient defaults to "true".
+	@dir=$$(mktemp -d); trap 'rm -rf "$$dir"' EXIT; \
+	sed '/^  DeployWebClient:/,/^  [A-Za-z]/ s/Default: "false"/Default: "true"/' template.yaml > "$$dir/template.yaml"; \
+	if cmp -s template.yaml "$$dir/template.yaml"; then \
+	  echo 'make validate: no DeployWebClient Default: "false" to turn on in template.yaml' >&2; exit 1; \
+	fi; \
+	echo "checkov -f template.yaml with DeployWebClient=true"; \
+	$(CHECKOV) -f "$$dir/template.yaml"
 
 check: lint typecheck unit validate
 
@@ -96,16 +127,47 @@ build: $(SAM_VENV)/.stamp
 	PYENV_VERSION=$(SAM_PYENV) $(SAM) build
 	PYENV_VERSION=$(SAM_PYENV) python3.12 -m compileall -q -j 0 --invalidation-mode unchecked-hash .aws-sam/build
 
+# The web client on AWS, for a stack deployed with DeployWebClient=true (README, "Deploy"):
+# web/ to the stack's bucket, index.html naming the stack's HttpApiUrl and WebSocketUrl (the
+# <meta> tags web/js/config.js reads, filled as the local stack does), then CloudFront's cache
+# invalidated. Needs the AWS CLI and credentials.
+STACK ?= chatflow-dev
+deploy-web: $(BIN)/.stamp
+	@command -v aws >/dev/null || { echo "make deploy-web needs the AWS CLI (aws) and credentials" >&2; exit 2; }
+	@set -euo pipefail; \
+	output() { aws cloudformation describe-stacks --region "$(REGION)" --stack-name "$(STACK)" \
+	  --query "Stacks[0].Outputs[?OutputKey=='$$1'].OutputValue | [0]" --output text; }; \
+	bucket=$$(output WebClientBucketName); \
+	if [ -z "$$bucket" ] || [ "$$bucket" = None ]; then \
+	  echo "make deploy-web: stack $(STACK) has no web client: deploy it with DeployWebClient=true (README, Deploy)" >&2; \
+	  exit 1; \
+	fi; \
+	distribution=$$(output WebClientDistributionId); api=$$(output HttpApiUrl); ws=$$(output WebSocketUrl); \
+	page=$$(mktemp); trap 'rm -f "$$page"' EXIT; \
+	PYTHONPATH=layers/shared/python:. $(BIN)/python -c 'import sys; from local.edge import render_index; \
+	  sys.stdout.write(render_index(sys.stdin.read(), sys.argv[1], sys.argv[2]))' "$$api" "$$ws" < web/index.html > "$$page"; \
+	grep -qF "content=\"$$api\"" "$$page" || { echo "make deploy-web: web/index.html has no chatflow-api-url meta tag" >&2; exit 1; }; \
+	aws s3 sync web/ "s3://$$bucket/" --region "$(REGION)" --delete --exclude index.html --cache-control "public, max-age=300"; \
+	aws s3 cp "$$page" "s3://$$bucket/index.html" --region "$(REGION)" --content-type "text/html; charset=utf-8" --cache-control no-cache; \
+	aws cloudfront create-invalidation --distribution-id "$$distribution" --paths "/*" --output text --query Invalidation.Id; \
+	echo "web client: $$(output WebClientUrl) (API $$api, WebSocket $$ws)"
+
+# The API reference generated from the code (docs/api.md, "Generated documents"); docs/ is a
+# directory, hence phony.
+.PHONY: docs
+docs: $(BIN)/.stamp
+	PYTHONPATH=layers/shared/python:. $(BIN)/python -m local.api_docs
+
 bench: $(BIN)/.stamp
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.faults
 
 clean:
-	rm -rf $(VENV) $(SAM_VENV) .aws-sam .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) .aws-sam .mypy_cache .pytest_cache .ruff_cache
 
 run: $(BIN)/.stamp
 	PYTHONPATH=layers/shared/python:. $(BIN)/python -m local.serve $(ARGS)
 
 invoke: $(BIN)/.stamp
-	@test -n "$(FN)" -a -n "$(EVENT)" || { echo "usage: make invoke FN=<logical id> EVENT=events/<file>.json"; exit 2; }
+	@test -n "$(FN)" -a -n "$(EVENT)" || { echo "usage: make invoke FN=<logical id> EVENT=events/<file>.json (the samples: README.md, 'Running one function')"; exit 2; }
 	PYTHONPATH=layers/shared/python:. $(BIN)/python -m local.invoke "$(FN)" "$(EVENT)"

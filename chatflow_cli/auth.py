@@ -159,6 +159,8 @@ def sign_in(http: Http, api_url: str, phone: str, codes: CodeSource) -> Token:
     try:
         http.api("POST", f"{base}/v1/verifications", json_body=body)
     except ApiError as exc:
+        if exc.code == "rate_limited":
+            raise ApiError(exc.status, exc.code, f"{exc.reason}; {_ways_out(codes)}", exc.details) from None
         if exc.code != "code_not_required":
             raise
     else:
@@ -168,3 +170,14 @@ def sign_in(http: Http, api_url: str, phone: str, codes: CodeSource) -> Token:
         raise CliError("signing in failed: the API answered without a token")
     expires_at = session.get("expiresAt")
     return Token(session["token"], expires_at if isinstance(expires_at, str) else None)
+
+
+def _ways_out(codes: CodeSource) -> str:
+    """What to do when the number had its codes for the hour (5, ``CODES_PER_HOUR`` of the API)."""
+    another = "or sign in as another number (--as, or CHATFLOW_PHONE)"
+    if isinstance(codes, OutboxCode):  # the local stack, whose state and settings are the user's
+        return (
+            "on the local stack, `make run ARGS=--fresh` starts clean (forgetting the codes sent, and "
+            f"everything else), `CHATFLOW_AUTH_MODE=phone make run` signs in without codes, {another}"
+        )
+    return f"wait, {another}"

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
 from typing import IO, Annotated, Any
@@ -23,7 +26,7 @@ from rich.progress import (
 from rich.table import Table
 
 from chatflow_cli.api import PAGE_LIMIT_MAX, ApiClient
-from chatflow_cli.errors import CliError
+from chatflow_cli.errors import ApiError, CliError
 from chatflow_cli.output import count, text
 from chatflow_cli.runtime import runtime
 from chatflow_cli.transport import Http, s3_error
@@ -58,6 +61,19 @@ Interval = Annotated[float, typer.Option("--interval", min=0.0, help="Seconds be
 
 def _path(campaign_id: str, *rest: str) -> str:
     return "/".join(["/v1/campaigns", quote(campaign_id, safe=""), *(quote(p, safe="") for p in rest)])
+
+
+@contextmanager
+def _known_campaign(campaign_id: str) -> Iterator[None]:
+    """A campaign id the API does not know: said with the CLI's way to find ids, not the API's route."""
+    try:
+        yield
+    except ApiError as exc:
+        if exc.status != 404:
+            raise
+        raise CliError(
+            f"no campaign {campaign_id}: `chatflow campaign list` shows the campaigns and their ids"
+        ) from None
 
 
 # ---- create, list, status ---------------------------------------------------------------------
@@ -123,7 +139,8 @@ def list_campaigns(ctx: typer.Context, limit: Limit = 20, follow: FollowAll = Fa
 def status(ctx: typer.Context, campaign_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
     """Show a campaign: name, status, counts, last error."""
     rt = runtime(ctx)
-    campaign = rt.api.call_object("GET", _path(campaign_id))
+    with _known_campaign(campaign_id):
+        campaign = rt.api.call_object("GET", _path(campaign_id))
     _print_campaign(rt.out, campaign)
 
 
@@ -172,7 +189,10 @@ def recipients(
     query = {"limit": limit, "status": status_filter.value if status_filter else None}
     columns = (("iccid", 20), ("status", 9), ("attempts", 8), ("last error", 30))
     shown, more = 0, False
-    for items, cursor in rt.api.pages(_path(campaign_id, "recipients"), query, follow=follow):
+    with _known_campaign(campaign_id):
+        pages = rt.api.pages(_path(campaign_id, "recipients"), query, follow=follow)
+        first = next(pages)
+    for items, cursor in itertools.chain([first], pages):
         more = cursor is not None
         table = _table(columns, header=shown == 0)
         for recipient in items:
@@ -210,7 +230,8 @@ def upload(
     """Upload recipients (CSV), then follow the upload's checks and the sending until nothing is queued."""
     rt = runtime(ctx)
     api = rt.api
-    grant = api.call_object("POST", _path(campaign_id, "uploads"))
+    with _known_campaign(campaign_id):
+        grant = api.call_object("POST", _path(campaign_id, "uploads"))
     upload_id, upload_url = grant.get("uploadId"), grant.get("uploadUrl")
     if not (isinstance(upload_id, str) and isinstance(upload_url, str)):
         raise CliError("the API answered the upload request without uploadId and uploadUrl")

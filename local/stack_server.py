@@ -39,6 +39,9 @@ FAKE_CREDENTIALS = {
     "AWS_SECRET_ACCESS_KEY": "local",
     "AWS_SESSION_TOKEN": "local",
 }
+# Beside outputs.json: the template parameters the running stack resolved its functions with
+# (the fake provider's URL, the auth mode...), so that ``make invoke`` runs a function as it runs.
+PARAMETERS_FILE = "parameters.json"
 # Signs the fake provider's receipts when the template has no SMS provider secret.
 RECEIPTS_SECRET = "chatflow-local-receipts-secret"  # noqa: S105 - local only, not a credential
 
@@ -84,7 +87,8 @@ class StackServer:
             log=self.log,
         )
         self.provider.start()
-        template = Template.load(config.template_path, parameters=self._parameters())
+        parameters = self._parameters()
+        template = Template.load(config.template_path, parameters=parameters)
         self.template = template
         ws_specs = template.websocket_apis()
         if len(ws_specs) > 1:
@@ -128,6 +132,9 @@ class StackServer:
         config.state_dir.mkdir(parents=True, exist_ok=True)
         config.outputs_file.write_text(json.dumps(self.outputs, indent=2) + "\n", encoding="utf-8")
         config.endpoints_file.write_text(json.dumps(endpoints, indent=2) + "\n", encoding="utf-8")
+        (config.state_dir / PARAMETERS_FILE).write_text(
+            json.dumps(parameters, indent=2) + "\n", encoding="utf-8"
+        )
         self.http.start()  # last: GET /v1/health answers once everything above is ready
         return self
 

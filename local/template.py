@@ -156,7 +156,12 @@ class Template:
 
     @property
     def resources(self) -> dict[str, dict[str, Any]]:
-        return dict(self.document.get("Resources") or {})
+        """The resources CloudFormation would create: those without a Condition or whose Condition holds."""
+        return {
+            logical_id: resource
+            for logical_id, resource in (self.document.get("Resources") or {}).items()
+            if "Condition" not in resource or self.condition(str(resource["Condition"]))
+        }
 
     def of_type(self, resource_type: str) -> dict[str, dict[str, Any]]:
         return {k: v for k, v in self.resources.items() if v.get("Type") == resource_type}
@@ -302,7 +307,8 @@ class Template:
                 if layer_id not in self.resources:
                     raise TemplateError(f"{logical_id}: only layers of this template run locally ({layer})")
                 layers.append(self.code_dir(self.properties(str(layer_id))["Content"]))
-            reserved = props.get("ReservedConcurrentExecutions")
+            # May be an Fn::If whose other branch is AWS::NoValue: no reservation.
+            reserved = self.resolve(props.get("ReservedConcurrentExecutions"))
             specs[logical_id] = FunctionSpec(
                 logical_id=logical_id,
                 code_dir=self.code_dir(props["Code"]),
@@ -311,7 +317,7 @@ class Template:
                 timeout=int(props.get("Timeout", 3)),
                 memory=int(props.get("MemorySize", 128)),
                 layer_dirs=tuple(layers),
-                reserved_concurrency=int(self.resolve(reserved)) if reserved is not None else None,
+                reserved_concurrency=int(reserved) if reserved is not None else None,
             )
         return specs
 

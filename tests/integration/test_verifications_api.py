@@ -17,7 +17,6 @@ from typing import Any
 import boto3
 import pytest
 from moto import mock_aws
-from pydantic import ValidationError
 
 from chatflow.adapters import aws
 from chatflow.adapters.identity_store import DynamoVerificationRepository
@@ -27,7 +26,7 @@ from chatflow.errors import RateLimited, Throttled
 from local.runtime import LocalFunction
 from local.specs import REGION
 from local.stack import InProcessStack
-from local.template import Template
+from local.template import ROOT, Template
 from tests.integration.conftest import ApiClient, assert_error
 from tests.integration.test_concurrency import run_together
 
@@ -243,22 +242,31 @@ def test_phone_mode_signs_in_whatever_the_code(api: ApiClient) -> None:
     assert response.status == 201, response.body
 
 
-def test_phone_mode_needs_no_send_sms_queue_url(stack: InProcessStack) -> None:
+def test_phone_mode_needs_no_send_sms_queue_url(
+    stack: InProcessStack, caplog: pytest.LogCaptureFixture
+) -> None:
     # Given the identity function's environment without the queue's URL
     spec = stack.functions["IdentityFunction"].spec
     environment = {k: v for k, v in spec.environment.items() if k != "SEND_SMS_QUEUE_URL"}
     base = {"AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION}
+    ask_for_a_code = json.loads((ROOT / "events" / "identity_start_verification.json").read_text())
 
-    def cold_start(mode: str) -> None:
+    def cold_start(mode: str) -> LocalFunction:
         trimmed = replace(
             spec, logical_id=f"IdentityWithoutQueue{mode}", environment=environment | {"AUTH_MODE": mode}
         )
-        LocalFunction(trimmed, base).module  # noqa: B018 - loads the module
+        function = LocalFunction(trimmed, base)
+        function.module  # noqa: B018 - loads the module
+        return function
 
-    # When it starts in phone mode, Then it loads; in otp mode, it refuses to start
-    cold_start("phone")
-    with pytest.raises(ValidationError, match="SEND_SMS_QUEUE_URL"):
-        cold_start("otp")
+    # When it starts in phone mode, Then it loads and needs no queue to answer
+    assert cold_start("phone").invoke(ask_for_a_code)["statusCode"] == 409
+
+    # When it starts in otp mode, Then it loads too, but sending a code fails, naming the variable
+    otp = cold_start("otp")
+    caplog.clear()
+    assert otp.invoke(ask_for_a_code)["statusCode"] == 500
+    assert "SEND_SMS_QUEUE_URL is not set" in caplog.text
 
 
 # ---- the store, under concurrency -----------------------------------------------------------

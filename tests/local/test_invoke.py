@@ -103,3 +103,88 @@ def test_a_parameter_override_reaches_the_function(
     result = json.loads(capsys.readouterr().out)
     assert result["statusCode"] == 409
     assert json.loads(result["body"])["error"]["code"] == "code_not_required"
+
+
+def _event_file(tmp_path: Path, event: dict[str, object]) -> str:
+    path = tmp_path / "event.json"
+    path.write_text(json.dumps(event))
+    return str(path)
+
+
+def test_records_the_function_reports_as_failed_make_the_invocation_fail(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a batch of the chat activity sample's record and a copy whose message has no text
+    event = json.loads((ROOT / "events" / "chat_activity_message_insert.json").read_text())
+    broken = json.loads(json.dumps(event["Records"][0]))
+    broken["eventID"] = "broken-record"
+    broken["dynamodb"]["SequenceNumber"] = "4421584500000000017450439093"
+    del broken["dynamodb"]["NewImage"]["text"]
+    event["Records"].append(broken)
+
+    # When it is invoked
+    code = invoke.main(["ChatActivityFunction", _event_file(tmp_path, event)])
+
+    # Then the result names the failed record, the exit code is 1 and the log does not say ok
+    out = capsys.readouterr()
+    assert json.loads(out.out) == {"batchItemFailures": [{"itemIdentifier": "4421584500000000017450439093"}]}
+    assert code == 1
+    summary = [
+        line for line in out.err.splitlines() if line.startswith("ChatActivityFunction  make invoke  ")
+    ]
+    assert len(summary) == 1
+    assert "failed: failed records (batchItemFailures): 4421584500000000017450439093" in summary[0]
+    assert not summary[0].split("  (cold start")[0].endswith("ok")
+
+
+def test_a_function_that_raises_makes_the_invocation_fail_with_its_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a stream batch whose only record cannot be decoded, When it is invoked
+    event = json.loads((ROOT / "events" / "chat_activity_message_insert.json").read_text())
+    del event["Records"][0]["dynamodb"]["NewImage"]["text"]
+    code = invoke.main(["ChatActivityFunction", _event_file(tmp_path, event)])
+
+    # Then Lambda's error is printed, the exit code is 1 and the summary says it failed
+    out = capsys.readouterr()
+    assert code == 1
+    assert json.loads(out.out)["errorType"] == "BatchProcessingError"
+    assert "ChatActivityFunction  make invoke  " in out.err
+    assert "failed: BatchProcessingError" in out.err
+
+
+def test_a_client_error_answer_is_the_functions_work_not_a_failure(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Given the send-message sample on empty tables: its chat does not exist, a 404
+    code = invoke.main(["ChatsFunction", str(ROOT / "events" / "chats_send_message.json")])
+    out = capsys.readouterr()
+    assert (code, json.loads(out.out)["statusCode"]) == (0, 404)
+    assert "answered 404" in out.err
+
+
+@pytest.mark.parametrize(
+    ("result", "expected"),
+    [
+        ({"statusCode": 502, "body": "{}"}, (False, "answered 502")),
+        ({"statusCode": 201, "body": "{}"}, (True, "answered 201")),
+        ({"batchItemFailures": []}, (True, "every record handled")),
+        ({"isAuthorized": False}, (True, "not authorized")),
+    ],
+)
+def test_the_outcome_of_a_result(result: dict[str, object], expected: tuple[bool, str]) -> None:
+    assert invoke.outcome(result) == expected
+
+
+def test_with_no_stack_running_the_sms_goes_to_a_fake_provider_started_for_the_call(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Given no running stack, When the SendSms sample is invoked
+    code = invoke.main(["SendSmsFunction", str(ROOT / "events" / "send_sms_commands.json")])
+
+    # Then its command is sent (to the fake provider of this call), the malformed one rejected
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert json.loads(out.out) == {"batchItemFailures": []}
+    assert "provider POST /messages to=+14155550101 -> 202" in out.err
+    assert "every record handled" in out.err

@@ -1,7 +1,9 @@
 """The composition root: how every function's settings, clients and services are made.
 
 Each ``functions/*/app.py`` makes one ``Composition`` at cold start and names the settings
-it needs (``require``: a missing or bad variable fails the cold start, loudly). Everything
+it needs (``require``: they are read then; a missing or bad variable is logged at cold start
+and fails, with ``SettingsError`` naming it and what to set, where it is first needed: a
+function whose environment holds an unresolved intrinsic still imports). Everything
 else is made on first use and then kept for the execution environment's life: boto3
 clients (``chatflow.adapters.aws``), adapters, services. Imports happen inside the
 factories, so a function loads only the modules of what it uses.
@@ -12,12 +14,15 @@ Tests give their own clients (``Composition(dynamodb=client)``), as Powertools'
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from functools import wraps
 from typing import TYPE_CHECKING, Any, TypeVar
+
+from pydantic import ValidationError
 
 # boto3 (through the clients' module) is imported at cold start, in Lambda's init phase and
 # its CPU boost, as before: every function that makes a Composition makes an AWS client.
@@ -32,6 +37,7 @@ from chatflow.settings import (
     RealtimeSettings,
     SearchSettings,
     SendSmsQueueSettings,
+    SettingsError,
     SmsEventsSettings,
     SmsGatewaySettings,
     SmsTableSettings,
@@ -107,20 +113,31 @@ class Composition:
         self._environ = dict(os.environ if environ is None else environ)
         self._clients: dict[str, Any] = {"dynamodb": dynamodb, "s3": s3, "sqs": sqs}
         self._settings: dict[type[BaseModel], BaseModel] = {}
+        self._unusable: dict[type[BaseModel], SettingsError] = {}
         self._made: dict[str, Any] = {}
         self._lock = threading.RLock()
 
     # ---- settings -----------------------------------------------------------------------
 
     def require(self, *models: type[BaseModel]) -> Composition:
-        """Read these settings now (cold start): a missing or bad variable fails here."""
+        """Read these settings now (cold start). A missing or bad variable is logged here and
+        raised as ``SettingsError`` by the first ``settings()`` that needs it, not at import."""
         for model in models:
-            self.settings(model)
+            try:
+                self.settings(model)
+            except SettingsError as exc:
+                logging.getLogger(__name__).warning("%s", exc)
         return self
 
     def settings(self, model: type[S]) -> S:
+        if model in self._unusable:
+            raise self._unusable[model]
         if model not in self._settings:
-            self._settings[model] = model.model_validate(self._environ)
+            try:
+                self._settings[model] = model.model_validate(self._environ)
+            except ValidationError as exc:
+                self._unusable[model] = SettingsError.of(model, exc)
+                raise self._unusable[model] from None
         found = self._settings[model]
         assert isinstance(found, model)
         return found

@@ -6,9 +6,45 @@ given at cold start; the domain never reads the environment.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+# What an intrinsic of template.yaml leaves when nothing resolved it: `sam local invoke` turns
+# ``!Sub "${WebSocketApi.ApiEndpoint}/${Stage}"`` into ``$WebSocketApi.ApiEndpoint/dev``, or
+# the raw ``${...}`` stays, or a ``!GetAtt`` becomes ``WebSocketApi.ApiEndpoint``.
+_UNRESOLVED = re.compile(r"\$\{?[A-Za-z0-9]+\.[A-Za-z0-9.]+\}?|^[A-Z][A-Za-z0-9]+\.[A-Z][A-Za-z0-9.]+")
+_WHAT_TO_SET = (
+    "in the function's environment: template.yaml gives it once deployed, `make run` and "
+    "`make invoke` resolve it against the local stack, and for `sam local invoke` pass "
+    "`--env-vars events/env.json`"
+)
+
+
+class SettingsError(RuntimeError):
+    """A setting is missing or unusable; raised where the setting is first needed, naming the
+    variable, its value and what to set (the cold start itself does not fail on it)."""
+
+    @classmethod
+    def of(cls, model: type[BaseModel], error: ValidationError) -> SettingsError:
+        problems = []
+        for detail in error.errors(include_url=False):
+            name = ".".join(str(part) for part in detail["loc"]) or model.__name__
+            if detail["type"] == "missing":
+                problems.append(f"{name} is not set")
+                continue
+            value = detail.get("input")
+            unresolved = isinstance(value, str) and (value == "" or _UNRESOLVED.search(value))
+            note = (
+                " (an intrinsic of template.yaml that nothing resolved, as under `sam local invoke` "
+                "without --env-vars)"
+                if unresolved
+                else ""
+            )
+            problems.append(f"{name}={value!r} is not usable: {detail['msg']}{note}")
+        what = "set it" if len(problems) == 1 else "set each"
+        return cls(f"{model.__name__}: {'; '.join(problems)}; {what} {_WHAT_TO_SET}.")
 
 
 def _split_csv(value: object) -> object:

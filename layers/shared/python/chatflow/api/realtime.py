@@ -85,36 +85,109 @@ def parse_frame(body: str | None) -> AnyClientFrame:
 
 
 # ---- server → client -------------------------------------------------------------------
+# Each server frame is rendered through its model, so the AsyncAPI document's schemas
+# (docs/asyncapi.yaml, generated from these classes) are the shapes clients get. Models
+# are built on first use (defer_build): a function pays only for the frames it sends.
+
+
+class _ServerFrame(BaseModel):
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", defer_build=True, json_schema_serialization_defaults_required=True
+    )
+
+
+class MessageNewFrame(_ServerFrame):
+    """A new message in one of the user's chats, to every connection of every member (the sender's too)."""
+
+    type: Literal["message.new"] = "message.new"
+    message: MessageOut
+
+
+class MessageStatusFrame(_ServerFrame):
+    """A member's delivered or read marker moved, to the other members."""
+
+    type: Literal["message.status"] = "message.status"
+    chatId: str
+    upToSeq: Annotated[int, Field(ge=1)]
+    status: Literal["delivered", "read"]
+    by: Annotated[str, Field(description="The member whose marker moved (E.164)")]
+
+
+class PresenceFrame(_ServerFrame):
+    """A user who shares a chat with the receiver came online or went offline (last connection closed)."""
+
+    type: Literal["presence"] = "presence"
+    phoneNumber: str
+    online: bool
+    lastSeenAt: Annotated[str | None, Field(description="When last seen (ISO 8601 UTC); null if never")]
+
+
+class TypingNotice(_ServerFrame):
+    """A member is typing in a chat, to the other members."""
+
+    type: Literal["typing"] = "typing"
+    chatId: str
+    phoneNumber: str
+
+
+class ChatUpdatedFrame(_ServerFrame):
+    """The user was added to a chat, or its members or name changed (also to a member removed)."""
+
+    type: Literal["chat.updated"] = "chat.updated"
+    chat: ChatOut
+
+
+class ErrorFrame(_ServerFrame):
+    """A frame was refused (bad JSON, unknown action, invalid field, rule broken); the connection
+    stays open, except after an unauthorized error (signed out or expired), which closes it."""
+
+    type: Literal["error"] = "error"
+    code: Annotated[str, Field(examples=["invalid_frame", "not_found", "validation_error", "unauthorized"])]
+    message: str
+
+
+class PongFrame(_ServerFrame):
+    """The answer to a ping."""
+
+    type: Literal["pong"] = "pong"
+
+
+SERVER_FRAMES: tuple[type[_ServerFrame], ...] = (
+    MessageNewFrame,
+    MessageStatusFrame,
+    PresenceFrame,
+    TypingNotice,
+    ChatUpdatedFrame,
+    ErrorFrame,
+    PongFrame,
+)
 
 
 def message_new(message: Message, chat: Chat) -> Frame:
-    return {"type": "message.new", "message": MessageOut.of(message, chat).model_dump(mode="json")}
+    return MessageNewFrame(message=MessageOut.of(message, chat)).model_dump(mode="json")
 
 
 def message_status(chat_id: str, up_to_seq: int, status: str, by: str) -> Frame:
-    return {"type": "message.status", "chatId": chat_id, "upToSeq": up_to_seq, "status": status, "by": by}
+    return MessageStatusFrame(chatId=chat_id, upToSeq=up_to_seq, status=status, by=by).model_dump(mode="json")
 
 
 def presence_frame(presence: Presence) -> Frame:
     last_seen = to_iso(presence.last_seen_at) if presence.last_seen_at else None
-    return {
-        "type": "presence",
-        "phoneNumber": presence.phone_number,
-        "online": presence.online,
-        "lastSeenAt": last_seen,
-    }
+    frame = PresenceFrame(phoneNumber=presence.phone_number, online=presence.online, lastSeenAt=last_seen)
+    return frame.model_dump(mode="json")
 
 
 def typing_frame(chat_id: str, phone_number: str) -> Frame:
-    return {"type": "typing", "chatId": chat_id, "phoneNumber": phone_number}
+    return TypingNotice(chatId=chat_id, phoneNumber=phone_number).model_dump(mode="json")
 
 
 def chat_updated(chat: Chat, reader: str) -> Frame:
-    return {"type": "chat.updated", "chat": ChatOut.of(chat, reader).model_dump(mode="json")}
+    return ChatUpdatedFrame(chat=ChatOut.of(chat, reader)).model_dump(mode="json")
 
 
 def error_frame(code: str, message: str) -> Frame:
-    return {"type": "error", "code": code, "message": message}
+    return ErrorFrame(code=code, message=message).model_dump(mode="json")
 
 
+# The most frequent frame, constant: PongFrame().model_dump() (a unit test holds them equal).
 PONG: Frame = {"type": "pong"}
