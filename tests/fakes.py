@@ -8,7 +8,7 @@ expression, the fake checks the same condition and raises the same exception.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -303,6 +303,13 @@ class FakeChatRepository:
     def get_message_by_client_id(self, sender: str, client_message_id: str) -> Message | None:
         with self._lock:
             return self.client_ids.get((sender, client_message_id))
+
+    def chat_with_messages(
+        self, chat_id: str, *, limit: int, position: Position | None, after_seq: int | None
+    ) -> tuple[Chat | None, Callable[[], Page[Message]]]:
+        return self.get_chat(chat_id), lambda: self.list_messages(
+            chat_id, limit=limit, position=position, after_seq=after_seq
+        )
 
     def list_messages(
         self, chat_id: str, *, limit: int, position: Position | None, after_seq: int | None

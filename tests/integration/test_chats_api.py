@@ -322,6 +322,31 @@ def test_a_removed_member_gets_404_on_the_chat(api: ApiClient) -> None:
     assert chat_ids(api, carol) == []
 
 
+def test_the_history_of_a_chat_one_is_not_in_is_404_whatever_the_cursor(api: ApiClient) -> None:
+    # Given a group of Alice and Bob with messages, a page cursor of it, and Carol, not in it
+    alice = api.sign_in(ALICE)
+    carol = api.sign_in(CAROL)
+    group = api.create_group(alice, [BOB, DAVE])
+    for text in ("one", "two", "three"):
+        assert api.send(alice, group, text).status == 201
+    first = api.call("GET", f"/v1/chats/{group}/messages", token=alice, query={"limit": 1})
+    cursor = first.json()["nextCursor"]
+
+    # When Carol reads its history: plain, with Alice's cursor, with a made-up cursor
+    plain = api.call("GET", f"/v1/chats/{group}/messages", token=carol)
+    borrowed = api.call("GET", f"/v1/chats/{group}/messages", token=carol, query={"cursor": cursor})
+    made_up = api.call("GET", f"/v1/chats/{group}/messages", token=carol, query={"cursor": "abc"})
+
+    # Then each is 404 (not a 400 for the cursor: the chat's existence is not leaked), with
+    # no message in the body
+    for response in (plain, borrowed, made_up):
+        assert_error(response, 404, "not_found")
+        assert "one" not in str(response.body)
+    # And Alice's cursor still pages her history
+    second = api.call("GET", f"/v1/chats/{group}/messages", token=alice, query={"limit": 1, "cursor": cursor})
+    assert [m["text"] for m in second.json()["items"]] == ["two"]
+
+
 def test_a_number_without_an_account_is_a_member_and_sees_the_chat_after_signing_in(
     api: ApiClient,
 ) -> None:

@@ -7,7 +7,7 @@ Adapters in ``chatflow.adapters`` implement them over DynamoDB, S3, SQS, HTTP an
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -82,6 +82,14 @@ class ChatRepository(Protocol):
         self, chat_id: str, *, limit: int, position: Position | None, after_seq: int | None
     ) -> Page[Message]:
         """Newest first; with ``after_seq``, the messages after it, oldest first."""
+        ...
+
+    def chat_with_messages(
+        self, chat_id: str, *, limit: int, position: Position | None, after_seq: int | None
+    ) -> tuple[Chat | None, Callable[[], Page[Message]]]:
+        """The chat (as ``get_chat``) and a page of its messages (as ``list_messages``), read at
+        the same time: the page comes from the callable, which raises what ``list_messages``
+        would. The caller checks the chat first, so a chat it may not see stays a 404."""
         ...
 
     def list_inbox(self, phone_number: str, *, limit: int, position: Position | None) -> Page[str]:

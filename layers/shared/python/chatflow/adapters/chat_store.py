@@ -13,7 +13,7 @@ Items (PK / SK), and why (see docs/architecture.md for every access pattern):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from functools import cache
@@ -130,6 +130,12 @@ INBOX_WRITE_CONCURRENCY = 16
 @cache
 def _inbox_pool() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=INBOX_WRITE_CONCURRENCY, thread_name_prefix="inbox")
+
+
+@cache
+def _io_pool() -> ThreadPoolExecutor:
+    """Reads run beside the request's own thread (see ``chat_with_messages``)."""
+    return ThreadPoolExecutor(max_workers=4, thread_name_prefix="reads")
 
 
 class DynamoChatRepository:
@@ -322,6 +328,17 @@ class DynamoChatRepository:
     def get_messages(self, keys: Sequence[tuple[str, int]]) -> list[Message]:
         raw_keys = [to_raw({"PK": f"CHAT#{cid}", "SK": msg_sk(seq)}) for cid, seq in dict.fromkeys(keys)]
         return [message_from_item(item) for item in batch_get(self._client, self._table, raw_keys)]
+
+    def chat_with_messages(
+        self, chat_id: str, *, limit: int, position: Position | None, after_seq: int | None
+    ) -> tuple[Chat | None, Callable[[], Page[Message]]]:
+        """The ``Query`` of the page runs on a pool thread while this one reads the chat: a
+        history read waits for one DynamoDB round trip, not two. (boto3 clients are
+        thread-safe; a page whose chat the caller may not see is read and dropped.)"""
+        page = _io_pool().submit(
+            self.list_messages, chat_id, limit=limit, position=position, after_seq=after_seq
+        )
+        return self.get_chat(chat_id), page.result
 
     def list_messages(
         self, chat_id: str, *, limit: int, position: Position | None, after_seq: int | None

@@ -27,6 +27,7 @@ from chatflow.errors import (
     Conflict,
     FieldProblem,
     Forbidden,
+    InvalidCursor,
     InvalidPhoneNumber,
     NotFound,
     ValidationFailed,
@@ -206,11 +207,19 @@ class MessagingService:
     def list_messages(
         self, caller: str, chat_id: str, *, limit: int, cursor: str | None, after_seq: int | None
     ) -> tuple[Page[Message], Chat, str | None]:
-        chat = self.get_chat(caller, chat_id)
         scope = f"messages|{caller}|{chat_id}|{after_seq}"
-        page = self._chats.list_messages(
-            chat_id, limit=limit, position=self._cursors.decode(scope, cursor), after_seq=after_seq
+        try:
+            position = self._cursors.decode(scope, cursor)
+        except InvalidCursor:
+            self.get_chat(caller, chat_id)  # a chat the caller may not see is a 404 first
+            raise
+        # The chat (membership) and the page are read at the same time: one round trip less
+        chat, page_of_messages = self._chats.chat_with_messages(
+            chat_id, limit=limit, position=position, after_seq=after_seq
         )
+        if chat is None or not chat.is_member(caller):
+            raise chat_not_found(chat_id)
+        page = page_of_messages()
         return page, chat, self._cursors.encode(scope, page.next_position)
 
     def mark(self, caller: str, chat_id: str, receipt: ReceiptType, up_to_seq: int) -> Chat:
