@@ -231,8 +231,8 @@ is negative when the frame beats the HTTP response. A frame not there after
 {realtime.FRAME_TIMEOUT_SECONDS:g} s is counted missing. Targets on this machine: every frame arrives,
 p50 ≤ {p50:.0f} ms, p99 ≤ {p99:.0f} ms. Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC in {seconds:.0f} s
 (`python -m bench.run realtime` measures this section alone). The figures before issue 11,
-the profile and why the scenario with an offline member misses at 30 messages/s: "Where a
-message's milliseconds went" under "Local stack" below.
+the profile and what changed: "Where a message's milliseconds went" under "Local stack"
+below.
 
 {_markdown(REALTIME_HEADER, realtime_rows(reports))}
 
@@ -430,36 +430,41 @@ wakes only the pollers of its queue or table; moto speed-ups in `local/moto_patc
 names listed once; each with differential tests); `TCP_NODELAY` on every connection of the
 edge; snapshots written by a forked child (requests wait for the fork only); moto served by
 cheroot with keep-alive connections; the fan-out's forward limiter remembers open windows
-(a product change: it saves DynamoDB calls on AWS too, see docs/realtime.md). The CPU table
-above is the after figure for the stack process's share.
+(a product change: it saves DynamoDB calls on AWS too, see docs/realtime.md).
+
+**Then, on 2026-12-04** (the previous version of this page, `python -m bench.run` at 00:38
+that day, had the `POST` at 11.1x, the read at 5.7x, the offline-member scenario at p50
+56.1 / p99 490 ms, and 16.1 ms of the stack process's CPU per `POST`):
+
+- The inbox projection in batches (a product change, decision record 0011): a chat's
+  changes in one batch move each member's inbox once, and ChatActivityFunction's trigger
+  gathers `ChatActivityBatchingWindowSeconds` (1 s) of the stream; the local stack's
+  stream poller now keeps `MaximumBatchingWindowInSeconds` (it ignored it). In the
+  offline-member scenario the batches had held 633 `META` changes of 180 chats, the
+  projection was moto's largest cost (`UpdateItem` about a fifth of the stack process),
+  and it fell behind under load.
+- A history read asks for the chat (membership) and its page at the same time (a product
+  change: one DynamoDB round trip instead of two on AWS too).
+- moto: a queried partition handed over in key order (moto's two sorts then make one
+  comparison per item), plain values compared, sized and deep-copied without type
+  questions, an item's string and number attributes serialized without a serializer
+  lookup each (`dynamodb.query_partition`, `dynamodb.plain_values`,
+  `core.json_attribute_values`; differential tests, docs/local-stack.md).
+
+The CPU table above is the after figure for the stack process's share.
 
 **What is left** (the targets this run misses are marked MISSED in the summary):
 
-- **POST ≤ 8x GetItem**: the unit got faster too (keep-alive helps the benchmark's own
-  client). A `POST` is two function invocations (the authorizer's `GetItem`; the chats
-  function's `GetItem` and `TransactWriteItems`), the edge and the client, while the
-  previous message's stream work (the inbox projection, the search index and the fan-out:
-  see the CPU table) runs at the same time on the same 2 cores. One-off experiment
-  (2026-12-03, stream delivery switched off by a temporary edit): the same `POST` took
-  12.4 ms at p50, 6.9x its `GetItem`. What is over 8x is that concurrent stream work.
-- **A 20-message read ≤ 5x GetItem**: three AWS calls (the authorizer's `GetItem`, the
-  chats function's `GetItem` and `Query`), two invocations and the edge. The invocation
-  logs of `make run` show the authorizer at about 2 ms and the chats function at about
-  7 ms, almost all of it its two calls; moto's `Query` still sorts the whole partition
-  (210 messages here). With a unit of about 2 ms, 5x leaves about 4 ms for everything
-  that is not an AWS call.
-- **Real time with an offline member**: see the CPU per message in "Real time". Each
-  message in a group of six is six inbox writes, one presence read, five posts to
-  connections and the search index: at 30 messages/s that is most of this machine's
-  2 cores, and the stack's one process (moto, the APIs, the pollers) is the queue.
-  It sits at the edge of saturation, so its p50 swings from run to run (52.7, 349 and
-  56.1 ms in three runs on 2026-12-03/04). One-off GIL profile of the stack process in
-  this scenario (2026-12-03 23:00, `py-spy record --gil` on the `local.serve` of
-  `bench.realtime`): moto's `UpdateItem` 18% (condition parsing 7%, update-expression
-  parsing 5.5%, validation 7%), `TransactWriteItems` 10%, the direct stream poller
-  turning images into wire format 9.5% (each of the two consumers of the chats stream
-  converts the same records), waking pollers 9%, snapshots 5%. Next: convert a stream
-  record once for all its consumers; cache lexed condition expressions by their text.
+- **A 20-message read ≤ 5x GetItem** (about 5.2x): the authorizer's invocation and
+  `GetItem`, the chats function's invocation with its `GetItem` and `Query` (now side by
+  side), the edge and the client. One-off measurements on `make run` (2026-12-04 06:55,
+  the invocation log with two decimals): the authorizer about 1.8 ms, the chats function
+  about 5.5 ms; `GET /v1/health` (the edge and one trivial invocation) 1.0 ms,
+  `GET /v1/users/me` (two invocations, two `GetItem`s) 5.0 ms. So the read is
+  `/v1/users/me` plus what a 20-item `Query` costs over a `GetItem`: moto's query and
+  answer, about 5 KB on the wire and botocore's parse of it in the function. Asking only
+  for the attributes the API returns (`ProjectionExpression`) would help on AWS but costs
+  more in moto (its projection copies every item again): not done.
 """
 
 
@@ -482,7 +487,7 @@ the requests alike. "Healthy" is the time from the process's start to the first 
 Healthy after {report.healthy_seconds:.2f} s.
 
 Where a message's CPU goes: the CPU time each process used during the POST series (its
-stream work included: the inbox projection and the fan-out run on every message), divided
+stream work included: the fan-out runs on every message, the inbox projection on each batch), divided
 by the messages sent; "stack" is the local stack's own process (moto, the HTTP and
 WebSocket APIs, the pollers, the function runner):
 
