@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from botocore.endpoint import Endpoint
 from moto import mock_aws
 
 from local.apigw import HttpResult, build_query
@@ -113,3 +114,18 @@ def stack() -> Iterator[InProcessStack]:
 @pytest.fixture
 def api(stack: InProcessStack) -> ApiClient:
     return ApiClient(stack)
+
+
+@pytest.fixture
+def calls() -> Iterator[list[str]]:
+    """The AWS operations this process calls meanwhile (functions run in-process), in order."""
+    made: list[str] = []
+    make_request = Endpoint.make_request
+
+    def counted(self: Endpoint, operation_model: Any, request_dict: Any) -> Any:
+        made.append(operation_model.name)
+        return make_request(self, operation_model, request_dict)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Endpoint, "make_request", counted)
+        yield made

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import boto3
 import pytest
-from botocore.endpoint import Endpoint
 from moto import mock_aws
 
 from chatflow.adapters.connection_store import DynamoForwardLimiter
@@ -25,20 +23,6 @@ def table() -> Iterator[str]:
     with mock_aws():
         stack = InProcessStack.create(parameters={"AuthMode": "phone"})
         yield stack.template.physical_ids["ConnectionsTable"]
-
-
-@pytest.fixture
-def calls() -> Iterator[list[str]]:
-    made: list[str] = []
-    make_request = Endpoint.make_request
-
-    def counted(self: Endpoint, operation_model: Any, request_dict: Any) -> Any:
-        made.append(operation_model.name)
-        return make_request(self, operation_model, request_dict)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(Endpoint, "make_request", counted)
-        yield made
 
 
 def _limiter(table: str) -> DynamoForwardLimiter:

@@ -5,13 +5,11 @@ inbox once, to where the last change leaves it, and a failure retries every chan
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
 from botocore.config import Config
-from botocore.endpoint import Endpoint
 
 from chatflow.adapters.chat_store import DynamoChatRepository
 from local.sources import StreamSource
@@ -22,21 +20,6 @@ from tests.integration.conftest import ApiClient
 ALICE = "+14155550101"
 BOB = "+14155550102"
 CAROL = "+14155550103"
-
-
-@pytest.fixture
-def calls() -> Iterator[list[str]]:
-    """The AWS operations called meanwhile, in order."""
-    made: list[str] = []
-    make_request = Endpoint.make_request
-
-    def counted(self: Endpoint, operation_model: Any, request_dict: Any) -> Any:
-        made.append(operation_model.name)
-        return make_request(self, operation_model, request_dict)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(Endpoint, "make_request", counted)
-        yield made
 
 
 class ChatsStream:
