@@ -106,6 +106,31 @@ def create(
     rt.out.print(f"valid for: {text(campaign.get('validFor'))} s")
 
 
+@app.command("preview")
+def preview(
+    ctx: typer.Context,
+    template: Annotated[str, typer.Option("--template", help="The text, with {{variables}}.")],
+    variables: Annotated[
+        list[str] | None,
+        typer.Option("--var", help="A variable's value, as NAME=VALUE (repeat for each variable)."),
+    ] = None,
+) -> None:
+    """Show the text one recipient would get: its encoding, SMS parts and length (nothing is stored)."""
+    rt = runtime(ctx)
+    values: dict[str, str] = {}
+    for item in variables or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise CliError(f"--var {item!r}: write it as NAME=VALUE, e.g. --var first_name=Ana")
+        values[name] = value
+    result = rt.api.call_object("POST", "/v1/campaigns/preview", {"template": template, "variables": values})
+    rt.out.print(text(result.get("text")))
+    rt.out.print(
+        f"{text(result.get('encoding'))}, {text(result.get('segments'))} SMS part(s), "
+        f"{text(result.get('characters'))} characters"
+    )
+
+
 @app.command("list")
 def list_campaigns(ctx: typer.Context, limit: Limit = 20, follow: FollowAll = False) -> None:
     """List campaigns, newest first."""

@@ -132,6 +132,14 @@ class StubApi:
         if parts == [] and method == "GET":
             newest = sorted(self.campaigns.values(), key=lambda c: c["createdAt"], reverse=True)
             return 200, _page(newest, query)
+        if parts == ["preview"] and method == "POST":
+            request = json.loads(body)
+            variables = request.get("variables", {})
+            missing = sorted(set(_VARIABLE.findall(request["template"])) - set(variables))
+            if missing:
+                raise ApiError(400, "validation_error", "no value for " + ", ".join(missing))
+            rendered = _VARIABLE.sub(lambda m: variables[m.group(1)], request["template"])
+            return 200, {"text": rendered, "encoding": "GSM-7", "segments": 1, "characters": len(rendered)}
         campaign = self.campaigns.get(parts[0]) if parts else None
         if campaign is None:
             raise ApiError(404, "not_found", "no such campaign")

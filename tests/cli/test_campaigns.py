@@ -39,6 +39,32 @@ def test_create_prints_the_new_campaign_and_its_variables(stub: StubApi, stub_st
     assert "variables: code, name" in result.stdout
 
 
+def test_preview_prints_the_rendered_text_and_how_it_travels(stub: StubApi, stub_state: Path) -> None:
+    # Given an operator
+    # When they preview a template with a value for each variable
+    result = chatflow(
+        stub_state, *AS, "campaign", "preview", "--template", "Hi {{name}}, {{code}}", "--var", "name=Ana",
+        "--var", "code=a=b",
+    )  # fmt: skip
+
+    # Then the rendered text (a value may hold "=") and its encoding, parts and length are printed
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == ["Hi Ana, a=b", "GSM-7, 1 SMS part(s), 11 characters"]
+
+
+def test_preview_says_how_to_write_a_variable_and_what_has_no_value(stub: StubApi, stub_state: Path) -> None:
+    # Given an operator
+    # When a --var has no "=", and when a variable is left without a value
+    malformed = chatflow(stub_state, *AS, "campaign", "preview", "--template", "Hi {{name}}", "--var", "name")
+    missing = chatflow(stub_state, *AS, "campaign", "preview", "--template", "Hi {{name}}")
+
+    # Then each fails with what to do
+    assert malformed.exit_code != 0
+    assert "NAME=VALUE" in malformed.stderr
+    assert missing.exit_code == 1
+    assert "validation_error: no value for name" in missing.stderr
+
+
 def test_a_contract_error_is_printed_as_code_message_and_details_with_exit_code_1(
     stub: StubApi, stub_state: Path
 ) -> None:

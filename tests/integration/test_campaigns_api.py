@@ -118,6 +118,54 @@ def test_a_malformed_template_is_400_invalid_template_saying_where(api: ApiClien
     assert "line 1, column 4" in error["message"]
 
 
+def _preview(api: ApiClient, token: str, template: str, **variables: str) -> Any:
+    return api.call(
+        "POST", "/v1/campaigns/preview", {"template": template, "variables": variables}, token=token
+    )
+
+
+def test_a_preview_is_the_text_a_recipient_gets_and_how_it_travels(api: ApiClient) -> None:
+    # Given an operator, and templates in plain GSM-7, with an emoji, and long enough for two parts
+    operator = api.sign_in(OPERATOR)
+
+    # When each is previewed with a recipient's values (a value with braces is taken literally)
+    plain = _preview(api, operator, "Hi {{ name }}, your code is {{code}}", name="Ana {{x}}", code="42")
+    emoji = _preview(api, operator, "Hi {{name}} 🎉", name="Ana")
+    long = _preview(api, operator, "{{a}} " + "x" * 160, a="Hello")
+
+    # Then each answers the rendered text, its encoding, its SMS parts and its length
+    assert plain.status == 200, plain.body
+    assert plain.json() == {
+        "text": "Hi Ana {{x}}, your code is 42",
+        "encoding": "GSM-7",
+        "segments": 1,
+        "characters": 29,
+    }
+    assert emoji.json() == {"text": "Hi Ana 🎉", "encoding": "UCS-2", "segments": 1, "characters": 8}
+    assert (long.json()["encoding"], long.json()["segments"], long.json()["characters"]) == ("GSM-7", 2, 166)
+
+
+def test_a_preview_names_what_is_wrong_with_its_template_or_values(api: ApiClient) -> None:
+    # Given an operator and a user
+    operator = api.sign_in(OPERATOR)
+    user = api.sign_in(USER)
+
+    # When a malformed template, a template with a variable left without a value, one that
+    # renders over 1,600 characters, and a preview by a non-operator are asked for
+    malformed = _preview(api, operator, "Hi {{name")
+    missing = _preview(api, operator, "Hi {{name}}, {{code}}", name="Ana")
+    too_long = _preview(api, operator, "{{a}}{{a}}", a="x" * 900)
+    not_operator = _preview(api, user, "Hi")
+
+    # Then each is a 4xx that says what to fix
+    assert "line 1, column 4" in assert_error(malformed, 400, "invalid_template")["message"]
+    error = assert_error(missing, 400, "validation_error")
+    assert "code" in error["message"]
+    assert [d["field"] for d in error["details"]] == ["variables.code"]
+    assert "1800 characters" in assert_error(too_long, 400, "validation_error")["message"]
+    assert_error(not_operator, 403, "forbidden")
+
+
 def test_campaigns_are_listed_newest_first_with_pages(api: ApiClient) -> None:
     token = api.sign_in(OPERATOR)
     ids = [_campaign(api, token)["campaignId"] for _ in range(3)]

@@ -12,6 +12,7 @@ from chatflow.domain.campaigns import (
     MIN_VALID_FOR,
     Campaign,
     CampaignRecipient,
+    Preview,
     Upload,
 )
 from chatflow.domain.clock import to_iso
@@ -33,6 +34,36 @@ class CreateCampaignRequest(BaseModel):
             description="Seconds each SMS may wait to be sent once queued; then it expires, unsent",
         ),
     ] = DEFAULT_VALID_FOR
+
+
+class PreviewRequest(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    template: Annotated[
+        str, Field(min_length=1, max_length=1600, description="Message text; variables as {{name}}")
+    ]
+    variables: Annotated[
+        dict[str, Annotated[str, Field(max_length=1600)]],
+        Field(max_length=100, description="A value for each variable, as a recipient's CSV row would give"),
+    ] = {}
+
+
+class PreviewOut(BaseModel):
+    """The text a recipient would get, and how it travels."""
+
+    text: str
+    encoding: Literal["GSM-7", "UCS-2"]
+    segments: int = Field(description="SMS parts the text is sent (and billed) as")
+    characters: int
+
+    @classmethod
+    def of(cls, preview: Preview) -> PreviewOut:
+        return cls(
+            text=preview.text,
+            encoding="UCS-2" if preview.encoding == "UCS-2" else "GSM-7",
+            segments=preview.segments,
+            characters=preview.characters,
+        )
 
 
 class CountsOut(BaseModel):

@@ -13,6 +13,8 @@ from chatflow.api.campaign_models import (
     CampaignOut,
     CampaignPage,
     CreateCampaignRequest,
+    PreviewOut,
+    PreviewRequest,
     RecipientOut,
     RecipientPage,
     UploadOut,
@@ -61,6 +63,15 @@ def campaign_router(service: Callable[[], CampaignService]) -> Router:
             me(), name=body.name, template=body.template, sender_id=body.senderId, valid_for=body.validFor
         )
         return json_response(201, CampaignOut.of(campaign))
+
+    @router.post(
+        "/v1/campaigns/preview",
+        tags=["campaigns"],
+        summary="Render a template for one recipient: its text, encoding, SMS parts and length",
+        responses=ok_doc(PreviewOut) | _ERRORS,
+    )
+    def preview(body: PreviewRequest) -> PreviewOut:
+        return PreviewOut.of(service().preview(me(), body.template, body.variables))
 
     @router.get(
         "/v1/campaigns",

@@ -27,6 +27,7 @@ from chatflow.domain.recipients_csv import (
     parse_row,
     read_records,
 )
+from chatflow.domain.sms import segments
 from chatflow.domain.templates import MAX_TEXT, MessageTemplate, parse_template
 from chatflow.errors import FieldProblem, Forbidden, InvalidFile, NotFound, ValidationFailed
 
@@ -205,6 +206,37 @@ def progress_of(detail_type: str, detail: Mapping[str, Any], at: datetime) -> Pr
 # ---- the operator's use cases -----------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Preview:
+    """A template rendered for one recipient, and how it travels: its encoding, the SMS parts
+    it is billed as, and its length in characters."""
+
+    text: str
+    encoding: str
+    segments: int
+    characters: int
+
+
+def preview_message(template: str, variables: Mapping[str, str]) -> Preview:
+    """``template`` rendered with ``variables`` as a campaign would send it to a recipient
+    whose CSV row had those values. ``InvalidTemplate`` for a malformed template; a
+    ``ValidationFailed`` naming the variables without a value, or saying by how much the
+    text is over what one campaign SMS may be."""
+    parsed = parse_template(template)
+    missing = [name for name in parsed.variables if name not in variables]
+    if missing:
+        message = "no value for " + ", ".join(missing) + ": give each variable of the template a value"
+        raise ValidationFailed(
+            message, details=tuple(FieldProblem(f"variables.{n}", "missing") for n in missing)
+        )
+    text = parsed.render(variables)
+    if len(text) > MAX_TEXT:
+        message = f"the text is {len(text)} characters once rendered: a campaign SMS is at most {MAX_TEXT}"
+        raise ValidationFailed(message, details=(FieldProblem("template", message),))
+    parts = segments(text)
+    return Preview(text=text, encoding=parts.encoding.value, segments=parts.count, characters=len(text))
+
+
 class CampaignService:
     def __init__(
         self,
@@ -226,6 +258,10 @@ class CampaignService:
     def _require_operator(self, caller: str) -> None:
         if not self._operators.is_operator(caller):
             raise Forbidden("Campaigns are for operators: ask an administrator for the operator role.")
+
+    def preview(self, caller: str, template: str, variables: Mapping[str, str]) -> Preview:
+        self._require_operator(caller)
+        return preview_message(template, variables)
 
     def create(
         self,
