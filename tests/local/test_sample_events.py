@@ -352,6 +352,18 @@ def test_the_campaign_samples_create_a_campaign_and_list_it(samples: Samples) ->
     assert campaign_id in [c["campaignId"] for c in listed.body["items"]]
 
 
+@covers("campaigns_preview.json")
+def test_the_preview_sample_renders_its_template_for_one_recipient(samples: Samples) -> None:
+    previewed = samples.invoke("CampaignsFunction", "campaigns_preview.json")
+    assert previewed.result["statusCode"] == 200, previewed.result
+    assert previewed.body == {
+        "text": "Hi Ana, your code is 4821",
+        "encoding": "GSM-7",
+        "segments": 1,
+        "characters": 25,
+    }
+
+
 # ---- SMS gateway --------------------------------------------------------------------------------
 
 
