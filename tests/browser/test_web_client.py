@@ -337,6 +337,27 @@ def test_an_operator_runs_a_campaign_from_the_campaigns_page(stack: StackServer,
     expect(page.locator(".campaign-status")).to_have_text("Status: completed")
 
 
+def test_the_new_campaign_form_previews_the_template_as_it_is_typed(
+    stack: StackServer, new_page: NewPage
+) -> None:
+    # Given an operator on the campaigns page
+    page = new_page()
+    sign_in(stack, page, OPERATOR)
+    page.get_by_role("link", name="Campaigns").click()
+    preview = page.locator(".campaign-preview")
+
+    # When they type a template, then one with an emoji, then a malformed one
+    page.get_by_label("Message template").fill("Hi {{first_name}}, your plan renews soon.")
+    expect(preview).to_contain_text("Preview: Hi first_name, your plan renews soon.")
+    expect(preview).to_contain_text("GSM-7 · 1 SMS part · 37 characters")
+    page.get_by_label("Message template").fill("Hi {{first_name}} 🎉")
+    expect(preview).to_contain_text("UCS-2 · 1 SMS part")
+    page.get_by_label("Message template").fill("Hi {{first_name")
+
+    # Then each shows what the recipient gets and how it travels, or where the template is wrong
+    expect(preview).to_contain_text("line 1, column 4")
+
+
 def test_a_user_who_is_not_an_operator_has_no_campaigns_page(stack: StackServer, new_page: NewPage) -> None:
     # Given someone without the operator role signed in
     page = new_page()

@@ -190,6 +190,10 @@ export class Api {
   createCampaign(fields) {
     return this.post("/v1/campaigns", fields);
   }
+  /** The text one recipient would get, its encoding, SMS parts and length (nothing stored). */
+  previewCampaignMessage(template, variables) {
+    return this.post("/v1/campaigns/preview", { template, variables });
+  }
   startUpload(campaignId) {
     return this.post(`/v1/campaigns/${encodeURIComponent(campaignId)}/uploads`);
   }

@@ -5,6 +5,8 @@ import { describeError } from "../api.js";
 import { fullTime, h, replaceChildren } from "../dom.js";
 
 const POLL_MS = 1500;
+const PREVIEW_AFTER_MS = 300; // typing pauses this long before the template is previewed
+const VARIABLE = /\{\{\s*([A-Za-z0-9_]+)\s*\}\}/g;
 // Every recipient is in exactly one of these; they add up to the total (CONTRACT §5a).
 const COUNTS = ["queued", "sent", "failed", "delivered", "skipped", "expired", "cancelled"];
 
@@ -116,6 +118,31 @@ export class CampaignsView {
       placeholder: "Hi {{first_name}}, your {{plan}} plan renews soon.",
       "aria-describedby": "campaign-template-hint",
     });
+    const preview = h("p", { class: "hint campaign-preview", role: "status", "aria-live": "polite" });
+    let previewTimer = null;
+    let previewed = 0; // only the newest answer is shown
+    template.addEventListener("input", () => {
+      clearTimeout(previewTimer);
+      previewTimer = setTimeout(async () => {
+        const source = template.value.trim();
+        const asked = ++previewed;
+        if (!source) {
+          preview.textContent = "";
+          return;
+        }
+        // Each variable stands for itself: "Hi {{first_name}}" previews as "Hi first_name"
+        const variables = {};
+        for (const match of source.matchAll(VARIABLE)) variables[match[1]] = match[1];
+        try {
+          const result = await this.api.previewCampaignMessage(source, variables);
+          if (asked !== previewed) return;
+          const parts = result.segments === 1 ? "1 SMS part" : `${result.segments} SMS parts`;
+          preview.textContent = `Preview: ${result.text} (${result.encoding} · ${parts} · ${result.characters} characters, each variable shown as its name)`;
+        } catch (failure) {
+          if (asked === previewed) preview.textContent = describeError(failure);
+        }
+      }, PREVIEW_AFTER_MS);
+    });
     const senderId = h("input", { id: "campaign-sender", name: "senderId", maxlength: 20 });
     const button = h("button", { type: "submit", class: "primary" }, "Create campaign");
     const form = h(
@@ -131,6 +158,7 @@ export class CampaignsView {
         { class: "hint", id: "campaign-template-hint" },
         "Variables are written {{name}}; the CSV you upload needs a column for each, plus iccid.",
       ),
+      preview,
       h("label", { for: "campaign-sender" }, "Sender ID (optional)"),
       senderId,
       error,
