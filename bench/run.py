@@ -440,9 +440,9 @@ that day, had the `POST` at 11.1x, the read at 5.7x, the offline-member scenario
   changes in one batch move each member's inbox once, and ChatActivityFunction's trigger
   gathers `ChatActivityBatchingWindowSeconds` (1 s) of the stream; the local stack's
   stream poller now keeps `MaximumBatchingWindowInSeconds` (it ignored it). In the
-  offline-member scenario the batches had held 633 `META` changes of 180 chats, the
-  projection was moto's largest cost (`UpdateItem` about a fifth of the stack process),
-  and it fell behind under load.
+  offline-member scenario the projection had been moto's largest cost (`UpdateItem` in
+  the profile above), and under load its batches held several changes of the same chats,
+  each moving every member's inbox.
 - A history read asks for the chat (membership) and its page at the same time (a product
   change: one DynamoDB round trip instead of two on AWS too).
 - moto: a queried partition handed over in key order (moto's two sorts then make one
@@ -460,16 +460,13 @@ The CPU table above is the after figure for the stack process's share.
   4.9, 4.8 and 5.2 in five runs in a row on 2026-12-04 (07:05-07:15, idle machine, after
   the last change above), then `python -m bench.run stack` the figure on this page: met in
   some runs, missed in others, so not yet a target this machine meets reliably. It is the
-  authorizer's invocation and
-  `GetItem`, the chats function's invocation with its `GetItem` and `Query` (now side by
-  side), the edge and the client. One-off measurements on `make run` (2026-12-04 06:55,
-  the invocation log with two decimals): the authorizer about 1.8 ms, the chats function
-  about 5.5 ms; `GET /v1/health` (the edge and one trivial invocation) 1.0 ms,
-  `GET /v1/users/me` (two invocations, two `GetItem`s) 5.0 ms. So the read is
-  `/v1/users/me` plus what a 20-item `Query` costs over a `GetItem`: moto's query and
-  answer, about 5 KB on the wire and botocore's parse of it in the function. Asking only
-  for the attributes the API returns (`ProjectionExpression`) would help on AWS but costs
-  more in moto (its projection copies every item again): not done.
+  authorizer's invocation and `GetItem`, the chats function's invocation with its
+  `GetItem` and `Query` (sent side by side, but the emulator serves one request at a
+  time), the edge and the client. Besides the unit's kind of work, the read pays for what
+  a 20-item `Query` costs over a `GetItem`: moto's query and answer, a few KB on the wire
+  and botocore's parse of it in the function. Asking only for the attributes the API
+  returns (`ProjectionExpression`) would help on AWS but costs more in moto (its
+  projection round-trips every item): not done.
 """
 
 
