@@ -41,20 +41,14 @@ $(BIN)/.stamp: requirements/dev.txt layers/shared/python/requirements.txt pyproj
 	@$(BIN)/python -m pip install $(PIP_QUIET) --no-deps --no-build-isolation -e .
 	@touch $@
 
-$(SAM_VENV)/.stamp: requirements/sam.txt
-	@echo "installing $(SAM_VENV) from requirements/sam.txt..."
-	@test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
-	@$(SAM_VENV)/bin/python -m pip install $(PIP_QUIET) --upgrade pip
-	@$(SAM_VENV)/bin/python -m pip install $(PIP_QUIET) -r requirements/sam.txt
-	@touch $@
-
-# checkov (make validate) pins its own dependencies: its own virtualenv too.
+# Tools that pin their own dependencies (aws-sam-cli: boto3, pydantic, click; checkov for
+# make validate) each get a virtualenv of their own: .venv-<tool> from requirements/<tool>.txt.
 CHECKOV_VENV := .venv-checkov
-$(CHECKOV_VENV)/.stamp: requirements/checkov.txt
-	@echo "installing $(CHECKOV_VENV) from requirements/checkov.txt..."
-	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
-	@$(CHECKOV_VENV)/bin/python -m pip install $(PIP_QUIET) --upgrade pip
-	@$(CHECKOV_VENV)/bin/python -m pip install $(PIP_QUIET) -r requirements/checkov.txt
+$(SAM_VENV)/.stamp $(CHECKOV_VENV)/.stamp: .venv-%/.stamp: requirements/%.txt
+	@echo "installing .venv-$* from $<..."
+	@test -x .venv-$*/bin/python || $(PYTHON) -m venv .venv-$*
+	@.venv-$*/bin/python -m pip install $(PIP_QUIET) --upgrade pip
+	@.venv-$*/bin/python -m pip install $(PIP_QUIET) -r $<
 	@touch $@
 
 venv: $(BIN)/.stamp $(SAM_VENV)/.stamp
