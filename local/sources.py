@@ -334,11 +334,12 @@ class StreamSource(Source):
         deadline = time.monotonic() + window
         while have + len(gathered) < self.mapping.batch_size and not self.stopping.is_set():
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            iterator = self._iterators.get(shard_id)
+            if remaining <= 0 or iterator is None:  # no iterator: the shard is closed
                 break
             self.stopping.wait(min(remaining, _GATHER_POLL_SECONDS))
             response = self._streams.get_records(
-                ShardIterator=self._iterators[shard_id], Limit=self.mapping.batch_size - have - len(gathered)
+                ShardIterator=iterator, Limit=self.mapping.batch_size - have - len(gathered)
             )
             if response.get("NextShardIterator"):
                 self._iterators[shard_id] = response["NextShardIterator"]

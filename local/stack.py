@@ -19,7 +19,7 @@ from local.apigw import HttpApi
 from local.provision import Provisioned, provision
 from local.runtime import LocalFunction
 from local.sources import StreamSource
-from local.specs import REGION
+from local.specs import REGION, Invoker
 from local.template import Template
 
 # moto with botocore 1.44+: stream calls fail unless account-id endpoints are off.
@@ -64,6 +64,13 @@ class InProcessStack:
             if mapping.kind == "dynamodb"
         ]
         return stack
+
+    def stream_reader(self, function: str, invoke: Invoker) -> StreamSource:
+        """A new reader of ``function``'s DynamoDB stream from its starting position, with
+        checkpoints of its own, handing each batch to ``invoke`` at once: for tests that
+        replay or capture what the trigger delivers."""
+        [mapping] = [source.mapping for source in self.streams if source.mapping.function == function]
+        return StreamSource(mapping, _client, invoke, {}, batching_window=False)
 
     def invoke(self, function: str, event: dict[str, Any], trigger: str = "test") -> Any:
         return self.functions[function].invoke(event)

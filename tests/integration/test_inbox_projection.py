@@ -7,13 +7,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 
 from chatflow.adapters.chat_store import DynamoChatRepository
-from local.sources import StreamSource
-from local.specs import REGION
 from local.stack import InProcessStack
 from tests.integration.conftest import ApiClient
 
@@ -27,16 +23,8 @@ class ChatsStream:
     delivering: each ``batch()`` is the records written since the previous one, as one event."""
 
     def __init__(self, stack: InProcessStack) -> None:
-        [source] = [s for s in stack.streams if s.mapping.function == "ChatActivityFunction"]
         self._batches: list[dict[str, Any]] = []
-        config = Config(account_id_endpoint_mode="disabled")
-        self._reader = StreamSource(
-            source.mapping,
-            lambda service: boto3.client(service, region_name=REGION, config=config),  # type: ignore[call-overload]
-            self._capture,
-            {},
-            batching_window=False,
-        )
+        self._reader = stack.stream_reader("ChatActivityFunction", self._capture)
         self._reader.poll_once()  # what was written before: not pending
         self._batches.clear()
 

@@ -5,12 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 
-from local.sources import StreamSource
-from local.specs import REGION
 from local.stack import InProcessStack
 from tests.integration.conftest import ApiClient, assert_error
 
@@ -49,21 +45,13 @@ def found_texts(api: ApiClient, token: str, q: str, **query: Any) -> list[str]:
 def replay_chat_activity_stream(stack: InProcessStack) -> int:
     """Deliver every record of the chats table's stream to ChatActivityFunction again, from
     the start (what Lambda does after a failed batch, or a lost checkpoint)."""
-    [source] = [s for s in stack.streams if s.mapping.function == "ChatActivityFunction"]
-    config = Config(account_id_endpoint_mode="disabled")
 
     def strict_invoke(function: str, event: dict[str, Any], trigger: str) -> Any:
         response = stack.invoke(function, event, trigger)
         assert not (response or {}).get("batchItemFailures"), response
         return response
 
-    replay = StreamSource(
-        source.mapping,
-        lambda service: boto3.client(service, region_name=REGION, config=config),  # type: ignore[call-overload]
-        strict_invoke,
-        {},
-        batching_window=False,
-    )
+    replay = stack.stream_reader("ChatActivityFunction", strict_invoke)
     delivered = 0
     while count := replay.poll_once():
         delivered += count

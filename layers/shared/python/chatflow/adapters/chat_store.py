@@ -128,14 +128,10 @@ INBOX_WRITE_CONCURRENCY = 16
 
 
 @cache
-def _inbox_pool() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=INBOX_WRITE_CONCURRENCY, thread_name_prefix="inbox")
-
-
-@cache
 def _io_pool() -> ThreadPoolExecutor:
-    """Reads run beside the request's own thread (see ``chat_with_messages``)."""
-    return ThreadPoolExecutor(max_workers=4, thread_name_prefix="reads")
+    """DynamoDB calls made beside the invocation's own thread: inbox writes
+    (``project_inbox``) and a history's page (``chat_with_messages``)."""
+    return ThreadPoolExecutor(max_workers=INBOX_WRITE_CONCURRENCY, thread_name_prefix="dynamodb")
 
 
 class DynamoChatRepository:
@@ -462,7 +458,7 @@ class DynamoChatRepository:
             for phone in members:
                 move(phone)
         else:
-            list(_inbox_pool().map(move, members))  # list(): re-raise the first failure
+            list(_io_pool().map(move, members))  # list(): re-raise the first failure
         if removed:
             batch_write(
                 self._client,
