@@ -140,6 +140,10 @@ class EmulatedAws:
         # each AWS call of a function paid a TCP connect and a new server thread) and
         # hands a connection to a pool thread only when a request is ready on it.
         self._server = wsgi.Server((host, port), self._app, numthreads=16, server_name="chatflow-aws")
+        # cheroot keeps at most 10 idle keep-alive connections by default and answers
+        # `Connection: close` beyond that; every worker and poller holds its own, so with the
+        # whole template running a third of the functions' AWS calls paid a new TCP connect.
+        self._server.keep_alive_conn_limit = 4096
         self._server.prepare()
         self._thread: threading.Thread | None = None
 

@@ -236,6 +236,22 @@ def test_a_background_snapshot_holds_the_state_of_its_moment_and_restores(tmp_pa
     assert not list(tmp_path.glob("*.tmp*"))
 
 
+_LIST_TABLES = {
+    "X-Amz-Target": "DynamoDB_20120810.ListTables",
+    "Content-Type": "application/x-amz-json-1.0",
+    "Authorization": "AWS4-HMAC-SHA256 Credential=x/20261203/us-east-1/dynamodb/aws4_request, "
+    "SignedHeaders=host, Signature=x",
+}
+
+
+def _list_tables_on(connection: http.client.HTTPConnection) -> None:
+    connection.request("POST", "/", body=b"{}", headers=_LIST_TABLES)
+    response = connection.getresponse()
+    assert response.status == 200
+    assert json.loads(response.read()) == {"TableNames": []}
+    assert not response.will_close, "the server asked to close a keep-alive connection"
+
+
 def test_a_client_keeps_one_connection_across_requests() -> None:
     # werkzeug's server closed every connection: each AWS call of a function paid a new
     # TCP connection and a new server thread.
@@ -244,22 +260,35 @@ def test_a_client_keeps_one_connection_across_requests() -> None:
     aws.start()
     try:
         connection = http.client.HTTPConnection("127.0.0.1", aws.port, timeout=5)
-        headers = {
-            "X-Amz-Target": "DynamoDB_20120810.ListTables",
-            "Content-Type": "application/x-amz-json-1.0",
-            "Authorization": "AWS4-HMAC-SHA256 Credential=x/20261203/us-east-1/dynamodb/aws4_request, "
-            "SignedHeaders=host, Signature=x",
-        }
         sockets = set()
         for _ in range(3):
-            connection.request("POST", "/", body=b"{}", headers=headers)
-            response = connection.getresponse()
-            assert response.status == 200
-            assert json.loads(response.read()) == {"TableNames": []}
-            assert not response.will_close
+            _list_tables_on(connection)
             sockets.add(id(connection.sock))
         assert len(sockets) == 1
         connection.close()
+    finally:
+        aws.stop()
+        EmulatedAws.reset()
+
+
+def test_every_worker_and_poller_keeps_its_connection_however_many_there_are() -> None:
+    # Given as many idle keep-alive clients as the whole template's workers and pollers hold
+    # (cheroot's default kept 10 and closed the rest after each request: a new TCP connect
+    # for a third of the functions' AWS calls)
+    EmulatedAws.reset()
+    aws = EmulatedAws()
+    aws.start()
+    try:
+        clients = [http.client.HTTPConnection("127.0.0.1", aws.port, timeout=5) for _ in range(40)]
+        for client in clients:
+            _list_tables_on(client)
+        first_sockets = [id(client.sock) for client in clients]
+        # When each of them calls again, Then each still speaks on its first connection
+        for client in clients:
+            _list_tables_on(client)
+        assert [id(client.sock) for client in clients] == first_sockets
+        for client in clients:
+            client.close()
     finally:
         aws.stop()
         EmulatedAws.reset()
