@@ -20,6 +20,7 @@ import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.sync_api import (
@@ -407,7 +408,10 @@ def test_a_reply_by_sms_shows_via_sms(stack: StackServer, new_page: NewPage) -> 
     table = stack.outputs["ConnectionsTableName"]
     key = {"PK": {"S": f"SMSROUTE#{bob}"}, "SK": {"S": "SMSROUTE"}}
     dynamodb = stack.client("dynamodb")
-    routed = lambda: dynamodb.get_item(TableName=table, Key=key, ConsistentRead=True).get("Item")  # noqa: E731
+
+    def routed() -> Any:  # where the number's replies go, once the forward's SmsSent is recorded
+        return dynamodb.get_item(TableName=table, Key=key, ConsistentRead=True).get("Item")
+
     eventually(routed, timeout=30)
 
     # When the number answers the SMS from its handset
