@@ -29,6 +29,7 @@ from chatflow.domain.pagination import Page, Position
 from chatflow.domain.realtime import Presence, open_connections
 from chatflow.domain.search import IndexHits, MessageRef
 from chatflow.domain.sessions import Session
+from chatflow.domain.sms_replies import ForwardRoute
 from chatflow.domain.users import ProfileChanges, User
 from chatflow.errors import AlreadyExists, ConcurrentUpdate, InvalidCursor, RateLimited, UsernameTaken
 
@@ -502,6 +503,25 @@ class FakeNotifier:
 
     def frames_to(self, connection_id: str) -> list[dict[str, Any]]:
         return [frame for cid, frame in self.posted if cid == connection_id]
+
+
+class FakeReplyRoutes:
+    """Per number, the route of its most recently sent forward (``DynamoReplyRoutes``' rule)."""
+
+    def __init__(self) -> None:
+        self.routes: dict[str, ForwardRoute] = {}
+        self.expiries: dict[str, datetime] = {}
+
+    def record(self, route: ForwardRoute, *, expires_at: datetime) -> bool:
+        kept = self.routes.get(route.phone_number)
+        if kept is not None and kept.sent_at >= route.sent_at:
+            return False
+        self.routes[route.phone_number] = route
+        self.expiries[route.phone_number] = expires_at
+        return True
+
+    def latest(self, phone_number: str) -> ForwardRoute | None:
+        return self.routes.get(phone_number)
 
 
 class FakeForwardLimiter:

@@ -20,6 +20,7 @@ import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.sync_api import (
@@ -394,3 +395,32 @@ def test_a_contact_already_online_shows_online_when_the_page_opens(
     expect(item.locator(".online-dot")).to_have_count(1)
     item.click()
     expect(f.locator(".chat-subtitle")).to_have_text("online")
+
+
+def test_a_reply_by_sms_shows_via_sms(stack: StackServer, new_page: NewPage) -> None:
+    # Given Alice in the app, writing to a number that has no app (forwarded by SMS)
+    alice, bob = "+14155550181", "+14155550182"
+    page = new_page()
+    sign_in(stack, page, alice)
+    open_direct_chat(page, bob)
+    send(page, "Are you coming tonight?")
+    eventually(lambda: [t for t in outbox(stack, bob) if "Are you coming tonight?" in t], timeout=30)
+    table = stack.outputs["ConnectionsTableName"]
+    key = {"PK": {"S": f"SMSROUTE#{bob}"}, "SK": {"S": "SMSROUTE"}}
+    dynamodb = stack.client("dynamodb")
+
+    def routed() -> Any:  # where the number's replies go, once the forward's SmsSent is recorded
+        return dynamodb.get_item(TableName=table, Key=key, ConsistentRead=True).get("Item")
+
+    eventually(routed, timeout=30)
+
+    # When the number answers the SMS from its handset
+    status, delivered = http(
+        "POST", f"{stack.outputs['SmsProviderUrl']}/inbound", {"from": bob, "text": "Yes, on my way"}
+    )
+    assert status == 202, delivered
+
+    # Then Alice's page shows the answer, labelled as an SMS reply; her own message is not
+    theirs = page.locator(".message.theirs", has_text="Yes, on my way")
+    expect(theirs.locator(".via-sms")).to_have_text("via SMS")
+    expect(page.locator(".message.mine .via-sms")).to_have_count(0)

@@ -56,8 +56,10 @@ def test_a_sent_message_has_the_contract_shape(api: ApiClient) -> None:
         "clientMessageId",
         "sentAt",
         "status",
+        "via",
     }
     assert message["chatId"] == chat_id
+    assert message["via"] == "app"  # written in the app, not an SMS reply
     assert message["seq"] == 1
     assert message["sender"] == ALICE
     assert message["text"] == "hello bob"

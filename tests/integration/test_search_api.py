@@ -89,8 +89,9 @@ def test_matches_from_all_the_callers_chats_come_newest_first(api: ApiClient) ->
         "clientMessageId",
         "sentAt",
         "status",
+        "via",
     }
-    assert (newest["sender"], newest["seq"], newest["status"]) == (BOB, 2, "sent")
+    assert (newest["sender"], newest["seq"], newest["status"], newest["via"]) == (BOB, 2, "sent", "app")
 
 
 def test_every_word_of_the_query_must_match(api: ApiClient) -> None:

@@ -59,6 +59,9 @@ def test_stop_naming_the_sim_opts_out_number_and_iccid_and_a_campaign_sms_to_the
         "iccid": ICCID,
         "action": "opted_out",
         "replyCommandId": None,
+        "chatId": None,
+        "messageId": None,
+        "ignoredBecause": None,
     }
     items = opt_out_items(gateway)
     assert set(items) == {f"OPTOUT#{PHONE}", f"OPTOUT#{ICCID}"}

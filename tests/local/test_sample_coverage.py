@@ -154,6 +154,7 @@ SAMPLE_OF = {
     "SmsWebhooksFunction": "sms_webhooks_inbound.json",
     "CampaignLoaderFunction": "campaign_loader_load_job.json",
     "CampaignProgressFunction": "campaign_progress_sms_sent.json",
+    "ForwardRoutesFunction": "forward_routes_sms_sent.json",
     "ChatActivityFunction": "chat_activity_message_insert.json",
     "RealtimeConnectionsFunction": "realtime_connections_connect.json",
     "RealtimeActionsFunction": "realtime_actions_ping.json",

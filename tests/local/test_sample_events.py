@@ -19,6 +19,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote_plus
@@ -578,6 +579,34 @@ def test_the_progress_samples_move_their_recipients(samples: Samples) -> None:
         assert recipient("89000000000000000002") == "expired"
     finally:
         http("POST", f"{provider}/outage", {"seconds": 0})
+
+
+# ---- replies by SMS --------------------------------------------------------------------------------
+
+
+@covers("forward_routes_sms_sent.json")
+def test_the_forward_sent_sample_routes_bobs_sms_reply_into_the_direct_chat(samples: Samples) -> None:
+    # Given the direct chat of Alice and Bob, and the sample's SmsSent of a forward to Bob,
+    # dated now (a route is good for 24 hours after its send)
+    alice = samples.sign_in(ALICE)
+    assert samples.call("POST", "/v1/chats", alice, {"type": "direct", "members": [BOB]})[0] in (200, 201)
+    sample = json.loads((EVENTS / "forward_routes_sms_sent.json").read_text())
+    sent_at = sample["detail"]["sentAt"]
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+    # When ForwardRoutesFunction gets it
+    routed = samples.invoke("ForwardRoutesFunction", "forward_routes_sms_sent.json", {sent_at: now})
+
+    # Then Bob's next SMS to ChatFlow is his message of that chat, via sms
+    assert routed.result == {"recorded": True}
+    provider = samples.stack.outputs["SmsProviderUrl"]
+    status, delivered = http("POST", f"{provider}/inbound", {"from": BOB, "text": "sample reply"})
+    assert status == 202, delivered
+    assert (delivered["chatflow"]["action"], delivered["chatflow"]["chatId"]) == ("message", DIRECT)
+    status, page = samples.call("GET", f"/v1/chats/{DIRECT}/messages", alice)
+    assert status == 200, page
+    newest = page["items"][0]
+    assert (newest["sender"], newest["text"], newest["via"]) == (BOB, "sample reply", "sms")
 
 
 # ---- projections and real time --------------------------------------------------------------------

@@ -181,7 +181,7 @@ export class ConversationView {
     const me = this.store.me;
     const mine = message.sender === me;
     const status = mine ? this.store.statusOf(this.chatId, message) : null;
-    const signature = `${message.seq}|${status}|${message.text}`;
+    const signature = `${message.seq}|${status}|${message.text}|${message.via}`;
     if (li.dataset.signature === signature) return;
     li.dataset.signature = signature;
     li.className = `message ${mine ? "mine" : "theirs"}${status === "failed" ? " failed" : ""}`;
@@ -195,6 +195,8 @@ export class ConversationView {
         "p",
         { class: "meta" },
         h("span", { class: "visually-hidden" }, mine ? "You, " : `${memberName(chat, message.sender)}, `),
+        // A reply by SMS to a forward of this chat (CONTRACT §7): say so.
+        message.via === "sms" ? h("span", { class: "via-sms", title: "Sent as an SMS reply" }, "via SMS") : null,
         h("time", { datetime: message.sentAt, title: fullTime(message.sentAt) }, shortTime(message.sentAt)),
         mine ? h("span", { class: `ticks ${status}`, title: label, dataset: { status } }, h("span", { "aria-hidden": "true" }, tick), h("span", { class: "visually-hidden" }, label)) : null,
       ),

@@ -57,6 +57,7 @@ if TYPE_CHECKING:
     from chatflow.adapters.events import EventBridgePublisher
     from chatflow.adapters.identity_store import DynamoSessionRepository, DynamoUserRepository
     from chatflow.adapters.queues import SqsQueue
+    from chatflow.adapters.reply_routes import DynamoReplyRoutes
     from chatflow.adapters.search_store import DynamoSearchIndex
     from chatflow.adapters.sms_commands import SqsSmsCommandSender
     from chatflow.adapters.sms_store import DynamoOptOutRepository, DynamoSmsCommandRepository
@@ -73,6 +74,7 @@ if TYPE_CHECKING:
     from chatflow.domain.messaging import MessagingService
     from chatflow.domain.pagination import CursorCodec
     from chatflow.domain.search import SearchService
+    from chatflow.domain.sms_replies import SmsReplies
     from chatflow.domain.webhooks import WebhookService
 
 S = TypeVar("S", bound="BaseModel")
@@ -424,7 +426,25 @@ class Composition:
             opt_outs=self.opt_outs(),
             replies=self.send_sms_queue(),
             clock=utc_now,
+            conversations=self.sms_replies(),
         )
+
+    # ---- replies by SMS -------------------------------------------------------------------
+
+    @_once
+    def reply_routes(self) -> DynamoReplyRoutes:
+        from chatflow.adapters.reply_routes import DynamoReplyRoutes
+
+        return DynamoReplyRoutes(self.settings(ConnectionsSettings).connections_table, self.dynamodb())
+
+    @_once
+    def sms_replies(self) -> SmsReplies:
+        """Where a number's SMS replies go (recorded from SmsSent), and posting them; the chat
+        side (``messaging``, with its cursor secret) is made on the first reply."""
+        from chatflow.domain.clock import utc_now
+        from chatflow.domain.sms_replies import SmsReplies
+
+        return SmsReplies(routes=self.reply_routes(), messaging=self.messaging, clock=utc_now)
 
     @_once
     def webhook_secret(self) -> str:

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from chatflow.domain.sessions import Session
     from chatflow.domain.sms import Claim, OutgoingSms, SmsRequest
     from chatflow.domain.sms_events import BusEvent
+    from chatflow.domain.sms_replies import ForwardRoute
     from chatflow.domain.users import ProfileChanges, User
 
 
@@ -279,6 +280,20 @@ class ForwardLimiter(Protocol):
 
     def release(self, chat_id: str, phone_number: str) -> None:
         """Give back a budget taken for a forward that could not be sent."""
+        ...
+
+
+class ReplyRouteRepository(Protocol):
+    """Per number, the chat last forwarded to it by SMS (where its SMS replies go)."""
+
+    def record(self, route: ForwardRoute, *, expires_at: datetime) -> bool:
+        """Keep ``route`` for its number until ``expires_at``, unless a route sent later is kept
+        already; False then (a late or repeated event)."""
+        ...
+
+    def latest(self, phone_number: str) -> ForwardRoute | None:
+        """The number's route, or None; an expired one may still be returned (the caller
+        checks its age: expiry by TTL is not immediate)."""
         ...
 
 

@@ -61,7 +61,7 @@ def _member_item(member: Member) -> dict[str, Any]:
 
 
 def message_item(message: Message) -> Item:
-    return {
+    item: Item = {
         "messageId": message.message_id,
         "chatId": message.chat_id,
         "seq": message.seq,
@@ -70,6 +70,9 @@ def message_item(message: Message) -> Item:
         "clientMessageId": message.client_message_id,
         "sentAt": to_iso(message.sent_at),
     }
+    if message.via != "app":  # stored only when not the default: older items have none
+        item["via"] = message.via
+    return item
 
 
 def message_from_item(item: Item) -> Message:
@@ -81,6 +84,7 @@ def message_from_item(item: Item) -> Message:
         text=item["text"],
         client_message_id=item["clientMessageId"],
         sent_at=from_iso(item["sentAt"]),
+        via="sms" if item.get("via") == "sms" else "app",
     )
 
 

@@ -156,6 +156,15 @@ class MessageOut(_Response):
     clientMessageId: str
     sentAt: str
     status: Literal["sent", "delivered", "read"]
+    via: Annotated[
+        Literal["app", "sms"],
+        Field(
+            description=(
+                "How the sender wrote it: in the app, or as an SMS reply to a forward of this chat "
+                "(CONTRACT §7, docs/realtime.md)"
+            )
+        ),
+    ]
 
     @classmethod
     def of(cls, message: Message, chat: Chat) -> MessageOut:
@@ -168,6 +177,7 @@ class MessageOut(_Response):
             clientMessageId=message.client_message_id,
             sentAt=to_iso(message.sent_at),
             status=chat.status_of(message),
+            via=message.via,
         )
 
 

@@ -54,9 +54,28 @@ class InboundOut(BaseModel):
     iccid: str | None = Field(
         description="The ICCID opted out or in with the number, if the provider gave one"
     )
-    action: Literal["opted_out", "opted_in", "help", "none"] = Field(
-        description="What the text was: an opt-out keyword, an opt-in keyword, HELP / INFO, or ordinary text"
+    action: Literal["opted_out", "opted_in", "help", "message", "none"] = Field(
+        description=(
+            "What the text was: an opt-out keyword, an opt-in keyword, HELP / INFO, a reply that became "
+            "a chat message, or ordinary text that reached no chat"
+        )
     )
     replyCommandId: str | None = Field(
-        description="The SendSms command of the reply (confirmation or help), the same for a retried webhook"
+        description=(
+            "The SendSms command of the reply (confirmation, help, or the daily notice that a text "
+            "reached no chat), the same for a retried webhook"
+        )
+    )
+    chatId: str | None = Field(
+        default=None, description="The chat the reply went to (action message), or was meant for"
+    )
+    messageId: str | None = Field(
+        default=None, description="The message the reply became (action message): one per inbound id"
+    )
+    ignoredBecause: Literal["no_recent_forward", "not_a_member", "empty"] | None = Field(
+        default=None,
+        description=(
+            "Why ordinary text became no message: no chat was forwarded to the number in the last "
+            "24 hours, the number left that chat, or the text is empty"
+        ),
     )

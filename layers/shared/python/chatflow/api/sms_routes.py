@@ -19,6 +19,7 @@ from chatflow.api.http import Handler, proxy_result
 from chatflow.api.sms_models import InboundOut, InboundRequest, ReceiptOut, ReceiptRequest
 from chatflow.domain.sms import signature_matches
 from chatflow.domain.webhooks import InboundSms, WebhookService
+from chatflow.observability import logger
 
 SIGNED = (
     "Called by the SMS provider. Header X-Signature: hex HMAC-SHA256 of the raw body with the "
@@ -61,11 +62,15 @@ def sms_router(service: Callable[[], WebhookService]) -> Router:
     @router.post(
         "/v1/sms/inbound",
         tags=["sms"],
-        summary="Inbound SMS (STOP / START / HELP) from the provider",
+        summary="Inbound SMS (STOP / START / HELP, replies to chats) from the provider",
         description=SIGNED
         + " The whole text, any case, is a keyword: STOP, STOPALL, UNSUBSCRIBE, CANCEL, END, QUIT, OPTOUT,"
         " REVOKE opt the number (and the ICCID, when given) out; START, UNSTOP, YES opt back in; HELP, INFO"
-        " get a help reply. Each STOP, START and HELP is answered by one SMS, once per inbound id.",
+        " get a help reply. Each STOP, START and HELP is answered by one SMS, once per inbound id."
+        " Any other text from a member who was forwarded a chat by SMS in the last 24 hours becomes"
+        " that member's message of the chat (the most recent such chat), via sms, once per inbound id"
+        " (action message); text that reaches no chat is stored nowhere and gets one notice SMS a day"
+        " (action none, ignoredBecause says why).",
     )
     def inbound(body: InboundRequest) -> InboundOut:
         raw = (router.current_event.decoded_body or "").encode("utf-8")
@@ -73,11 +78,24 @@ def sms_router(service: Callable[[], WebhookService]) -> Router:
             sender=body.sender, text=body.text, iccid=body.iccid, inbound_id=body.id, raw_body=raw
         )
         result = service().inbound(sms)
+        if result.action == "message":
+            logger.info(
+                "SMS reply posted to a chat",
+                extra={"chat_id": result.chat_id, "seq": result.seq, "inbound_id": body.id},
+            )
+        elif result.ignored_because is not None:
+            logger.info(
+                "inbound SMS reached no chat",
+                extra={"reason": result.ignored_because, "chat_id": result.chat_id, "inbound_id": body.id},
+            )
         return InboundOut(
             phoneNumber=result.phone_number,
             iccid=result.iccid,
             action=result.action,
             replyCommandId=result.reply_command_id,
+            chatId=result.chat_id,
+            messageId=result.message_id,
+            ignoredBecause=result.ignored_because,
         )
 
     return router

@@ -12,6 +12,8 @@ from chatflow.errors import FieldProblem, ValidationFailed
 ChatType = Literal["direct", "group"]
 MessageStatus = Literal["sent", "delivered", "read"]
 ReceiptType = Literal["delivered", "read"]
+# How a message was written: in the app (HTTP, WebSocket), or as an SMS reply to a forward.
+MessageVia = Literal["app", "sms"]
 
 MAX_GROUP_MEMBERS = 256
 MAX_GROUP_NAME = 100
@@ -39,6 +41,7 @@ class Message:
     text: str
     client_message_id: str
     sent_at: datetime
+    via: MessageVia = "app"
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from chatflow.domain.chats import (
     Chat,
     Member,
     Message,
+    MessageVia,
     ReceiptType,
     advance_markers,
     clean_group_name,
@@ -174,9 +175,17 @@ class MessagingService:
     # ---- messages ----------------------------------------------------------------
 
     def send(
-        self, caller: str, chat_id: str, text: str, client_message_id: str, *, fresh: Chat | None = None
+        self,
+        caller: str,
+        chat_id: str,
+        text: str,
+        client_message_id: str,
+        *,
+        fresh: Chat | None = None,
+        via: MessageVia = "app",
     ) -> Sent:
-        """Store a message as the chat's next seq; ``fresh`` is a chat just read, to save a read."""
+        """Store a message as the chat's next seq; ``fresh`` is a chat just read, to save a read;
+        ``via`` says how it was written (``sms``: a reply to a forward, ``chatflow.domain.sms_replies``)."""
         cleaned = clean_text(text)
         for attempt in range(MAX_SEND_ATTEMPTS):
             chat = fresh if fresh is not None and attempt == 0 else self.get_chat(caller, chat_id)
@@ -188,6 +197,7 @@ class MessagingService:
                 text=cleaned,
                 client_message_id=client_message_id,
                 sent_at=self._clock(),
+                via=via,
             )
             try:
                 stored = self._chats.append_message(chat, message)
