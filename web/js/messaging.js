@@ -52,6 +52,7 @@ export class Messaging {
     this.lastTypingSent = new Map();
     this.sending = new Map(); // chatId -> the promise of its last send (sends go in order)
     this.wakers = new Set(); // sends waiting for the network: called when it may be back
+    this.offline = new Set(); // chats whose current send waits for the network
     this.receiptTimers = new Map(); // chatId -> timer of its coalesced delivered receipt
     this.stopped = false;
     this.lastTokenCheck = 0;
@@ -180,7 +181,8 @@ export class Messaging {
   send(chatId, text, clientMessageId = newId()) {
     const entry = { chatId, clientMessageId, text, createdAt: new Date().toISOString(), state: "pending" };
     this.outbox.put(entry, this.store.chats.get(chatId) || null);
-    this.store.addPending(chatId, text, clientMessageId);
+    // Behind a message that waits for the network, it waits too (and says so).
+    this.store.addPending(chatId, text, clientMessageId, { status: this.offline.has(chatId) ? "waiting" : "sending" });
     this.lastTypingSent.delete(chatId);
     return this.enqueue(entry);
   }
@@ -236,8 +238,10 @@ export class Messaging {
         // The same clientMessageId again is safe: the API answers the original message.
         const kind = failureKind(error);
         if (kind === "network") {
+          this.offline.add(chatId);
           this.store.setPendingStatus(chatId, clientMessageId, "waiting");
           await this.waitForNetwork(backoff(networkWaits));
+          this.offline.delete(chatId);
           networkWaits += 1;
           continue;
         }
