@@ -22,9 +22,13 @@ export class Outbox {
   /** @param {string} owner the signed-in user's phone number (one outbox per user) */
   constructor(owner) {
     this.key = PREFIX + owner;
+    // When the browser refuses to store (storage disabled, quota full), the outbox lives in
+    // this page only: messages are still sent and retried, but a reload loses what waits.
+    this.memory = null;
   }
 
   read() {
+    if (this.memory) return structuredClone(this.memory);
     try {
       const data = JSON.parse(localStorage.getItem(this.key) || "null");
       if (data && Array.isArray(data.entries) && data.chats && typeof data.chats === "object") return data;
@@ -37,8 +41,17 @@ export class Outbox {
   write(data) {
     const chatIds = new Set(data.entries.map((entry) => entry.chatId));
     for (const chatId of Object.keys(data.chats)) if (!chatIds.has(chatId)) delete data.chats[chatId];
-    if (data.entries.length) localStorage.setItem(this.key, JSON.stringify(data));
-    else localStorage.removeItem(this.key);
+    if (this.memory) {
+      this.memory = data;
+      return;
+    }
+    try {
+      if (data.entries.length) localStorage.setItem(this.key, JSON.stringify(data));
+      else localStorage.removeItem(this.key);
+    } catch (error) {
+      console.warn("The outbox cannot be stored in this browser; it lasts until the page closes.", error);
+      this.memory = data;
+    }
   }
 
   /** Entries in the order they were written. */
@@ -93,6 +106,11 @@ export class Outbox {
   }
 
   clear() {
-    localStorage.removeItem(this.key);
+    this.memory = null;
+    try {
+      localStorage.removeItem(this.key);
+    } catch {
+      // Nothing was stored.
+    }
   }
 }
