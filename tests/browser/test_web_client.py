@@ -21,6 +21,7 @@ import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.sync_api import (
@@ -29,6 +30,7 @@ from playwright.sync_api import (
     Locator,
     Page,
     Route,
+    WebSocket,
     WebSocketRoute,
     expect,
     sync_playwright,
@@ -423,10 +425,11 @@ class ApiSwitch:
         if request.method != "POST" or not request.url.endswith("/messages"):
             route.continue_()
             return
-        body = request.post_data_json
+        body: dict[str, str] = request.post_data_json or {}
         answer = self.next.pop(0) if self.next else "pass"
         if answer == "refuse":
-            problem = {"code": "validation_error", "message": "The message was refused: change it and try again."}
+            refused = "The message was refused: change it and try again."
+            problem = {"code": "validation_error", "message": refused}
             route.fulfill(status=400, json={"error": problem})
         elif answer == "rate_limited":
             problem = {"code": "rate_limited", "message": "Too many messages: wait a second."}
@@ -464,7 +467,7 @@ def open_chat_id(page: Page) -> str:
     return urllib.parse.unquote(str(page.evaluate("() => location.hash")).split("/")[2])
 
 
-def history(stack: StackServer, page: Page, chat_id: str) -> list[dict[str, str]]:
+def history(stack: StackServer, page: Page, chat_id: str) -> list[dict[str, Any]]:
     """The chat's messages as the API has them (oldest first), read outside the browser."""
     url = f"{stack.outputs['HttpApiUrl']}/v1/chats/{urllib.parse.quote(chat_id)}/messages?limit=100"
     status, body = http("GET", url, headers={"authorization": f"Bearer {session_token(page)}"})
@@ -523,7 +526,9 @@ def test_unsent_messages_survive_a_reload_while_offline_and_are_sent_once_when_b
     assert [m["seq"] for m in stored] == [1, 2, 3]
 
 
-def test_a_refused_message_shows_failed_and_retry_sends_it_once(stack: StackServer, new_page: NewPage) -> None:
+def test_a_refused_message_shows_failed_and_retry_sends_it_once(
+    stack: StackServer, new_page: NewPage
+) -> None:
     # Given Ivy in a chat (with a number that has no account yet)
     ivy = "+14155550163"
     page = new_page()
@@ -567,9 +572,9 @@ def test_a_refused_message_shows_failed_and_retry_sends_it_once(stack: StackServ
     slowed = page.locator(".message.mine", has_text="slowed down once")
     expect(slowed.locator(".ticks")).to_have_attribute("data-status", "sent")
     expect(page.locator(".message.failed")).to_have_count(0)
-    expect(page.locator(".message .text")).to_have_text(["refused at first", "answer lost once", "slowed down once"])
-    texts = [m["text"] for m in history(stack, page, chat_id)]
-    assert texts == ["refused at first", "answer lost once", "slowed down once"]
+    written = ["refused at first", "answer lost once", "slowed down once"]
+    expect(page.locator(".message .text")).to_have_text(written)
+    assert [m["text"] for m in history(stack, page, chat_id)] == written
     assert not stored_outbox(page, ivy)
 
 
@@ -579,13 +584,13 @@ def test_delivered_receipts_reach_the_sender(stack: StackServer, new_page: NewPa
     j, k = new_page(), new_page()
     receipts: list[dict[str, object]] = []
 
-    def record(ws: object) -> None:
+    def record(ws: WebSocket) -> None:
         def sent(payload: str | bytes) -> None:
             frame = json.loads(payload)
             if frame.get("action") == "receipt":
                 receipts.append(frame)
 
-        ws.on("framesent", sent)  # type: ignore[attr-defined]
+        ws.on("framesent", sent)
 
     k.on("websocket", record)
     sign_in(stack, j, jack)
@@ -605,8 +610,10 @@ def test_delivered_receipts_reach_the_sender(stack: StackServer, new_page: NewPa
 
     # And her delivered receipts only moved forward, up to the last message (at most one per message)
     delivered = [int(str(r["upToSeq"])) for r in receipts if r["type"] == "delivered"]
-    assert delivered and delivered[-1] == 4, receipts
-    assert delivered == sorted(set(delivered)) and len(delivered) <= 4, receipts
+    assert delivered, receipts
+    assert delivered[-1] == 4, receipts
+    assert delivered == sorted(set(delivered)), receipts
+    assert len(delivered) <= 4, receipts
 
     # And once she opens the chat, Jack sees them read
     k.locator(".chat-item", has_text=jack).click()
