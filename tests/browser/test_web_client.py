@@ -498,6 +498,8 @@ def test_unsent_messages_survive_a_reload_while_offline_and_are_sent_once_when_b
     kept = stored_outbox(page, gina)
     assert [entry["text"] for entry in kept] == ["written offline 1", "written offline 2"]
     ids = [entry["clientMessageId"] for entry in kept]
+    mine = page.locator(".message.mine")
+    assert mine.evaluate_all("items => items.map(item => item.dataset.clientMessageId)")[1:] == ids
 
     # And after a reload, still without network, the chat shows them again, waiting
     page.reload()
@@ -517,7 +519,8 @@ def test_unsent_messages_survive_a_reload_while_offline_and_are_sent_once_when_b
     eventually(lambda: not stored_outbox(page, gina), timeout=15)
     texts = ["before the cut", "written offline 1", "written offline 2"]
     expect(page.locator(".message .text")).to_have_text(texts)
-    assert {body["clientMessageId"] for body in network.sent[1:]} == set(ids)
+    assert [body["clientMessageId"] for body in network.sent[1:]] == ids  # once each, in order
+    assert mine.evaluate_all("items => items.map(item => item.dataset.clientMessageId)")[1:] == ids
 
     # And the API holds each once (no duplicate in the history), in the order written
     stored = history(stack, page, chat_id)

@@ -187,6 +187,7 @@ export class ConversationView {
     li.dataset.signature = signature;
     li.className = `message ${mine ? "mine" : "theirs"}${status === "failed" ? " failed" : ""}`;
     if (message.seq) li.dataset.seq = String(message.seq);
+    li.dataset.clientMessageId = message.clientMessageId; // the same element from "sending" to stored
     const [tick, label] = TICKS[status] || [];
     replaceChildren(
       li,
