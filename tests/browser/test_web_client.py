@@ -407,13 +407,14 @@ class ApiSwitch:
     to /v1/ fail as with no network and WebSocket connections are refused (the page itself still
     loads: a reload works, as with an app shell the browser keeps). Sends (POST .../messages)
     that reach the server are recorded, and the next ones can be answered otherwise: ``refuse``
-    (a 400 the server never saw), ``rate_limited`` (a 429 with Retry-After 1), ``lose_answer``
-    (the server stores it; the answer never comes back)."""
+    (a 400 the server never saw), ``rate_limited`` (a 429 with Retry-After 1), ``server_error``
+    (a 503), ``lose_answer`` (the server stores it; the answer never comes back)."""
 
     def __init__(self, page: Page) -> None:
         self.down = False
         self.next: list[str] = []
         self.sent: list[dict[str, str]] = []  # bodies of the sends that reached the server
+        self.tries: list[tuple[str, str]] = []  # (how it was answered, clientMessageId) of every send
         page.route(re.compile(r"/v1/"), self.http)
         page.route_web_socket(re.compile(r"^wss?://"), self.websocket)
 
@@ -427,6 +428,7 @@ class ApiSwitch:
             return
         body: dict[str, str] = request.post_data_json or {}
         answer = self.next.pop(0) if self.next else "pass"
+        self.tries.append((answer, body.get("clientMessageId", "")))
         if answer == "refuse":
             refused = "The message was refused: change it and try again."
             problem = {"code": "validation_error", "message": refused}
@@ -434,6 +436,9 @@ class ApiSwitch:
         elif answer == "rate_limited":
             problem = {"code": "rate_limited", "message": "Too many messages: wait a second."}
             route.fulfill(status=429, headers={"retry-after": "1"}, json={"error": problem})
+        elif answer == "server_error":
+            problem = {"code": "internal_error", "message": "Something went wrong on our side."}
+            route.fulfill(status=503, json={"error": problem})
         elif answer == "lose_answer":
             self.sent.append(body)
             route.fetch()  # the server stores it...
@@ -579,6 +584,39 @@ def test_a_refused_message_shows_failed_and_retry_sends_it_once(
     expect(page.locator(".message .text")).to_have_text(written)
     assert [m["text"] for m in history(stack, page, chat_id)] == written
     assert not stored_outbox(page, ivy)
+
+
+def test_a_message_the_server_keeps_failing_shows_failed_after_three_tries(
+    stack: StackServer, new_page: NewPage
+) -> None:
+    # Given Lea in a chat, and a server that answers her next three sends with 503
+    lea = "+14155550167"
+    page = new_page()
+    network = ApiSwitch(page)
+    sign_in(stack, page, lea)
+    open_direct_chat(page, "+14155550168")
+    chat_id = open_chat_id(page)
+    network.next = ["server_error"] * 3
+
+    # When she sends a message
+    send(page, "three times unlucky")
+
+    # Then it is tried three times (waiting between tries), then says Failed with Retry
+    message = page.locator(".message.mine", has_text="three times unlucky")
+    expect(message.locator(".ticks")).to_have_attribute("data-status", "failed")
+    expect(message).to_contain_text("Failed")
+    [kept] = stored_outbox(page, lea)
+    assert kept["state"] == "failed"
+    assert network.tries == [("server_error", kept["clientMessageId"])] * 3
+    page.wait_for_timeout(500)
+    assert len(network.tries) == 3  # a failed message waits for Retry
+
+    # And Retry stores it once, with the same clientMessageId
+    message.get_by_role("button", name="Retry").click()
+    expect(message.locator(".ticks")).to_have_attribute("data-status", "sent")
+    assert [body["clientMessageId"] for body in network.sent] == [kept["clientMessageId"]]
+    assert [m["text"] for m in history(stack, page, chat_id)] == ["three times unlucky"]
+    assert not stored_outbox(page, lea)
 
 
 def test_delivered_receipts_reach_the_sender(stack: StackServer, new_page: NewPage) -> None:

@@ -12,7 +12,7 @@ const TYPING_EVERY_MS = 3000;
 // Answers that say the server failed (5xx, 408) before a message is marked "Failed". A network
 // failure never counts: the message waits for the network (the outbox keeps it meanwhile),
 // and 429 waits for its Retry-After.
-const SERVER_ATTEMPTS = 5;
+const SERVER_ATTEMPTS = 3;
 const FIRST_WAIT_MS = 1000;
 const MAX_WAIT_MS = 30 * 1000;
 // Delivered receipts of one chat that fall in this window go out as one (the highest seq).
