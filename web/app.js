@@ -6,6 +6,7 @@ import { Api, clearSession, describeError, loadSession, saveSession } from "./js
 import { loadConfig } from "./js/config.js";
 import { $, h } from "./js/dom.js";
 import { Messaging } from "./js/messaging.js";
+import { Outbox } from "./js/outbox.js";
 import { RealtimeSocket } from "./js/socket.js";
 import { ChatStore } from "./js/store.js";
 import { CampaignsView } from "./js/views/campaigns.js";
@@ -71,6 +72,15 @@ function onSignedIn(created) {
 
 async function signOut({ expired = false } = {}) {
   if (!session) return; // several requests may answer 401 at once
+  const outbox = new Outbox(session.user.phoneNumber);
+  if (!expired) {
+    // Signing out forgets what waits in the outbox (on a shared computer nothing stays behind):
+    // ask first. A session that ended keeps it: signing in again sends it.
+    const waiting = outbox.entries().length;
+    const noun = waiting === 1 ? "message is" : "messages are";
+    if (waiting && !window.confirm(`${waiting} ${noun} not sent yet and will be lost. Sign out anyway?`)) return;
+    outbox.clear();
+  }
   const token = session.token;
   session = null;
   clearSession();
@@ -113,7 +123,8 @@ function start() {
     if (chatId && chatId === app?.messaging.visibleChatId) app.conversation.showError(error);
     else toast(describeError(error));
   };
-  const messaging = new Messaging({ api, store, socket, announce, report });
+  const outbox = new Outbox(user.phoneNumber);
+  const messaging = new Messaging({ api, store, socket, outbox, announce, report });
 
   const listPane = h("div", { class: "list-pane" });
   const chatPane = h("div", { class: "chat-pane" });
@@ -143,6 +154,8 @@ function start() {
   });
   app = { store, socket, messaging, chatList, conversation };
 
+  // Messages an earlier page could not send: shown again, and sent (same clientMessageId).
+  messaging.restoreOutbox();
   messaging
     .loadChats()
     .catch((error) => chatList.showError(error))
@@ -152,6 +165,7 @@ function start() {
 
 function stop() {
   if (!app) return;
+  app.messaging.stop();
   app.socket.stop();
   app.store.dispose();
   views.chats.replaceChildren();
@@ -241,7 +255,10 @@ document.addEventListener("visibilitychange", () => {
   app.socket.retryNow();
   app.messaging.seen(app.messaging.visibleChatId);
 });
-window.addEventListener("online", () => app?.socket.retryNow());
+window.addEventListener("online", () => {
+  app?.socket.retryNow();
+  app?.messaging.wake();
+});
 $('[data-action="sign-out"]').addEventListener("click", () => signOut());
 $('[data-action="settings"]').addEventListener("click", () => settingsDialog(config));
 

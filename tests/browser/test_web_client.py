@@ -14,6 +14,7 @@ The tests share one xdist worker (``xdist_group``, ``make unit`` runs ``--dist l
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
@@ -29,6 +30,7 @@ from playwright.sync_api import (
     Locator,
     Page,
     Route,
+    WebSocket,
     WebSocketRoute,
     expect,
     sync_playwright,
@@ -424,3 +426,267 @@ def test_a_reply_by_sms_shows_via_sms(stack: StackServer, new_page: NewPage) -> 
     theirs = page.locator(".message.theirs", has_text="Yes, on my way")
     expect(theirs.locator(".via-sms")).to_have_text("via SMS")
     expect(page.locator(".message.mine .via-sms")).to_have_count(0)
+
+
+# ---- the outbox, Retry and delivered receipts (issue 15, item 5) ------------------------------
+
+
+class ApiSwitch:
+    """A page's way to the API, through a switch the test controls: when ``down``, HTTP requests
+    to /v1/ fail as with no network and WebSocket connections are refused (the page itself still
+    loads: a reload works, as with an app shell the browser keeps). Sends (POST .../messages)
+    that reach the server are recorded, and the next ones can be answered otherwise: ``refuse``
+    (a 400 the server never saw), ``rate_limited`` (a 429 with Retry-After 1), ``server_error``
+    (a 503), ``lose_answer`` (the server stores it; the answer never comes back)."""
+
+    def __init__(self, page: Page) -> None:
+        self.down = False
+        self.next: list[str] = []
+        self.sent: list[dict[str, str]] = []  # bodies of the sends that reached the server
+        self.tries: list[tuple[str, str]] = []  # (how it was answered, clientMessageId) of every send
+        page.route(re.compile(r"/v1/"), self.http)
+        page.route_web_socket(re.compile(r"^wss?://"), self.websocket)
+
+    def http(self, route: Route) -> None:
+        request = route.request
+        if self.down:
+            route.abort("internetdisconnected")
+            return
+        if request.method != "POST" or not request.url.endswith("/messages"):
+            route.continue_()
+            return
+        body: dict[str, str] = request.post_data_json or {}
+        answer = self.next.pop(0) if self.next else "pass"
+        self.tries.append((answer, body.get("clientMessageId", "")))
+        if answer == "refuse":
+            refused = "The message was refused: change it and try again."
+            problem = {"code": "validation_error", "message": refused}
+            route.fulfill(status=400, json={"error": problem})
+        elif answer == "rate_limited":
+            problem = {"code": "rate_limited", "message": "Too many messages: wait a second."}
+            route.fulfill(status=429, headers={"retry-after": "1"}, json={"error": problem})
+        elif answer == "server_error":
+            problem = {"code": "internal_error", "message": "Something went wrong on our side."}
+            route.fulfill(status=503, json={"error": problem})
+        elif answer == "lose_answer":
+            self.sent.append(body)
+            route.fetch()  # the server stores it...
+            route.abort("connectionreset")  # ...and the answer is lost on the way back
+        else:
+            self.sent.append(body)
+            route.continue_()
+
+    def websocket(self, ws: WebSocketRoute) -> None:
+        if self.down:
+            ws.close(code=1011, reason="network down")
+        else:
+            ws.connect_to_server()
+
+    def restore(self, page: Page) -> None:
+        """The network is back (the browser says so: no waiting for the next backoff step)."""
+        self.down = False
+        page.evaluate("window.dispatchEvent(new Event('online'))")
+
+
+def session_token(page: Page) -> str:
+    return str(page.evaluate("() => JSON.parse(localStorage.getItem('chatflow.session')).token"))
+
+
+def stored_outbox(page: Page, phone: str) -> list[dict[str, str]]:
+    data = page.evaluate("key => JSON.parse(localStorage.getItem(key) || 'null')", f"chatflow.outbox.{phone}")
+    return [] if data is None else list(data["entries"])
+
+
+def open_chat_id(page: Page) -> str:
+    return urllib.parse.unquote(str(page.evaluate("() => location.hash")).split("/")[2])
+
+
+def history(stack: StackServer, page: Page, chat_id: str) -> list[dict[str, Any]]:
+    """The chat's messages as the API has them (oldest first), read outside the browser."""
+    url = f"{stack.outputs['HttpApiUrl']}/v1/chats/{urllib.parse.quote(chat_id)}/messages?limit=100"
+    status, body = http("GET", url, headers={"authorization": f"Bearer {session_token(page)}"})
+    assert status == 200, body
+    return list(reversed(body["items"]))
+
+
+def test_unsent_messages_survive_a_reload_while_offline_and_are_sent_once_when_back(
+    stack: StackServer, new_page: NewPage
+) -> None:
+    # Given Gina in a chat with Hank, one message already sent
+    gina, hank = "+14155550161", "+14155550162"
+    page = new_page()
+    network = ApiSwitch(page)
+    sign_in(stack, page, gina)
+    open_direct_chat(page, hank)
+    send(page, "before the cut")
+    expect(page.locator(".message.mine .ticks[data-status=sent]")).to_have_count(1)
+    chat_id = open_chat_id(page)
+
+    # When the network goes down and she writes two messages
+    network.down = True
+    send(page, "written offline 1")
+    send(page, "written offline 2")
+
+    # Then they show at once, waiting, and are kept in the browser (localStorage)
+    expect(page.locator(".message.mine .ticks[data-status=waiting]")).to_have_count(2)
+    kept = stored_outbox(page, gina)
+    assert [entry["text"] for entry in kept] == ["written offline 1", "written offline 2"]
+    ids = [entry["clientMessageId"] for entry in kept]
+    mine = page.locator(".message.mine")
+    assert mine.evaluate_all("items => items.map(item => item.dataset.clientMessageId)")[1:] == ids
+
+    # And after a reload, still without network, the chat shows them again, waiting
+    page.reload()
+    expect(page.locator(".connection")).not_to_have_text("Live")
+    for text in ("written offline 1", "written offline 2"):
+        pending = page.locator(".message.mine", has_text=text)
+        expect(pending).to_have_count(1)
+        expect(pending.locator(".ticks")).to_have_attribute("data-status", re.compile("waiting|sending"))
+    assert len(network.sent) == 1  # nothing reached the server while down
+
+    # When the network comes back
+    network.restore(page)
+
+    # Then each is sent once, with the clientMessageId it was written with, and the outbox empties
+    expect(page.locator(".connection")).to_have_text("Live")
+    expect(page.locator(".message.mine .ticks[data-status=sent]")).to_have_count(3)
+    eventually(lambda: not stored_outbox(page, gina), timeout=15)
+    texts = ["before the cut", "written offline 1", "written offline 2"]
+    expect(page.locator(".message .text")).to_have_text(texts)
+    assert [body["clientMessageId"] for body in network.sent[1:]] == ids  # once each, in order
+    assert mine.evaluate_all("items => items.map(item => item.dataset.clientMessageId)")[1:] == ids
+
+    # And the API holds each once (no duplicate in the history), in the order written
+    stored = history(stack, page, chat_id)
+    assert [m["text"] for m in stored] == texts
+    assert [m["clientMessageId"] for m in stored[1:]] == ids
+    assert [m["seq"] for m in stored] == [1, 2, 3]
+
+
+def test_a_refused_message_shows_failed_and_retry_sends_it_once(
+    stack: StackServer, new_page: NewPage
+) -> None:
+    # Given Ivy in a chat (with a number that has no account yet)
+    ivy = "+14155550163"
+    page = new_page()
+    network = ApiSwitch(page)
+    sign_in(stack, page, ivy)
+    open_direct_chat(page, "+14155550164")
+    chat_id = open_chat_id(page)
+
+    # When the API refuses her message (a 4xx that is not 408 or 429)
+    network.next = ["refuse"]
+    send(page, "refused at first")
+
+    # Then it says Failed with a Retry button, and the reason; it stays failed after a reload
+    message = page.locator(".message.mine", has_text="refused at first")
+    expect(message.locator(".ticks")).to_have_attribute("data-status", "failed")
+    expect(message).to_contain_text("Failed")
+    expect(page.get_by_role("alert")).to_contain_text("The message was refused")
+    page.reload()
+    expect(page.locator(".connection")).to_have_text("Live")
+    expect(message.locator(".ticks")).to_have_attribute("data-status", "failed")
+    page.wait_for_timeout(500)
+    assert network.sent == []  # a failed message waits for Retry: nothing was sent by itself
+    [kept] = stored_outbox(page, ivy)
+
+    # When she presses Retry
+    message.get_by_role("button", name="Retry").click()
+
+    # Then it is sent once, with the same clientMessageId, and is stored once
+    expect(message.locator(".ticks")).to_have_attribute("data-status", "sent")
+    expect(message).not_to_contain_text("Failed")
+    assert [body["clientMessageId"] for body in network.sent] == [kept["clientMessageId"]]
+    assert [m["text"] for m in history(stack, page, chat_id)] == ["refused at first"]
+
+    # And an answer lost on the way back, or a 429, is retried (same clientMessageId), never failed
+    network.next = ["lose_answer", "rate_limited"]
+    send(page, "answer lost once")
+    lost = page.locator(".message.mine", has_text="answer lost once")
+    expect(lost.locator(".ticks")).to_have_attribute("data-status", "sent")
+    network.next = ["rate_limited"]
+    send(page, "slowed down once")
+    slowed = page.locator(".message.mine", has_text="slowed down once")
+    expect(slowed.locator(".ticks")).to_have_attribute("data-status", "sent")
+    expect(page.locator(".message.failed")).to_have_count(0)
+    written = ["refused at first", "answer lost once", "slowed down once"]
+    expect(page.locator(".message .text")).to_have_text(written)
+    assert [m["text"] for m in history(stack, page, chat_id)] == written
+    assert not stored_outbox(page, ivy)
+
+
+def test_a_message_the_server_keeps_failing_shows_failed_after_three_tries(
+    stack: StackServer, new_page: NewPage
+) -> None:
+    # Given Lea in a chat, and a server that answers her next three sends with 503
+    lea = "+14155550167"
+    page = new_page()
+    network = ApiSwitch(page)
+    sign_in(stack, page, lea)
+    open_direct_chat(page, "+14155550168")
+    chat_id = open_chat_id(page)
+    network.next = ["server_error"] * 3
+
+    # When she sends a message
+    send(page, "three times unlucky")
+
+    # Then it is tried three times (waiting between tries), then says Failed with Retry
+    message = page.locator(".message.mine", has_text="three times unlucky")
+    expect(message.locator(".ticks")).to_have_attribute("data-status", "failed")
+    expect(message).to_contain_text("Failed")
+    [kept] = stored_outbox(page, lea)
+    assert kept["state"] == "failed"
+    assert network.tries == [("server_error", kept["clientMessageId"])] * 3
+    page.wait_for_timeout(500)
+    assert len(network.tries) == 3  # a failed message waits for Retry
+
+    # And Retry stores it once, with the same clientMessageId
+    message.get_by_role("button", name="Retry").click()
+    expect(message.locator(".ticks")).to_have_attribute("data-status", "sent")
+    assert [body["clientMessageId"] for body in network.sent] == [kept["clientMessageId"]]
+    assert [m["text"] for m in history(stack, page, chat_id)] == ["three times unlucky"]
+    assert not stored_outbox(page, lea)
+
+
+def test_delivered_receipts_reach_the_sender(stack: StackServer, new_page: NewPage) -> None:
+    # Given Jack and Kim signed in, Kim on her chat list (no chat open); her socket's frames recorded
+    jack, kim = "+14155550165", "+14155550166"
+    j, k = new_page(), new_page()
+    receipts: list[dict[str, object]] = []
+
+    def record(ws: WebSocket) -> None:
+        def sent(payload: str | bytes) -> None:
+            frame = json.loads(payload)
+            if frame.get("action") == "receipt":
+                receipts.append(frame)
+
+        ws.on("framesent", sent)
+
+    k.on("websocket", record)
+    sign_in(stack, j, jack)
+    sign_in(stack, k, kim)
+
+    # When Jack sends her four messages
+    open_direct_chat(j, kim)
+    for i in range(4):
+        send(j, f"burst {i}")
+
+    # Then they reach Kim's page, whose client acknowledges them: Jack sees each delivered (not read)
+    expect(k.locator(".chat-item", has_text=jack)).to_contain_text("burst 3")
+    ticks = j.locator(".message.mine .ticks")
+    expect(ticks).to_have_count(4)
+    for i in range(4):
+        expect(ticks.nth(i)).to_have_attribute("data-status", "delivered")
+
+    # And her delivered receipts only moved forward, up to the last message (at most one per message)
+    delivered = [int(str(r["upToSeq"])) for r in receipts if r["type"] == "delivered"]
+    assert delivered, receipts
+    assert delivered[-1] == 4, receipts
+    assert delivered == sorted(set(delivered)), receipts
+    assert len(delivered) <= 4, receipts
+
+    # And once she opens the chat, Jack sees them read
+    k.locator(".chat-item", has_text=jack).click()
+    for i in range(4):
+        expect(ticks.nth(i)).to_have_attribute("data-status", "read")
+    assert any(r["type"] == "read" and r["upToSeq"] == 4 for r in receipts), receipts

@@ -5,7 +5,8 @@
 //   "presence"  detail {phoneNumber}
 //   "typing"    detail {chatId}
 
-const STATUS_RANK = { sending: 0, failed: 0, sent: 1, delivered: 2, read: 3 };
+// sending: on its way; waiting: for the network (kept in the outbox); failed: for good (Retry)
+const STATUS_RANK = { sending: 0, waiting: 0, failed: 0, sent: 1, delivered: 2, read: 3 };
 const TYPING_MS = 5000;
 const TYPING_AFTER_MESSAGE_MS = 1500;
 
@@ -35,7 +36,8 @@ class Conversation {
     this.loaded = false; // the newest page was loaded
     this.maxSeq = 0; // highest seq held with no gap below it down to the oldest loaded page
     this.readSent = 0; // the read marker this client already sent
-    this.deliveredSent = 0;
+    this.deliveredSent = 0; // the delivered marker this client already sent
+    this.deliveredWanted = 0; // the highest seq that reached this device (sent after a short batch)
     this.statusUpTo = { delivered: 0, read: 0 }; // from message.status frames
     this.markers = new Map(); // phoneNumber -> {delivered, read}, for groups
   }
@@ -64,6 +66,7 @@ export class ChatStore extends EventTarget {
     this.presenceFrameAt = new Map(); // phoneNumber -> presenceFrames when its last frame came
     this.typing = new Map(); // chatId -> Map(phoneNumber -> timer)
     this.lastMessageFrom = new Map(); // "<chatId>|<phoneNumber>" -> time of their last message here
+    this.pendingCount = 0; // orders pending messages as they were written (or restored from the outbox)
   }
 
   emit(type, detail) {
@@ -192,9 +195,14 @@ export class ChatStore extends EventTarget {
     return { fresh, changed };
   }
 
-  /** A message written here, shown at once (optimistic) until the API confirms it. */
-  addPending(chatId, text, clientMessageId) {
+  /**
+   * A message written here, shown at once (optimistic) until the API confirms it; also one
+   * restored from the outbox after a reload (with its status and time).
+   */
+  addPending(chatId, text, clientMessageId, { status = "sending", sentAt = new Date().toISOString() } = {}) {
     const conversation = this.conversation(chatId);
+    if (conversation.byKey.has(`c:${clientMessageId}`)) return this.setPendingStatus(chatId, clientMessageId, status);
+    this.pendingCount += 1;
     const message = {
       messageId: null,
       chatId,
@@ -202,9 +210,9 @@ export class ChatStore extends EventTarget {
       sender: this.me,
       text,
       clientMessageId,
-      sentAt: new Date().toISOString(),
-      status: "sending",
-      createdLocally: performance.now(),
+      sentAt,
+      status,
+      createdLocally: this.pendingCount,
     };
     conversation.byKey.set(`c:${clientMessageId}`, message);
     this.emit("messages", { chatId });
@@ -214,6 +222,7 @@ export class ChatStore extends EventTarget {
   setPendingStatus(chatId, clientMessageId, status) {
     const message = this.conversation(chatId).byKey.get(`c:${clientMessageId}`);
     if (!message) return null;
+    if (message.status === status) return message;
     message.status = status;
     this.emit("messages", { chatId });
     return message;

@@ -7,10 +7,11 @@ import { chatTitle, directPeer, memberName } from "../store.js";
 
 const TICKS = {
   sending: ["…", "Sending"],
+  waiting: ["…", "Waiting for the network"],
   sent: ["✓", "Sent"],
   delivered: ["✓✓", "Delivered"],
   read: ["✓✓", "Read"],
-  failed: ["!", "Not sent"],
+  failed: ["!", "Failed"],
 };
 // Load older messages when the top of the history is this close (pixels).
 const LOAD_OLDER_MARGIN = 120;
@@ -186,6 +187,7 @@ export class ConversationView {
     li.dataset.signature = signature;
     li.className = `message ${mine ? "mine" : "theirs"}${status === "failed" ? " failed" : ""}`;
     if (message.seq) li.dataset.seq = String(message.seq);
+    li.dataset.clientMessageId = message.clientMessageId; // the same element from "sending" to stored
     const [tick, label] = TICKS[status] || [];
     replaceChildren(
       li,
@@ -200,8 +202,16 @@ export class ConversationView {
         h("time", { datetime: message.sentAt, title: fullTime(message.sentAt) }, shortTime(message.sentAt)),
         mine ? h("span", { class: `ticks ${status}`, title: label, dataset: { status } }, h("span", { "aria-hidden": "true" }, tick), h("span", { class: "visually-hidden" }, label)) : null,
       ),
+      // A message the API refused (or that failed after several tries): the same
+      // clientMessageId again on Retry (never stored twice).
       status === "failed"
-        ? h("button", { type: "button", class: "link-button", onclick: () => this.actions.retry(this.chatId, message) }, "Retry")
+        ? h(
+            "p",
+            { class: "failed-line" },
+            h("span", { "aria-hidden": "true" }, "Failed"),
+            " ",
+            h("button", { type: "button", class: "link-button", onclick: () => this.actions.retry(this.chatId, message) }, "Retry"),
+          )
         : null,
     );
   }
