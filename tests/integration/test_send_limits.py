@@ -22,8 +22,9 @@ from chatflow.errors import RateLimited
 from local.apigw import HttpResult
 from local.specs import REGION
 from local.stack import InProcessStack
+from tests.integration import test_realtime
 from tests.integration.conftest import ApiClient, assert_error
-from tests.integration.test_realtime import Frames, Sockets, frames  # noqa: F401 - the fixture
+from tests.integration.test_realtime import Frames, Sockets
 from tests.integration.test_send_interleavings import in_background, paused_before_its_transaction
 
 ALICE = "+14155550101"
@@ -45,6 +46,9 @@ def stack() -> Iterator[InProcessStack]:
                 "UserSendBurst": str(BURST),
             }
         )
+
+
+frames = test_realtime.frames  # the fixture: what each connection was sent
 
 
 @pytest.fixture
