@@ -137,9 +137,24 @@ class ChatUpdatedFrame(_ServerFrame):
     chat: ChatOut
 
 
+def _retry_after_only_when_given(schema: dict[str, Any]) -> None:
+    """``retryAfter`` is left out of the frame unless given (``error_frame``): not required,
+    and an integer when present."""
+    schema["required"] = [name for name in schema.get("required", []) if name != "retryAfter"]
+    field = schema["properties"]["retryAfter"]
+    schema["properties"]["retryAfter"] = {
+        "type": "integer",
+        "minimum": 1,
+        "title": field.get("title", "Retryafter"),
+        "description": field.get("description", ""),
+    }
+
+
 class ErrorFrame(_ServerFrame):
     """A frame was refused (bad JSON, unknown action, invalid field, rule broken); the connection
     stays open, except after an unauthorized error (signed out or expired), which closes it."""
+
+    model_config = ConfigDict(json_schema_extra=_retry_after_only_when_given)
 
     type: Literal["error"] = "error"
     code: Annotated[
