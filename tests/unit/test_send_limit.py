@@ -6,13 +6,13 @@ from datetime import timedelta
 
 import pytest
 
-from chatflow.domain.chats import Chat
+from chatflow.domain.chats import Chat, direct_chat_id
 from chatflow.domain.messaging import MessagingService
 from chatflow.domain.pagination import CursorCodec
 from chatflow.domain.send_limit import MICROS, SendLimit, micros
 from chatflow.errors import RateLimited
 from tests.fakes import EPOCH, FakeChatRepository, FakeClock, FakeUserRepository
-from tests.unit.conftest import ALICE, BOB, CAROL
+from tests.unit.conftest import ALICE, BOB, CAROL, DAVE
 
 LIMIT = SendLimit(per_second=5, burst=20)  # the template's defaults
 
@@ -176,3 +176,20 @@ def test_a_send_that_is_not_limited_spends_nothing(
     # Then it is stored, and her bucket is as it was
     assert sent.created
     assert chats.send_tats[ALICE] == spent
+
+
+def test_a_direct_send_over_the_limit_creates_no_chat(
+    limited: tuple[MessagingService, FakeChatRepository, FakeClock],
+) -> None:
+    # Given Alice, over her limit
+    service, chats, _ = limited
+    group = service.create_group(ALICE, "Team", [BOB, CAROL])
+    service.send(ALICE, group.chat_id, "one", "c1")
+    service.send(ALICE, group.chat_id, "two", "c2")
+
+    # When she sends to a number she has no chat with
+    with pytest.raises(RateLimited):
+        service.send_direct(ALICE, DAVE, "hi", "c3")
+
+    # Then no direct chat was made for the message that was not stored
+    assert direct_chat_id(ALICE, DAVE) not in chats.chats

@@ -245,12 +245,13 @@ class MessagingService:
         other = self._other_party(caller, raw_to)
         chat_id = direct_chat_id(caller, other)
         # One read gives the chat (if it exists) and the caller's send TAT, as for any send.
-        if self._send_limit is not None:
-            existing, stored_tat = self._chats.chat_for_send(chat_id, caller)
-        else:
-            existing, stored_tat = self._chats.get_chat(chat_id), None
-        chat = existing if existing is not None else self._create_direct(caller, other).chat
-        return self.send(caller, chat_id, text, client_message_id, fresh=(chat, stored_tat))
+        existing, stored_tat = self._chat_and_tat(chat_id, caller, limited=self._send_limit is not None)
+        if existing is None:
+            if self._send_limit is not None:
+                # Over the limit, no chat is created for a message that will not be stored.
+                self._send_limit.spend(caller, stored_tat, self._clock())
+            existing = self._create_direct(caller, other).chat
+        return self.send(caller, chat_id, text, client_message_id, fresh=(existing, stored_tat))
 
     def list_messages(
         self, caller: str, chat_id: str, *, limit: int, cursor: str | None, after_seq: int | None
@@ -293,15 +294,17 @@ class MessagingService:
     # ---- helpers -----------------------------------------------------------------
 
     def _read_for_send(self, caller: str, chat_id: str, *, limited: bool) -> tuple[Chat, int | None]:
-        """The chat (the caller must be a member) and, when limited, the caller's send TAT:
-        one read either way."""
-        if limited:
-            chat, stored_tat = self._chats.chat_for_send(chat_id, caller)
-        else:
-            chat, stored_tat = self._chats.get_chat(chat_id), None
+        """The chat (the caller must be a member) and, when limited, the caller's send TAT."""
+        chat, stored_tat = self._chat_and_tat(chat_id, caller, limited=limited)
         if chat is None or not chat.is_member(caller):
             raise chat_not_found(chat_id)
         return chat, stored_tat
+
+    def _chat_and_tat(self, chat_id: str, caller: str, *, limited: bool) -> tuple[Chat | None, int | None]:
+        """One read either way: with the limit, the chat and the caller's TAT together."""
+        if limited:
+            return self._chats.chat_for_send(chat_id, caller)
+        return self._chats.get_chat(chat_id), None
 
     def _original(self, caller: str, chat: Chat, client_message_id: str) -> Sent:
         original = self._chats.get_message_by_client_id(caller, client_message_id)
