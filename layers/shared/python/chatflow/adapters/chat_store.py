@@ -260,51 +260,51 @@ class DynamoChatRepository:
     def append_message(self, chat: Chat, message: Message, *, spend: RateSpend | None = None) -> Chat:
         body = message_item(message)
         sent_at = to_iso(message.sent_at)
-        # The idempotency record is the third item: its reason tells a replay (AlreadyExists).
-        transaction: list[Any] = [
-            {
-                "Update": {
-                    "TableName": self._table,
-                    "Key": chat_key(chat.chat_id),
-                    "UpdateExpression": (
-                        "SET lastSeq = :seq, lastActivityAt = :at, lastMessage = :msg, "
-                        "members.#me.d = :seq, members.#me.r = :seq"
-                    ),
-                    "ConditionExpression": "lastSeq = :prev AND attribute_exists(members.#me)",
-                    "ExpressionAttributeNames": {"#me": message.sender},
-                    "ExpressionAttributeValues": {
-                        ":seq": to_value(message.seq),
-                        ":prev": to_value(chat.last_seq),
-                        ":at": to_value(sent_at),
-                        ":msg": to_value(body),
-                    },
-                }
-            },
-            {
-                "Put": {
-                    "TableName": self._table,
-                    "Item": to_raw({"PK": f"CHAT#{chat.chat_id}", "SK": msg_sk(message.seq), **body}),
-                    "ConditionExpression": "attribute_not_exists(PK)",
-                }
-            },
-            {
-                "Put": {
-                    "TableName": self._table,
-                    "Item": to_raw(
-                        {
-                            "PK": f"CMID#{message.sender}#{message.client_message_id}",
-                            "SK": "CMID",
-                            "message": body,
-                        }
-                    ),
-                    "ConditionExpression": "attribute_not_exists(PK)",
-                }
-            },
-        ]
-        if spend is not None:
-            transaction.append({"Put": self._rate_put(spend)})
         with dynamo_errors(expect=TRANSACTION_CANCELLED) as call:
-            self._client.transact_write_items(TransactItems=transaction)
+            self._client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Update": {
+                            "TableName": self._table,
+                            "Key": chat_key(chat.chat_id),
+                            "UpdateExpression": (
+                                "SET lastSeq = :seq, lastActivityAt = :at, lastMessage = :msg, "
+                                "members.#me.d = :seq, members.#me.r = :seq"
+                            ),
+                            "ConditionExpression": "lastSeq = :prev AND attribute_exists(members.#me)",
+                            "ExpressionAttributeNames": {"#me": message.sender},
+                            "ExpressionAttributeValues": {
+                                ":seq": to_value(message.seq),
+                                ":prev": to_value(chat.last_seq),
+                                ":at": to_value(sent_at),
+                                ":msg": to_value(body),
+                            },
+                        }
+                    },
+                    {
+                        "Put": {
+                            "TableName": self._table,
+                            "Item": to_raw({"PK": f"CHAT#{chat.chat_id}", "SK": msg_sk(message.seq), **body}),
+                            "ConditionExpression": "attribute_not_exists(PK)",
+                        }
+                    },
+                    {
+                        "Put": {
+                            "TableName": self._table,
+                            "Item": to_raw(
+                                {
+                                    "PK": f"CMID#{message.sender}#{message.client_message_id}",
+                                    "SK": "CMID",
+                                    "message": body,
+                                }
+                            ),
+                            "ConditionExpression": "attribute_not_exists(PK)",
+                        }
+                    },
+                    # (the idempotency record is the third item: its reason tells a replay)
+                    *self._rate_puts(spend),
+                ]
+            )
         if call.error is not None:
             reasons = call.reasons
             if len(reasons) >= 3 and reasons[2] == CONDITION_REASON:
@@ -330,8 +330,11 @@ class DynamoChatRepository:
             last_message=message,
         )
 
-    def _rate_put(self, spend: RateSpend) -> dict[str, Any]:
-        """The sender's new TAT, if it is still the one read (or there was none)."""
+    def _rate_puts(self, spend: RateSpend | None) -> list[Any]:
+        """The sender's new TAT, if it is still the one read (or there was none); nothing
+        for a send that is not limited."""
+        if spend is None:
+            return []
         put: dict[str, Any] = {
             "TableName": self._table,
             "Item": to_raw({"PK": f"RATE#{spend.sender}", "SK": "SEND", "tat": spend.tat}),
@@ -341,7 +344,7 @@ class DynamoChatRepository:
         else:
             put["ConditionExpression"] = "tat = :prev"
             put["ExpressionAttributeValues"] = {":prev": to_value(spend.previous)}
-        return put
+        return [{"Put": put}]
 
     def get_message_by_client_id(self, sender: str, client_message_id: str) -> Message | None:
         with dynamo_errors():
