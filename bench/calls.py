@@ -24,6 +24,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from local.emulated_aws import use_emulated_aws
@@ -37,10 +38,11 @@ use_emulated_aws(
 from moto import mock_aws  # after the credentials above
 
 from chatflow.adapters import aws
-from chatflow.adapters.chat_store import message_item, msg_sk
+from chatflow.adapters.chat_store import message_item, msg_sk, rate_key
 from chatflow.adapters.dynamo import batch_write, to_raw, to_value
 from chatflow.domain.chats import Message
 from chatflow.domain.clock import from_iso, to_iso
+from chatflow.domain.send_limit import micros
 from local.apigw import HttpResult, build_query
 from local.runtime import LocalFunction
 from local.specs import REGION
@@ -213,6 +215,20 @@ class Bench:
         )
         return str(response.json()["chatId"])
 
+    def spend_send_limit(self, phone: str) -> None:
+        """Put ``phone`` over its send limit for the next hour (its TAT, as the send path
+        stores it: ``chatflow.domain.send_limit``)."""
+        tat = micros(datetime.now(UTC) + timedelta(hours=1))
+        item = {"PK": f"RATE#{phone}", "SK": "SEND", "tat": tat}
+        aws.dynamodb(REGION).put_item(TableName=self._chats_table, Item=to_raw(item))
+
+    def restore_send_limit(self, phone: str) -> None:
+        aws.dynamodb(REGION).delete_item(TableName=self._chats_table, Key=rate_key(phone))
+
+    @property
+    def _chats_table(self) -> str:
+        return str(self.stack.template.physical_ids["ChatsTable"])
+
     def group(self, caller: str, others: list[str], name: str = "bench") -> str:
         body = {"type": "group", "name": name, "members": others}
         response = self.ok(self.call("POST", "/v1/chats", body, who=caller), 201)
@@ -326,6 +342,22 @@ def _routes(
         expect=(201,),
         target=w,
     )
+    b.spend_send_limit(caller)
+    b.measure(
+        "POST /v1/chats/{id}/messages (over the send limit)",
+        case,
+        lambda: b.send(caller, chat_id, "too fast"),
+        expect=(429,),
+        target=w,
+    )
+    b.measure(
+        "POST /v1/chats/{id}/messages (repeat, over the send limit)",
+        case,
+        lambda: b.send(caller, chat_id, "new", cmid),
+        expect=(200,),
+        target=w,
+    )
+    b.restore_send_limit(caller)
     seq = last + 1
     receipt = {"type": "read", "upToSeq": seq}
     b.measure(

@@ -136,6 +136,9 @@ def local_stack(
             "CHATFLOW_PROVIDER_PORT": "0",
             "CHATFLOW_AWS_PORT": "0",
             "CHATFLOW_AUTH_MODE": "phone",
+            # The benchmarks post hundreds of messages from a few users, up to ~80 a second: they
+            # measure the stack, not the per-user send limit (whose calls bench/calls.py counts).
+            "CHATFLOW_PARAMETER_OVERRIDES": "UserSendRatePerSecond=10000 UserSendBurst=100000",
             "CHATFLOW_STATE_DIR": str(state),
             "CHATFLOW_FAKE_FAILURE_RATE": "0",
             "CHATFLOW_FAKE_DELAY_MS": "0-2",

@@ -28,6 +28,7 @@ from chatflow.domain.otp import Verification, seconds_until_allowed, sends_in_wi
 from chatflow.domain.pagination import Page, Position
 from chatflow.domain.realtime import Presence, open_connections
 from chatflow.domain.search import IndexHits, MessageRef
+from chatflow.domain.send_limit import RateSpend
 from chatflow.domain.sessions import Session
 from chatflow.domain.sms_replies import ForwardRoute
 from chatflow.domain.users import ProfileChanges, User
@@ -224,6 +225,8 @@ class FakeChatRepository:
         self.client_ids: dict[tuple[str, str], Message] = {}
         self.inbox: dict[str, dict[str, datetime]] = {}
         self.renames: list[tuple[str, str | None]] = []
+        # Each sender's send TAT (``chatflow.domain.send_limit``).
+        self.send_tats: dict[str, int] = {}
         # Calls of get_messages (one BatchGetItem each in the adapter).
         self.message_reads = 0
 
@@ -232,6 +235,10 @@ class FakeChatRepository:
     def get_chat(self, chat_id: str) -> Chat | None:
         with self._lock:
             return self.chats.get(chat_id)
+
+    def chat_for_send(self, chat_id: str, sender: str) -> tuple[Chat | None, int | None]:
+        with self._lock:
+            return self.chats.get(chat_id), self.send_tats.get(sender)
 
     def get_chats(self, chat_ids: Sequence[str]) -> dict[str, Chat]:
         with self._lock:
@@ -268,7 +275,7 @@ class FakeChatRepository:
 
     # ---- messages ----------------------------------------------------------------
 
-    def append_message(self, chat: Chat, message: Message) -> Chat:
+    def append_message(self, chat: Chat, message: Message, *, spend: RateSpend | None = None) -> Chat:
         with self._lock:
             # The adapter's transaction reports the idempotency record's failure first.
             if (message.sender, message.client_message_id) in self.client_ids:
@@ -279,8 +286,11 @@ class FakeChatRepository:
                 or stored.last_seq != chat.last_seq
                 or not stored.is_member(message.sender)
                 or message.seq in self.messages.get(chat.chat_id, {})
+                or (spend is not None and self.send_tats.get(spend.sender) != spend.previous)
             ):
                 raise ConcurrentUpdate("another message took this seq")
+            if spend is not None:
+                self.send_tats[spend.sender] = spend.tat
             members = tuple(
                 replace(m, delivered_seq=message.seq, read_seq=message.seq)
                 if m.phone_number == message.sender

@@ -6,9 +6,18 @@ from chatflow.api.chat_routes import chat_router, presence_router, search_router
 from chatflow.api.http import build_resolver, http_handler
 from chatflow.composition import Composition
 from chatflow.domain.clock import utc_now
-from chatflow.settings import AwsSettings, ConnectionsSettings, CursorSettings, SearchSettings, TableSettings
+from chatflow.settings import (
+    AwsSettings,
+    ConnectionsSettings,
+    CursorSettings,
+    SearchSettings,
+    SendLimitSettings,
+    TableSettings,
+)
 
-deps = Composition().require(AwsSettings, TableSettings, CursorSettings, SearchSettings, ConnectionsSettings)
+deps = Composition().require(
+    AwsSettings, TableSettings, CursorSettings, SearchSettings, ConnectionsSettings, SendLimitSettings
+)
 
 app = build_resolver(
     [

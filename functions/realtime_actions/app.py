@@ -10,9 +10,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from chatflow.composition import Composition
 from chatflow.observability import logger
-from chatflow.settings import AwsSettings, CursorSettings, RealtimeSettings, TableSettings
+from chatflow.settings import AwsSettings, CursorSettings, RealtimeSettings, SendLimitSettings, TableSettings
 
-deps = Composition().require(AwsSettings, TableSettings, CursorSettings, RealtimeSettings)
+deps = Composition().require(AwsSettings, TableSettings, CursorSettings, RealtimeSettings, SendLimitSettings)
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -19,6 +19,7 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from functools import partial
 from typing import Any, TypeVar
 
@@ -51,9 +52,10 @@ class WorkerStack(InProcessStack):
         return self.runner.invoke(function, event, trigger)
 
 
-@pytest.fixture(scope="module")
-def concurrent_api() -> Iterator[ApiClient]:
-    """The stack on the emulated AWS server, its functions in worker processes, warmed up."""
+@contextmanager
+def worker_api(parameters: dict[str, str]) -> Iterator[ApiClient]:
+    """The stack (with these parameters) on the emulated AWS server, its functions in worker
+    processes, warmed up."""
     EmulatedAws.reset()
     aws = EmulatedAws()
     aws.start()
@@ -61,7 +63,7 @@ def concurrent_api() -> Iterator[ApiClient]:
         with pytest.MonkeyPatch.context() as environment:
             # The clients this process makes now (provisioning, stream readers) use the server.
             environment.setenv("AWS_ENDPOINT_URL", aws.url)
-            stack = WorkerStack.create(parameters={"AuthMode": "phone"})
+            stack = WorkerStack.create(parameters=parameters)
         assert isinstance(stack, WorkerStack)
         inherited = {name: os.environ[name] for name in ("PATH", "HOME", "LANG") if name in os.environ}
         worker_env = inherited | EMULATED_AWS_ENV | {"AWS_ENDPOINT_URL": aws.url}
@@ -79,6 +81,14 @@ def concurrent_api() -> Iterator[ApiClient]:
         aws.stop()
         EmulatedAws.reset()
         chatflow.adapters.aws.reset_clients()
+
+
+@pytest.fixture(scope="module")
+def concurrent_api() -> Iterator[ApiClient]:
+    # Each member sends 15 messages here, as fast as it can: the send limit is not what these
+    # tests are about (test_send_limits_concurrency.py is), so it is set out of the way.
+    with worker_api({"AuthMode": "phone", "UserSendRatePerSecond": "1000", "UserSendBurst": "1000"}) as api:
+        yield api
 
 
 def run_together(tasks: list[Callable[[], T]]) -> list[T]:

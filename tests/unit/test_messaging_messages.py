@@ -10,6 +10,7 @@ import pytest
 from chatflow.domain.chats import MAX_TEXT, Chat, Message
 from chatflow.domain.messaging import MAX_SEND_ATTEMPTS, MessagingService
 from chatflow.domain.pagination import CursorCodec
+from chatflow.domain.send_limit import RateSpend
 from chatflow.errors import ConcurrentUpdate, Conflict, InvalidCursor, NotFound, ValidationFailed
 from tests.fakes import FakeChatRepository, FakeClock, FakeUserRepository
 from tests.unit.conftest import ALICE, BOB, CAROL, DAVE
@@ -157,7 +158,7 @@ class LosesTheRaceOnce(FakeChatRepository):
         self.attempts = 0
         self._rival = rival
 
-    def append_message(self, chat: Chat, message: Message) -> Chat:
+    def append_message(self, chat: Chat, message: Message, *, spend: RateSpend | None = None) -> Chat:
         self.attempts += 1
         if self.attempts == 1:
             if self._rival is not None:
@@ -165,7 +166,7 @@ class LosesTheRaceOnce(FakeChatRepository):
                     chat, replace(self._rival, chat_id=chat.chat_id, seq=chat.last_seq + 1)
                 )
             raise ConcurrentUpdate("another message took this seq")
-        return super().append_message(chat, message)
+        return super().append_message(chat, message, spend=spend)
 
 
 def test_seq_race_is_retried_and_the_message_stored(
@@ -202,7 +203,7 @@ def test_seq_taken_by_a_rival_message_moves_ours_to_the_next_seq(
 
 
 class AlwaysLoses(FakeChatRepository):
-    def append_message(self, chat: Chat, message: Message) -> Chat:
+    def append_message(self, chat: Chat, message: Message, *, spend: RateSpend | None = None) -> Chat:
         raise ConcurrentUpdate("another message took this seq")
 
 

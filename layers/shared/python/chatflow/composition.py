@@ -36,6 +36,7 @@ from chatflow.settings import (
     IdentitySettings,
     RealtimeSettings,
     SearchSettings,
+    SendLimitSettings,
     SendSmsQueueSettings,
     SettingsError,
     SmsEventsSettings,
@@ -295,9 +296,16 @@ class Composition:
 
         from chatflow.domain.clock import utc_now
         from chatflow.domain.messaging import MessagingService
+        from chatflow.domain.send_limit import SendLimit
 
+        limits = self.settings(SendLimitSettings)
         return MessagingService(
-            chats=self.chats(), users=self.users(), cursors=self.cursors(), clock=utc_now, sleep=time.sleep
+            chats=self.chats(),
+            users=self.users(),
+            cursors=self.cursors(),
+            clock=utc_now,
+            sleep=time.sleep,
+            send_limit=SendLimit(limits.user_send_rate_per_second, limits.user_send_burst),
         )
 
     @_once

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from chatflow.domain.pagination import Page, Position
     from chatflow.domain.realtime import Presence
     from chatflow.domain.search import IndexHits, MessageRef
+    from chatflow.domain.send_limit import RateSpend
     from chatflow.domain.sessions import Session
     from chatflow.domain.sms import Claim, OutgoingSms, SmsRequest
     from chatflow.domain.sms_events import BusEvent
@@ -68,12 +69,18 @@ class ChatRepository(Protocol):
 
     def remove_member(self, chat: Chat, phone_number: str) -> None: ...
 
-    def append_message(self, chat: Chat, message: Message) -> Chat:
-        """Store ``message`` as ``chat.last_seq + 1`` and return the updated chat.
+    def chat_for_send(self, chat_id: str, sender: str) -> tuple[Chat | None, int | None]:
+        """The chat (as ``get_chat``) and the sender's send TAT (``None`` if none is stored),
+        read together in one strongly consistent call."""
+        ...
 
-        Raises ``ConcurrentUpdate`` when another message took that seq first (re-read
-        and retry) and ``AlreadyExists`` when the sender already used the message's
-        ``client_message_id``.
+    def append_message(self, chat: Chat, message: Message, *, spend: RateSpend | None = None) -> Chat:
+        """Store ``message`` as ``chat.last_seq + 1`` and return the updated chat; with
+        ``spend``, move the sender's send TAT in the same atomic write.
+
+        Raises ``ConcurrentUpdate`` when another message took that seq first, or the sender's
+        TAT is no longer ``spend.previous`` (re-read and retry), and ``AlreadyExists`` when
+        the sender already used the message's ``client_message_id`` (nothing is written).
         """
         ...
 

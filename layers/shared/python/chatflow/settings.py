@@ -68,6 +68,17 @@ class TableSettings(_EnvModel):
     chats_table: str = Field(validation_alias="CHATS_TABLE", min_length=1)
 
 
+class SendLimitSettings(_EnvModel):
+    """Per-user send limits (CONTRACT §7): ``UserSendBurst`` messages at once, then
+    ``UserSendRatePerSecond`` a second. The defaults are template.yaml's, so a function that
+    sends without the variables (none should) limits as deployed."""
+
+    user_send_rate_per_second: float = Field(
+        default=5, gt=0, le=10000, validation_alias="USER_SEND_RATE_PER_SECOND"
+    )
+    user_send_burst: int = Field(default=20, ge=1, le=100000, validation_alias="USER_SEND_BURST")
+
+
 class IdentitySettings(_EnvModel):
     # otp: a code sent by SMS signs in; phone: the number alone does (CONTRACT §1).
     auth_mode: Literal["otp", "phone"] = Field(validation_alias="AUTH_MODE")

@@ -6,6 +6,9 @@ Items (PK / SK), and why (see docs/architecture.md for every access pattern):
   member", "what is the next seq" and "what is every message's status".
 - ``CHAT#<id>`` / ``MSG#<seq:012d>``: a message; history is one Query in either direction.
 - ``CMID#<sender>#<clientMessageId>`` / ``CMID``: the idempotency record of a message.
+- ``RATE#<phone>`` / ``SEND``: a user's send limit, one number (``tat``, the theoretical
+  arrival time of GCRA, ``chatflow.domain.send_limit``); read with the chat in one
+  BatchGetItem and written in the send's own transaction (no stream consumer looks at it).
 - ``INBOX#<phone>`` / ``CHAT#<id>``: a member's entry for a chat; the ``ByActivity`` index
   (``GSI1PK`` = ``INBOX#<phone>``, ``GSI1SK`` = ``<lastActivityAt>#<chatId>``) lists a
   user's chats by recent activity. The stream of this table keeps it current.
@@ -31,6 +34,7 @@ from chatflow.adapters.dynamo import Item, batch_get, batch_write, from_raw, to_
 from chatflow.domain.chats import Chat, Member, Message
 from chatflow.domain.clock import from_iso, to_iso
 from chatflow.domain.pagination import Page, Position
+from chatflow.domain.send_limit import RateSpend
 from chatflow.errors import AlreadyExists, ConcurrentUpdate, InvalidCursor
 
 if TYPE_CHECKING:
@@ -45,6 +49,10 @@ _MAX_TRANSACT_MEMBERS = 99
 
 def chat_key(chat_id: str) -> dict[str, Any]:
     return to_raw({"PK": f"CHAT#{chat_id}", "SK": "META"})
+
+
+def rate_key(sender: str) -> dict[str, Any]:
+    return to_raw({"PK": f"RATE#{sender}", "SK": "SEND"})
 
 
 def msg_sk(seq: int) -> str:
@@ -153,6 +161,15 @@ class DynamoChatRepository:
         raw = response.get("Item")
         return chat_from_item(from_raw(raw)) if raw else None
 
+    def chat_for_send(self, chat_id: str, sender: str) -> tuple[Chat | None, int | None]:
+        """One strongly consistent BatchGetItem, the cost of the ``GetItem`` of the chat alone
+        in calls; a TransactGetItems would cost twice the read capacity for an isolation the
+        send does not need (its write is conditional on both items)."""
+        items = batch_get(self._client, self._table, [chat_key(chat_id), rate_key(sender)], consistent=True)
+        chat = next((chat_from_item(i) for i in items if i["SK"] == "META"), None)
+        tat = next((int(i["tat"]) for i in items if i["SK"] == "SEND"), None)
+        return chat, tat
+
     def get_chats(self, chat_ids: Sequence[str]) -> dict[str, Chat]:
         items = batch_get(self._client, self._table, [chat_key(cid) for cid in dict.fromkeys(chat_ids)])
         return {item["chatId"]: chat_from_item(item) for item in items}
@@ -244,7 +261,7 @@ class DynamoChatRepository:
 
     # ---- messages ----------------------------------------------------------------
 
-    def append_message(self, chat: Chat, message: Message) -> Chat:
+    def append_message(self, chat: Chat, message: Message, *, spend: RateSpend | None = None) -> Chat:
         body = message_item(message)
         sent_at = to_iso(message.sent_at)
         with dynamo_errors(expect=TRANSACTION_CANCELLED) as call:
@@ -288,11 +305,13 @@ class DynamoChatRepository:
                             "ConditionExpression": "attribute_not_exists(PK)",
                         }
                     },
+                    # (the idempotency record is the third item: its reason tells a replay)
+                    *self._rate_puts(spend),
                 ]
             )
         if call.error is not None:
             reasons = call.reasons
-            if len(reasons) == 3 and reasons[2] == CONDITION_REASON:
+            if len(reasons) >= 3 and reasons[2] == CONDITION_REASON:
                 raise AlreadyExists("clientMessageId already used") from call.error
             if CONDITION_REASON in reasons or TRANSACTION_CONFLICT in reasons:
                 raise ConcurrentUpdate("another message took this seq") from call.error
@@ -314,6 +333,22 @@ class DynamoChatRepository:
             last_seq=message.seq,
             last_message=message,
         )
+
+    def _rate_puts(self, spend: RateSpend | None) -> list[Any]:
+        """The sender's new TAT, if it is still the one read (or there was none); nothing
+        for a send that is not limited."""
+        if spend is None:
+            return []
+        put: dict[str, Any] = {
+            "TableName": self._table,
+            "Item": to_raw({"PK": f"RATE#{spend.sender}", "SK": "SEND", "tat": spend.tat}),
+        }
+        if spend.previous is None:
+            put["ConditionExpression"] = "attribute_not_exists(PK)"
+        else:
+            put["ConditionExpression"] = "tat = :prev"
+            put["ExpressionAttributeValues"] = {":prev": to_value(spend.previous)}
+        return [{"Put": put}]
 
     def get_message_by_client_id(self, sender: str, client_message_id: str) -> Message | None:
         with dynamo_errors():

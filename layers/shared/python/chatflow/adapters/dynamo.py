@@ -56,13 +56,17 @@ def batch_get(
     keys: Sequence[dict[str, AttributeValueTypeDef]],
     *,
     retry: BatchRetry = BATCH_RETRY,
+    consistent: bool = False,
 ) -> list[Item]:
-    """BatchGetItem in chunks of 100; unprocessed keys are read again (``BatchRetry``)."""
+    """BatchGetItem in chunks of 100; unprocessed keys are read again (``BatchRetry``).
+    ``consistent``: strongly consistent reads (as ``GetItem``'s ``ConsistentRead``)."""
     found: list[Item] = []
 
     def get(pending: list[Any]) -> list[Any]:
         with dynamo_errors():
-            response = client.batch_get_item(RequestItems={table: {"Keys": pending}})
+            response = client.batch_get_item(
+                RequestItems={table: {"Keys": pending, "ConsistentRead": consistent}}
+            )
         found.extend(from_raw(raw) for raw in response.get("Responses", {}).get(table, []))
         unprocessed: dict[str, Any] = dict(response.get("UnprocessedKeys") or {})
         return list(unprocessed.get(table, {}).get("Keys", []))

@@ -18,6 +18,7 @@ from chatflow.api.models import (
     ChatPage,
     CreateChatRequest,
     DirectMessageRequest,
+    ErrorResponse,
     MessageOut,
     MessagePage,
     PresenceList,
@@ -38,6 +39,21 @@ _ERRORS: dict[int, Any] = {
     400: error_doc("Invalid input"),
     401: error_doc("Not signed in"),
     404: error_doc("No such chat"),
+}
+
+
+# The send routes: a user over UserSendBurst / UserSendRatePerSecond (CONTRACT §7).
+_RATE_LIMITED: dict[int, Any] = {
+    429: {
+        "description": "Sending too fast: wait Retry-After seconds and send again (same clientMessageId)",
+        "headers": {
+            "Retry-After": {
+                "description": "Whole seconds to wait (at least 1)",
+                "schema": {"type": "integer"},
+            }
+        },
+        "content": {"application/json": {"model": ErrorResponse}},
+    }
 }
 
 
@@ -124,7 +140,8 @@ def chat_router(service: Callable[[], MessagingService]) -> Router:
                 "content": {"application/json": {"model": MessageOut}},
             },
         }
-        | _ERRORS,
+        | _ERRORS
+        | _RATE_LIMITED,
     )
     def send_message(chatId: str, body: SendMessageRequest) -> Response[MessageOut]:
         return _sent(service().send(me(), chatId, body.text, body.clientMessageId))
@@ -134,7 +151,8 @@ def chat_router(service: Callable[[], MessagingService]) -> Router:
         tags=["messages"],
         summary="Send a message to a number, in your direct chat with it (created on demand)",
         responses={201: {"description": "Stored", "content": {"application/json": {"model": MessageOut}}}}
-        | _ERRORS,
+        | _ERRORS
+        | _RATE_LIMITED,
     )
     def send_direct(body: DirectMessageRequest) -> Response[MessageOut]:
         return _sent(service().send_direct(me(), body.to, body.text, body.clientMessageId))

@@ -137,13 +137,39 @@ class ChatUpdatedFrame(_ServerFrame):
     chat: ChatOut
 
 
+def _retry_after_only_when_given(schema: dict[str, Any]) -> None:
+    """``retryAfter`` is left out of the frame unless given (``error_frame``): not required,
+    and an integer when present."""
+    schema["required"] = [name for name in schema.get("required", []) if name != "retryAfter"]
+    field = schema["properties"]["retryAfter"]
+    schema["properties"]["retryAfter"] = {
+        "type": "integer",
+        "minimum": 1,
+        "title": field.get("title", "Retryafter"),
+        "description": field.get("description", ""),
+    }
+
+
 class ErrorFrame(_ServerFrame):
     """A frame was refused (bad JSON, unknown action, invalid field, rule broken); the connection
     stays open, except after an unauthorized error (signed out or expired), which closes it."""
 
+    model_config = ConfigDict(json_schema_extra=_retry_after_only_when_given)
+
     type: Literal["error"] = "error"
-    code: Annotated[str, Field(examples=["invalid_frame", "not_found", "validation_error", "unauthorized"])]
+    code: Annotated[
+        str,
+        Field(examples=["invalid_frame", "not_found", "validation_error", "unauthorized", "rate_limited"]),
+    ]
     message: str
+    retryAfter: Annotated[
+        int | None,
+        Field(
+            ge=1,
+            description="With `rate_limited` only: whole seconds to wait before sending again "
+            "(the HTTP routes' `Retry-After`).",
+        ),
+    ] = None
 
 
 class PongFrame(_ServerFrame):
@@ -185,8 +211,10 @@ def chat_updated(chat: Chat, reader: str) -> Frame:
     return ChatUpdatedFrame(chat=ChatOut.of(chat, reader)).model_dump(mode="json")
 
 
-def error_frame(code: str, message: str) -> Frame:
-    return ErrorFrame(code=code, message=message).model_dump(mode="json")
+def error_frame(code: str, message: str, *, retry_after: int | None = None) -> Frame:
+    return ErrorFrame(code=code, message=message, retryAfter=retry_after).model_dump(
+        mode="json", exclude_none=True
+    )
 
 
 # The most frequent frame, constant: PongFrame().model_dump() (a unit test holds them equal).

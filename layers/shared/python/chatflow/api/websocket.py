@@ -7,7 +7,9 @@ an ``error`` frame (the connection stays open) for bad JSON, an unknown action, 
 fields or a refused request. Messages and receipts follow the HTTP API's rules (the same
 domain service); their frames reach everyone through the fan-out. A ``sendMessage`` that
 repeats a ``clientMessageId`` stores nothing and gets the original message back (the
-HTTP route's ``200``), as a ``message.new`` frame to that connection only.
+HTTP route's ``200``), as a ``message.new`` frame to that connection only. A
+``sendMessage`` over the sender's send limit gets a ``rate_limited`` error frame with
+``retryAfter`` (seconds), the HTTP routes' ``429``; the connection stays open.
 
 The session is checked on every frame, not only at ``$connect``: after
 ``DELETE /v1/sessions/current`` (or expiry) the next frame gets an ``unauthorized``
@@ -31,7 +33,7 @@ from chatflow.api.realtime import (
 )
 from chatflow.application.realtime import RealtimeService
 from chatflow.domain.messaging import MessagingService
-from chatflow.errors import ChatFlowError
+from chatflow.errors import ChatFlowError, RateLimited
 from chatflow.observability import logger
 from chatflow.ports import SessionRepository
 
@@ -66,7 +68,8 @@ class WebSocketActions:
             self._handle(caller, connection_id, body)
         except ChatFlowError as exc:
             logger.info("frame refused", extra={"code": exc.code, "route": route})
-            self._realtime().reply(connection_id, error_frame(exc.code, exc.message))
+            retry_after = exc.retry_after_seconds if isinstance(exc, RateLimited) else None
+            self._realtime().reply(connection_id, error_frame(exc.code, exc.message, retry_after=retry_after))
 
     def _signed_in(self, token_hash: str) -> bool:
         session = self._sessions().get(token_hash) if token_hash else None

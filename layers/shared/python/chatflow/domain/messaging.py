@@ -22,6 +22,7 @@ from chatflow.domain.chats import (
 from chatflow.domain.clock import Clock
 from chatflow.domain.pagination import CursorCodec, Page
 from chatflow.domain.phone import normalize_phone
+from chatflow.domain.send_limit import RateSpend, SendLimit
 from chatflow.errors import (
     AlreadyExists,
     ConcurrentUpdate,
@@ -31,6 +32,7 @@ from chatflow.errors import (
     InvalidCursor,
     InvalidPhoneNumber,
     NotFound,
+    RateLimited,
     ValidationFailed,
 )
 from chatflow.ports import ChatRepository, UserRepository
@@ -68,8 +70,10 @@ class MessagingService:
         clock: Clock,
         sleep: Callable[[float], None],
         new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+        send_limit: SendLimit | None = None,
     ) -> None:
         self._chats = chats
+        self._send_limit = send_limit
         self._users = users
         self._cursors = cursors
         self._clock = clock
@@ -79,16 +83,24 @@ class MessagingService:
     # ---- chats -------------------------------------------------------------------
 
     def open_direct(self, caller: str, raw_other: str) -> Opened:
+        other = self._other_party(caller, raw_other)
+        chat_id = direct_chat_id(caller, other)
+        existing = self._chats.get_chat(chat_id)
+        if existing is not None:
+            return Opened(existing, created=False)
+        return self._create_direct(caller, other)
+
+    def _other_party(self, caller: str, raw_other: str) -> str:
         other = normalize_phone(raw_other)
         if other == caller:
             raise ValidationFailed(
                 "A direct chat needs another person's number, not your own.",
                 details=(FieldProblem("members", "must be another person's phone number"),),
             )
+        return other
+
+    def _create_direct(self, caller: str, other: str) -> Opened:
         chat_id = direct_chat_id(caller, other)
-        existing = self._chats.get_chat(chat_id)
-        if existing is not None:
-            return Opened(existing, created=False)
         now = self._clock()
         chat = Chat(
             chat_id=chat_id,
@@ -181,14 +193,37 @@ class MessagingService:
         text: str,
         client_message_id: str,
         *,
-        fresh: Chat | None = None,
+        fresh: tuple[Chat, int | None] | None = None,
+        limited: bool = True,
         via: MessageVia = "app",
     ) -> Sent:
-        """Store a message as the chat's next seq; ``fresh`` is a chat just read, to save a read;
-        ``via`` says how it was written (``sms``: a reply to a forward, ``chatflow.domain.sms_replies``)."""
+        """Store a message as the chat's next seq.
+
+        ``fresh``: the chat and the caller's send TAT just read (``_read_for_send``), to save a
+        read. ``limited``: whether the caller's send limit applies (``RateLimited`` over it);
+        messages that are not typed in the app (SMS replies) pass ``False``. The limit is
+        spent in the message's own write, so a send that stores nothing (a replay, a lost
+        race) spends nothing. ``via`` says how it was written (``sms``: a reply to a forward,
+        ``chatflow.domain.sms_replies``)."""
         cleaned = clean_text(text)
+        limit = self._send_limit if limited else None
         for attempt in range(MAX_SEND_ATTEMPTS):
-            chat = fresh if fresh is not None and attempt == 0 else self.get_chat(caller, chat_id)
+            if fresh is not None and attempt == 0:
+                chat, stored_tat = fresh
+            else:
+                chat, stored_tat = self._read_for_send(caller, chat_id, limited=limit is not None)
+            sent_at = self._clock()
+            spend: RateSpend | None = None
+            if limit is not None:
+                try:
+                    spend = limit.spend(caller, stored_tat, sent_at)
+                except RateLimited:
+                    # A retry of a message already stored is answered, never refused: it costs
+                    # this one read only when the sender is over the limit.
+                    replayed = self._chats.get_message_by_client_id(caller, client_message_id)
+                    if replayed is None:
+                        raise
+                    return self._replayed(replayed, chat)
             message = Message(
                 message_id=f"m_{self._new_id()}",
                 chat_id=chat.chat_id,
@@ -196,11 +231,11 @@ class MessagingService:
                 sender=caller,
                 text=cleaned,
                 client_message_id=client_message_id,
-                sent_at=self._clock(),
+                sent_at=sent_at,
                 via=via,
             )
             try:
-                stored = self._chats.append_message(chat, message)
+                stored = self._chats.append_message(chat, message, spend=spend)
             except AlreadyExists:
                 return self._original(caller, chat, client_message_id)
             except ConcurrentUpdate:
@@ -211,8 +246,16 @@ class MessagingService:
 
     def send_direct(self, caller: str, raw_to: str, text: str, client_message_id: str) -> Sent:
         clean_text(text)  # reject bad input before creating a chat for it
-        opened = self.open_direct(caller, raw_to)
-        return self.send(caller, opened.chat.chat_id, text, client_message_id, fresh=opened.chat)
+        other = self._other_party(caller, raw_to)
+        chat_id = direct_chat_id(caller, other)
+        # One read gives the chat (if it exists) and the caller's send TAT, as for any send.
+        existing, stored_tat = self._chat_and_tat(chat_id, caller, limited=self._send_limit is not None)
+        if existing is None:
+            if self._send_limit is not None:
+                # Over the limit, no chat is created for a message that will not be stored.
+                self._send_limit.spend(caller, stored_tat, self._clock())
+            existing = self._create_direct(caller, other).chat
+        return self.send(caller, chat_id, text, client_message_id, fresh=(existing, stored_tat))
 
     def list_messages(
         self, caller: str, chat_id: str, *, limit: int, cursor: str | None, after_seq: int | None
@@ -254,10 +297,26 @@ class MessagingService:
 
     # ---- helpers -----------------------------------------------------------------
 
+    def _read_for_send(self, caller: str, chat_id: str, *, limited: bool) -> tuple[Chat, int | None]:
+        """The chat (the caller must be a member) and, when limited, the caller's send TAT."""
+        chat, stored_tat = self._chat_and_tat(chat_id, caller, limited=limited)
+        if chat is None or not chat.is_member(caller):
+            raise chat_not_found(chat_id)
+        return chat, stored_tat
+
+    def _chat_and_tat(self, chat_id: str, caller: str, *, limited: bool) -> tuple[Chat | None, int | None]:
+        """One read either way: with the limit, the chat and the caller's TAT together."""
+        if limited:
+            return self._chats.chat_for_send(chat_id, caller)
+        return self._chats.get_chat(chat_id), None
+
     def _original(self, caller: str, chat: Chat, client_message_id: str) -> Sent:
         original = self._chats.get_message_by_client_id(caller, client_message_id)
         if original is None:  # pragma: no cover - the record is written with the message
             raise Conflict("This clientMessageId is being stored right now: retry in a moment.")
+        return self._replayed(original, chat)
+
+    def _replayed(self, original: Message, chat: Chat) -> Sent:
         if original.chat_id != chat.chat_id:
             raise Conflict(
                 "You already used this clientMessageId for a message in another chat: "

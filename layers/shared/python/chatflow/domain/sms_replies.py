@@ -122,7 +122,10 @@ class SmsReplies:
         if route is None or route.sent_at + REPLY_WINDOW <= self._clock():
             return ReplyOutcome(None, ignored_because="no_recent_forward")
         try:
-            sent = self._messaging().send(phone_number, route.chat_id, text, client_message_id, via="sms")
+            # Not limited by the sender's send budget (docs/realtime.md, "Send limits").
+            sent = self._messaging().send(
+                phone_number, route.chat_id, text, client_message_id, via="sms", limited=False
+            )
         except NotFound:  # removed from the chat since the forward
             return ReplyOutcome(None, chat_id=route.chat_id, ignored_because="not_a_member")
         return ReplyOutcome(sent, chat_id=route.chat_id)
