@@ -13,7 +13,7 @@ deliveries overlap as in a real conversation.
 Targets on this machine: every frame arrives, p50 ≤ 30 ms, p99 ≤ 100 ms.
 
 Fan-out cost: a group of 200 members, 50 of them connected, in the in-process stack
-(moto): the AWS calls the fan-out makes for one message (reads, posts, SMS forwards).
+(moto): the AWS calls the fan-out makes for one message (reads, posts, SMS-forward waits).
 """
 
 from __future__ import annotations

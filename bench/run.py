@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from bench import calls, coldstart, latency, loader, realtime, sms, stack
+from bench import calls, coldstart, forwards, latency, loader, realtime, sms, stack
 from local.template import ROOT
 
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -162,14 +162,14 @@ def _per_hundred(n: int) -> int:
 
 
 def _fanout_offline(cost: realtime.FanoutCost) -> int:
-    """Members an SMS goes to: neither connected nor the sender (the owner, not connected)."""
+    """Members a forward wait starts for: neither connected nor the sender (the owner, not connected)."""
     return cost.members - cost.connected - 1
 
 
 def _fanout_read_bound(cost: realtime.FanoutCost) -> int:
-    """Reads the fan-out may make: one BatchGetItem per 100 members for their connections,
-    one per 100 offline members for their opt-outs, one GetItem of the chat."""
-    return _per_hundred(cost.members) + _per_hundred(_fanout_offline(cost)) + 1
+    """Reads the fan-out may make: one BatchGetItem per 100 members for their connections
+    (offline members' reads and opt-outs wait for the end of their forward wait)."""
+    return _per_hundred(cost.members)
 
 
 def realtime_summary(cost: realtime.FanoutCost, reports: list[realtime.LatencyReport]) -> list[str]:
@@ -248,15 +248,14 @@ fan-out function handling the chat's stream record for it, once.
 {_markdown(FANOUT_HEADER, fanout_rows(cost))}
 
 Reading: `BatchGetItem` is one call per 100 members for their connections ({_per_hundred(members)} for
-{members}) and, as members are offline, one per 100 offline members for their SMS opt-outs
-({_per_hundred(offline)} for the {offline} who are neither connected nor the sender); `GetItem` re-reads the
-chat, only when someone is offline, to skip members who read the message meanwhile (on
-another device, over HTTP); `PostToConnection` is one per open connection ({connected}); `PutItem`
-is one conditional write per offline member, taking that member's 10-minute SMS budget for
-the chat ({offline}); `SendMessageBatch` sends the forwarded SMS commands 10 at a time
-({math.ceil(offline / 10)} for {offline}). Nothing is read per member or per message of the history: the
-reads grow by one per 100 members, the posts with the open connections, the SMS work with
-the offline members.
+{members}); `PostToConnection` is one per open connection ({connected}); `PutItem` is one conditional
+write per offline member who has not read the message, starting their SMS-forward wait (taking
+their 10-minute budget for the chat: {offline}); `SendMessageBatch` queues the waits' jobs on the
+forward queue 10 at a time, each delayed `ForwardAfterSeconds` ({math.ceil(offline / 10)} for {offline}).
+Reads, presence and opt-outs of the offline members are looked at when each wait is over, once
+per burst, by `ForwardsFunction` ("Forwards that wait" below). Nothing is read per member or
+per message of the history: the reads grow by one per 100 members, the posts with the open
+connections, the forward work with the offline members.
 """
 
 
@@ -293,7 +292,8 @@ LOADER_TITLE = "\nCampaign loader on {rows:,} rows, against a naive loader\n"
 LOADER_PLACE = ("| loader", "## Campaign loader")
 REALTIME_PLACE = ("| real time", "## Real time")
 STACK_PLACE = ("| local stack", "## Local stack: a request against one emulated call")
-PLACES = [LOADER_PLACE, REALTIME_PLACE, STACK_PLACE]
+FORWARDS_PLACE = ("| forwards", "## Forwards that wait")
+PLACES = [LOADER_PLACE, REALTIME_PLACE, STACK_PLACE, FORWARDS_PLACE]
 SAMPLES_HEADING = "## Cold start samples"
 
 
@@ -511,10 +511,81 @@ def measure_stack() -> Part:
     return Part(STACK_PLACE, printout, stack_summary(report), stack_section(report, seconds), seconds)
 
 
+FORWARDS_HEADER = [
+    "run",
+    "ForwardAfterSeconds",
+    "SMS",
+    "away member",
+    "back-soon member",
+    "messages the SMS carry, of those the 2 offline members got",
+]
+
+
+def forwards_rows(report: forwards.ForwardsReport) -> list[list[str]]:
+    return [
+        [
+            run.name,
+            str(run.after_seconds),
+            str(run.sms),
+            str(run.by_member[forwards.AWAY]),
+            str(run.by_member[forwards.BACK_SOON]),
+            f"{run.messages_carried} of {2 * report.messages} ({run.messages_per_sms:.1f} per SMS)",
+        ]
+        for run in (report.without_wait, report.with_wait)
+    ]
+
+
+def forwards_summary(report: forwards.ForwardsReport) -> list[str]:
+    """The forwards row of the summary table (it starts with ``| forwards``)."""
+    waited, before = report.with_wait, report.without_wait
+    return [
+        f"| forwards that wait: SMS to offline members on a realistic burst, with the wait vs without "
+        f"| {waited.sms} vs {before.sms}: {report.saved} saved ({report.saved_share:.0%}); "
+        f"{waited.messages_per_sms:.1f} vs {before.messages_per_sms:.1f} messages per SMS |"
+    ]
+
+
+def forwards_section(report: forwards.ForwardsReport, seconds: float) -> str:
+    """The ``## Forwards that wait`` section, up to the next section."""
+    example = report.with_wait.texts[0] if report.with_wait.texts else "(none)"
+    return f"""## Forwards that wait
+
+`bench/forwards.py`: how many SMS the wait before a forward saves (CONTRACT §7; how it works:
+[realtime.md](realtime.md#sms-forwards-that-wait)). The application runs in-process on moto:
+messages are posted through the HTTP API, the fan-out handles each stream record, and
+`ForwardsFunction` each wait's job when SQS delivers it (the delay is SQS's). Scenario:
+{forwards.SCENARIO}. It runs twice, on fresh stacks: with the wait, and without it
+(`ForwardAfterSeconds` 0, each job delivered at once: the forward of the first unread message,
+as ChatFlow sent it before the wait). Counted: the SendSms commands queued for the two offline
+members, and the chat messages they stand for (a digest's count). Measured
+{datetime.now(UTC):%Y-%m-%d %H:%M} UTC in {seconds:.0f} s (`python -m bench.run forwards`).
+
+{_markdown(FORWARDS_HEADER, forwards_rows(report))}
+
+The wait saved {report.saved} of {report.without_wait.sms} SMS ({report.saved_share:.0%}): the conversations
+the back-soon member read within the wait. The member who is away gets as many SMS as before (one
+per chat per 10 minutes), but each is a digest of what they missed instead of the first
+message alone. An SMS with the wait, for example: "{example}".
+"""
+
+
+def measure_forwards() -> Part:
+    started = time.perf_counter()
+    report = forwards.measure()
+    seconds = time.perf_counter() - started
+    printout = "\nForwards that wait: SMS to offline members, with and without the wait\n\n" + _plain(
+        FORWARDS_HEADER, forwards_rows(report)
+    )
+    return Part(
+        FORWARDS_PLACE, printout, forwards_summary(report), forwards_section(report, seconds), seconds
+    )
+
+
 PARTS: dict[str, Callable[[], Part]] = {
     "loader": measure_loader,
     "realtime": measure_realtime,
     "stack": measure_stack,
+    "forwards": measure_forwards,
 }
 
 

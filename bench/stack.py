@@ -138,7 +138,12 @@ def local_stack(
             "CHATFLOW_AUTH_MODE": "phone",
             # The benchmarks post hundreds of messages from a few users, up to ~80 a second: they
             # measure the stack, not the per-user send limit (whose calls bench/calls.py counts).
-            "CHATFLOW_PARAMETER_OVERRIDES": "UserSendRatePerSecond=10000 UserSendBurst=100000",
+            # SMS forwards without their wait: the forward path's work (ForwardsFunction, the
+            # gateway) runs within the measured seconds, as it did before forwards waited;
+            # with the default 60 s it would land after them (or in the middle of a series).
+            "CHATFLOW_PARAMETER_OVERRIDES": (
+                "UserSendRatePerSecond=10000 UserSendBurst=100000 ForwardAfterSeconds=0"
+            ),
             "CHATFLOW_STATE_DIR": str(state),
             "CHATFLOW_FAKE_FAILURE_RATE": "0",
             "CHATFLOW_FAKE_DELAY_MS": "0-2",

@@ -26,7 +26,7 @@ from chatflow.domain.chats import MAX_GROUP_MEMBERS, Chat, Member, Message
 from chatflow.domain.clock import to_iso
 from chatflow.domain.otp import Verification, seconds_until_allowed, sends_in_window
 from chatflow.domain.pagination import Page, Position
-from chatflow.domain.realtime import Presence, open_connections
+from chatflow.domain.realtime import ForwardJob, Presence, open_connections
 from chatflow.domain.search import IndexHits, MessageRef
 from chatflow.domain.send_limit import RateSpend
 from chatflow.domain.sessions import Session
@@ -535,11 +535,14 @@ class FakeReplyRoutes:
 
 
 class FakeForwardLimiter:
-    """One SMS forward per chat and member per window (the adapter's conditional put)."""
+    """One wait per chat and member per window (the adapter's conditional put), owned by the
+    wait's first seq; ``sent`` marks it for good, ``release`` gives an unsent one back."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.until: dict[tuple[str, str], datetime] = {}
+        self.seq: dict[tuple[str, str], int] = {}
+        self.sent: set[tuple[str, str]] = set()
         self.released: list[tuple[str, str]] = []
 
     def known_taken(self, chat_id: str, phone_number: str, *, now: datetime) -> bool:
@@ -547,18 +550,50 @@ class FakeForwardLimiter:
             until = self.until.get((chat_id, phone_number))
             return until is not None and until > now
 
-    def acquire(self, chat_id: str, phone_number: str, *, now: datetime, window: timedelta) -> bool:
+    def acquire(
+        self, chat_id: str, phone_number: str, *, now: datetime, window: timedelta, seq: int, wait: timedelta
+    ) -> bool:
         with self._lock:
-            until = self.until.get((chat_id, phone_number))
+            key = (chat_id, phone_number)
+            until = self.until.get(key)
             if until is not None and until > now:  # attribute_not_exists(PK) OR until <= :now
                 return False
-            self.until[(chat_id, phone_number)] = now + window
+            self.until[key], self.seq[key] = now + window, seq
+            self.sent.discard(key)
             return True
 
-    def release(self, chat_id: str, phone_number: str) -> None:
+    def mark_sent(self, chat_id: str, phone_number: str, *, seq: int) -> bool:
         with self._lock:
-            self.until.pop((chat_id, phone_number), None)
-            self.released.append((chat_id, phone_number))
+            key = (chat_id, phone_number)
+            if self.seq.get(key) != seq:
+                return False
+            self.sent.add(key)
+            return True
+
+    def release(self, chat_id: str, phone_number: str, *, seq: int) -> None:
+        with self._lock:
+            key = (chat_id, phone_number)
+            self.released.append(key)
+            if self.seq.get(key) == seq and key not in self.sent:
+                self.until.pop(key, None)
+                self.seq.pop(key, None)
+
+
+class FakeForwardScheduler:
+    """Records the waits the fan-out starts (``(job, delay_seconds)``); ``fail`` makes the next
+    call raise it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.scheduled: list[tuple[ForwardJob, int]] = []
+        self.fail: Exception | None = None
+
+    def schedule(self, jobs: Sequence[ForwardJob], *, delay_seconds: int) -> None:
+        with self._lock:
+            if self.fail is not None:
+                error, self.fail = self.fail, None
+                raise error
+            self.scheduled.extend((job, delay_seconds) for job in jobs)
 
 
 # ---- campaigns ------------------------------------------------------------------------------

@@ -1,11 +1,12 @@
-"""Fan-out: turns stored changes into WebSocket frames (and SMS for offline members).
+"""Fan-out: turns stored changes into WebSocket frames (and SMS-forward waits for offline members).
 
 Two streams feed it: the chats table's (``chatflow.adapters.streams.realtime_change``
 decodes a chat's change) and the connections table's (a user's presence, or a connection
 the TTL deleted); ``chatflow.application.realtime.RealtimeService`` says who gets what.
 Records are handled one by one with partial batch failures; a retried record may post a
-frame twice (clients drop duplicates by ``messageId``/``seq``) but never sends a second
-SMS (the forward budget and the command id are both per message).
+frame twice (clients drop duplicates by ``messageId``/``seq``) but never starts a second
+wait (the forward budget is taken once per window); the wait's job, on ``ForwardsFunction``,
+sends the SMS.
 """
 
 from __future__ import annotations
@@ -21,9 +22,14 @@ from chatflow.adapters.streams import realtime_change
 from chatflow.composition import Composition
 from chatflow.domain.clock import utc_now
 from chatflow.observability import logger
-from chatflow.settings import AwsSettings, ForwardingSettings, RealtimeSettings, TableSettings
+from chatflow.settings import (
+    AwsSettings,
+    ForwardWaitSettings,
+    RealtimeSettings,
+    TableSettings,
+)
 
-deps = Composition().require(AwsSettings, TableSettings, RealtimeSettings, ForwardingSettings)
+deps = Composition().require(AwsSettings, TableSettings, RealtimeSettings, ForwardWaitSettings)
 processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
 
 

@@ -55,6 +55,7 @@ def test_every_frame_command_and_event_of_the_reference_is_seen_and_valid(
             "CHATFLOW_FAKE_DELAY_MS": "0-5",
             "CHATFLOW_FAKE_RECEIPT_DELAY_MS": "20",
         },
+        parameters={"ForwardAfterSeconds": "1"},  # Carol's forward comes within the walk
     )
     with StackServer(config, log=Lines()) as stack:
         sqs, observed = _observe_events(stack)

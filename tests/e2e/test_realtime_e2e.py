@@ -3,10 +3,13 @@
 Alice and Bob are connected; Carol, in their group, is not. Messages and receipts go
 over the sockets, presence and typing frames arrive, Carol gets one SMS, and a client
 that lost its connection catches up over HTTP with ``afterSeq``: no gap, no duplicate.
+Forwards wait ``ForwardAfterSeconds`` (2 s here): a burst to an offline member is one
+digest SMS at the fake provider, and a read before the wait ends sends nothing.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 import uuid
@@ -24,6 +27,9 @@ from tests.local.conftest import Lines, eventually, free_config, http
 ALICE = "+14155550101"
 BOB = "+14155550102"
 CAROL = "+14155550103"
+DAN = "+14155550104"
+ERIN = "+14155550105"
+WAIT = 2  # ForwardAfterSeconds of this module's stack
 
 
 class Client:
@@ -78,7 +84,9 @@ class Client:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackServer]:
-    config = free_config(tmp_path_factory.mktemp("realtime"), persist=False)
+    config = free_config(
+        tmp_path_factory.mktemp("realtime"), persist=False, parameters={"ForwardAfterSeconds": str(WAIT)}
+    )
     with StackServer(config, log=Lines()) as server:
         yield server
 
@@ -103,7 +111,7 @@ def test_two_users_chat_in_real_time_and_an_offline_member_gets_an_sms(stack: St
     assert (seen_by_bob["seq"], seen_by_bob["sender"]) == (1, ALICE)
     alice.wait_for(lambda f: _new(f, "Train at 9?"))
 
-    # And Carol gets it by SMS, once, from Alice's number
+    # And Carol gets it by SMS, once, from Alice's number, when the wait is over
     provider = stack.outputs["SmsProviderUrl"]
     texts = eventually(lambda: http("GET", f"{provider}/messages?to={quote(CAROL)}")[1]["items"])
     assert [t["text"] for t in texts] == [f"{ALICE}: Train at 9?"]
@@ -124,14 +132,72 @@ def test_two_users_chat_in_real_time_and_an_offline_member_gets_an_sms(stack: St
         "by": BOB,
     }
 
-    # And a burst of messages sends Carol no further SMS (one per chat per 10 minutes)
+    # And a later burst sends Carol no further SMS (one per chat per 10 minutes)
     for i in range(3):
         alice.send(
             {"action": "sendMessage", "chatId": chat_id, "text": f"more {i}", "clientMessageId": f"b{i}"}
         )
     bob.wait_for(lambda f: _new(f, "more 2"))
-    time.sleep(0.5)
+    time.sleep(WAIT + 0.5)
     assert len(http("GET", f"{provider}/messages?to={quote(CAROL)}")[1]["items"]) == 1
+
+
+def _outbox(stack: StackServer, phone: str) -> list[dict[str, Any]]:
+    provider = stack.outputs["SmsProviderUrl"]
+    return list(http("GET", f"{provider}/messages?to={quote(phone)}")[1]["items"])
+
+
+def _budget(stack: StackServer, chat_id: str, phone: str) -> dict[str, Any] | None:
+    """The member's SMS-forward budget for the chat (its wait), as stored."""
+    key = {"PK": {"S": f"FWD#{chat_id}#{phone}"}, "SK": {"S": "FWD"}}
+    table = stack.outputs["ConnectionsTableName"]
+    item: dict[str, Any] | None = (
+        stack.client("dynamodb").get_item(TableName=table, Key=key, ConsistentRead=True).get("Item")
+    )
+    return item
+
+
+def test_a_burst_to_an_offline_member_is_one_digest_sms(stack: StackServer) -> None:
+    # Given Alice online and Dan, signed in once, with no open connection
+    alice = Client(stack, ALICE)
+    status, session = http("POST", f"{alice.url}/v1/sessions", {"phoneNumber": DAN})
+    assert status == 201, session
+    status, chat = alice.post("/v1/chats", {"type": "direct", "members": [DAN]})
+    assert status in (200, 201), chat
+
+    # When Alice sends a burst of three over her socket
+    for i, text in enumerate(("landed", "taking a taxi", "see you at 8")):
+        frame = {"action": "sendMessage", "chatId": chat["chatId"], "text": text, "clientMessageId": f"d{i}"}
+        alice.send(frame)
+        alice.wait_for(functools.partial(_new, text=text))
+
+    # Then, the wait over, Dan gets one SMS with all three, from Alice's number
+    [sms] = eventually(lambda: _outbox(stack, DAN), timeout=WAIT + 15)
+    assert sms["text"] == f"3 new messages from {ALICE}: landed / taking a taxi / see you at 8"
+    time.sleep(0.5)  # (a second SMS would come from the same wait's job: there is none)
+    assert len(_outbox(stack, DAN)) == 1
+
+
+def test_a_read_before_the_wait_ends_cancels_the_forward(stack: StackServer) -> None:
+    # Given Erin, signed in on a device with no socket, and Alice's message to her
+    alice = Client(stack, ALICE)
+    status, session = http("POST", f"{alice.url}/v1/sessions", {"phoneNumber": ERIN})
+    assert status == 201, session
+    erin = {"authorization": f"Bearer {session['token']}"}
+    status, chat = alice.post("/v1/chats", {"type": "direct", "members": [ERIN]})
+    assert status in (200, 201), chat
+    chat_id = chat["chatId"]
+    alice.send({"action": "sendMessage", "chatId": chat_id, "text": "call me", "clientMessageId": "e1"})
+    alice.wait_for(lambda f: _new(f, "call me"))
+    eventually(lambda: _budget(stack, chat_id, ERIN))  # her wait started
+
+    # When she reads it over HTTP before the wait ends
+    receipt = {"type": "read", "upToSeq": 1}
+    assert http("POST", f"{alice.url}/v1/chats/{chat_id}/receipts", receipt, erin)[0] == 204
+
+    # Then the wait ends with no SMS: its budget is given back, and nothing reached the provider
+    eventually(lambda: _budget(stack, chat_id, ERIN) is None, timeout=WAIT + 15)
+    assert _outbox(stack, ERIN) == []
 
 
 def test_presence_comes_and_goes_with_connections(stack: StackServer) -> None:

@@ -9,7 +9,6 @@ client vanished without ``$disconnect``): posting to it then fails with 410.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import unquote
 
@@ -22,7 +21,6 @@ from moto.apigatewaymanagementapi.models import (
 )
 from moto.core.exceptions import JsonRESTError
 
-from chatflow.adapters.sms_store import DynamoOptOutRepository
 from chatflow.domain.sessions import hash_token
 from local.patterns import matches
 from local.specs import ACCOUNT_ID, REGION
@@ -415,114 +413,6 @@ def test_a_stale_connection_is_removed_and_the_others_still_get_the_message(
     assert "Item" not in table.get_item(
         TableName="ConnectionsTable", Key={"PK": {"S": f"CONN#{stale}"}, "SK": {"S": "CONN"}}
     )
-
-
-def test_an_offline_member_gets_exactly_one_sms_for_a_burst(
-    api: ApiClient, stack: InProcessStack, ws: Sockets, direct: tuple[str, str, str]
-) -> None:
-    # Given Bob with no open connection
-    alice, _, chat_id = direct
-    api.call("PATCH", "/v1/users/me", {"displayName": "Alice"}, token=alice)
-    stack.drain_streams()
-    _sms_commands(stack)
-
-    # When Alice sends five messages in a row
-    for i in range(5):
-        api.send(alice, chat_id, f"message {i}")
-        stack.drain_streams()
-
-    # Then Bob gets one SMS, for the first, from Alice's name; Alice gets none
-    [command] = _sms_commands(stack)
-    assert command["phoneNumber"] == BOB
-    assert command["text"] == "Alice: message 0"
-    assert command["messageType"] == "transactional"
-    # News for the member's 10-minute window: not sent later than that (SmsExpired)
-    valid_until = datetime.fromisoformat(command["validUntil"].replace("Z", "+00:00"))
-    assert timedelta(minutes=9) < valid_until - datetime.now(UTC) <= timedelta(minutes=10)
-    assert command["metadata"]["chatId"] == chat_id
-
-
-def test_while_a_window_is_open_the_fanout_spends_no_call_on_the_offline_member(
-    api: ApiClient, stack: InProcessStack, direct: tuple[str, str, str]
-) -> None:
-    # Given Bob offline, forwarded Alice's first message (his window is now open)
-    alice, _, chat_id = direct
-    api.send(alice, chat_id, "first")
-    stack.drain_streams()
-    assert len(_sms_commands(stack)) == 1
-    calls: list[str] = []
-    make_request = Endpoint.make_request
-
-    def counted(self: Endpoint, operation_model: Any, request_dict: Any) -> Any:
-        calls.append(operation_model.name)
-        return make_request(self, operation_model, request_dict)
-
-    # When she writes again and the fan-out handles it
-    api.send(alice, chat_id, "second")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(Endpoint, "make_request", counted)
-        stack.drain_streams()
-
-    # Then no SMS, and the forward cost nothing: no chat re-read, opt-out read or budget write
-    assert _sms_commands(stack) == []
-    fanout = [c for c in calls if c in ("GetItem", "PutItem", "SendMessageBatch")]
-    assert fanout == [], calls
-
-
-def test_a_long_message_is_cut_to_one_segment_in_the_sms(
-    api: ApiClient, stack: InProcessStack, direct: tuple[str, str, str]
-) -> None:
-    alice, _, chat_id = direct
-    _sms_commands(stack)
-
-    api.send(alice, chat_id, "word " * 100)
-    stack.drain_streams()
-
-    [command] = _sms_commands(stack)
-    assert command["text"].startswith(f"{ALICE}: word word")
-    assert command["text"].endswith("… (reply in ChatFlow)")
-    assert len(command["text"]) <= 70  # the ellipsis makes it UCS-2: one segment is 70
-
-
-def test_online_members_and_opted_out_numbers_get_no_sms(
-    api: ApiClient, stack: InProcessStack, ws: Sockets
-) -> None:
-    # Given a group where Bob is online and Carol (no account yet) opted out of SMS
-    alice = api.sign_in(ALICE)
-    api.sign_in(BOB)
-    chat_id = api.create_group(alice, [BOB, CAROL])
-    ws.open(BOB)
-    DynamoOptOutRepository("SmsTable", boto3.client("dynamodb", region_name=REGION)).opt_out(
-        CAROL, at=datetime.now(UTC)
-    )
-    stack.drain_streams()
-    _sms_commands(stack)
-
-    # When Alice writes
-    api.send(alice, chat_id, "anyone?")
-    stack.drain_streams()
-
-    # Then nobody is texted
-    assert _sms_commands(stack) == []
-
-
-def test_a_member_who_already_read_the_message_gets_no_sms(
-    api: ApiClient, stack: InProcessStack, direct: tuple[str, str, str]
-) -> None:
-    # Given a message that Bob reads (over HTTP, without a socket) before the fan-out runs
-    alice, bob, chat_id = direct
-    _sms_commands(stack)
-    api.send(alice, chat_id, "quick one")
-    assert (
-        api.call("POST", f"/v1/chats/{chat_id}/receipts", {"type": "read", "upToSeq": 1}, token=bob).status
-        == 204
-    )
-
-    # When the fan-out handles the message
-    stack.drain_streams()
-
-    # Then no SMS goes out
-    assert _sms_commands(stack) == []
 
 
 def test_presence_goes_to_contacts_when_the_first_connection_opens_and_the_last_closes(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import threading
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -14,6 +15,7 @@ import pytest
 from botocore.config import Config
 from moto import mock_aws
 
+from local import moto_patches
 from local.direct_aws import DirectClients
 from local.specs import REGION
 
@@ -216,3 +218,36 @@ def test_binary_values_reach_the_function_base64_encoded_as_lambda_sends_them(aw
     # Then the value is the base64 text Lambda's event carries (JSON-serialisable)
     assert record["dynamodb"]["NewImage"]["blob"] == {"B": base64.b64encode(b"\x00\x01").decode()}
     json.dumps({k: v for k, v in record["dynamodb"].items() if k != "ApproximateCreationDateTime"})
+
+
+def test_a_delayed_message_is_not_received_before_its_delay_as_on_sqs(aws: DirectClients) -> None:
+    # Given moto as the local stack patches it (its clock for delays among the patches), a
+    # message delayed 1 s (per message, as the fan-out's forward waits are), one delayed by
+    # its queue's DelaySeconds, and one not delayed
+    moto_patches.install()
+    sqs = _client("sqs")
+    url = sqs.create_queue(QueueName="waits")["QueueUrl"]
+    queue_delayed = sqs.create_queue(QueueName="delayed", Attributes={"DelaySeconds": "1"})["QueueUrl"]
+    sqs.send_message(QueueUrl=url, MessageBody="later", DelaySeconds=1)
+    sqs.send_message(QueueUrl=url, MessageBody="now")
+    sqs.send_message(QueueUrl=queue_delayed, MessageBody="later too")
+    sent = time.monotonic()
+
+    # When the pollers' direct client reads both queues at once
+    def bodies(queue: str) -> list[str]:
+        messages = aws("sqs").receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=0)
+        return [m["Body"] for m in messages.get("Messages", [])]
+
+    # Then only the message without a delay comes
+    assert bodies(url) == ["now"]
+    assert bodies(queue_delayed) == []
+
+    # And the delayed ones come once their second is over, not before
+    deadline = time.monotonic() + 10
+    later: list[str] = []
+    while len(later) < 2:  # (received messages stay invisible for the queues' 30 s)
+        assert time.monotonic() < deadline, "the delayed messages never came"
+        later += bodies(url) + bodies(queue_delayed)
+        time.sleep(0.05)
+    assert time.monotonic() - sent >= 1.0
+    assert sorted(later) == ["later", "later too"]

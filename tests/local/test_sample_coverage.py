@@ -159,6 +159,7 @@ SAMPLE_OF = {
     "RealtimeConnectionsFunction": "realtime_connections_connect.json",
     "RealtimeActionsFunction": "realtime_actions_ping.json",
     "FanoutFunction": "fanout_chat_message.json",
+    "ForwardsFunction": "forwards_wait_over.json",
 }
 
 

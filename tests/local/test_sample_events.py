@@ -676,6 +676,36 @@ def test_the_presence_sample_tells_bob_that_alice_is_online(samples: Samples) ->
     assert presence["online"] is True
 
 
+@covers("forwards_wait_over.json")
+def test_the_forward_sample_ends_a_wait_with_one_sms_of_what_is_unread(samples: Samples) -> None:
+    # Given Alice's message to a member who never connected: the fan-out starts his wait
+    offline = "+14155550177"
+    alice = samples.sign_in(ALICE)
+    status, chat = samples.call("POST", "/v1/chats", alice, {"type": "direct", "members": [offline]})
+    assert status in (200, 201), chat
+    status, message = samples.call(
+        "POST",
+        f"/v1/chats/{chat['chatId']}/messages",
+        alice,
+        {"text": "sample wait", "clientMessageId": "fw-1"},
+    )
+    assert status in (200, 201), message
+    budget = eventually(
+        lambda: samples.item("ConnectionsTableName", f"FWD#{chat['chatId']}#{offline}", "FWD")
+    )
+    assert budget["seq"]["N"] == str(message["seq"])
+
+    # When the sample's job (for that chat, member and wait) comes back, the wait over
+    edits = {DIRECT: chat["chatId"], BOB: offline}
+    ended = samples.invoke("ForwardsFunction", "forwards_wait_over.json", edits)
+
+    # Then one SMS of the unread message goes to him through the stack's gateway
+    assert ended.result == {"batchItemFailures": []}, ended.log
+    assert "SMS-forward wait over" in ended.log
+    [sms] = eventually(lambda: samples.outbox(offline))
+    assert sms["text"].endswith(": sample wait")
+
+
 @covers("realtime_connections_connect.json", "realtime_connections_disconnect.json")
 def test_the_connection_samples_record_and_forget_a_connection(samples: Samples) -> None:
     connection = "SampleConn01="

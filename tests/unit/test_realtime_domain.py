@@ -11,13 +11,16 @@ from hypothesis import strategies as st
 from chatflow.domain.chats import Chat, Member, Message
 from chatflow.domain.realtime import (
     FORWARD_SUFFIX,
+    ForwardJob,
     Presence,
     contacts,
+    digest_text,
     forward_text,
     members_to_forward,
     membership_audience,
     open_connections,
     status_changes,
+    unread_range,
 )
 from chatflow.domain.sms import segments
 from tests.fakes import EPOCH
@@ -111,3 +114,104 @@ def test_a_forward_always_fits_one_segment(text: str) -> None:
 
     assert segments(forwarded).count == 1
     assert forwarded == f"+14155550101: {text}" or forwarded.endswith(FORWARD_SUFFIX)
+
+
+# ---- digests (a wait's unread messages in one SMS) ------------------------------------------
+
+
+def said(seq: int, sender: str, text: str, chat_id: str = "g_1") -> Message:
+    return Message(f"m_{seq}", chat_id, seq, sender, text, f"c{seq}", EPOCH)
+
+
+def named(phone: str, name: str) -> Member:
+    return Member(phone, name, EPOCH)
+
+
+TRIP = Chat(
+    "g_1",
+    "group",
+    "Trip",
+    ALICE,
+    EPOCH,
+    EPOCH,
+    (named(ALICE, "Ana"), named(BOB, "Ben"), named(CAROL, "Cy")),
+    3,
+)
+
+
+def test_a_burst_in_a_group_names_the_chat_and_each_sender() -> None:
+    burst = [said(1, ALICE, "see you at 8"), said(2, BOB, "ok"), said(3, ALICE, "bring snacks")]
+
+    assert (
+        digest_text(TRIP, burst, 3)
+        == "3 new messages in Trip: Ana: see you at 8 / Ben: ok / Ana: bring snacks"
+    )
+
+
+def test_a_burst_in_a_direct_chat_names_the_sender_once() -> None:
+    direct = Chat("d_1", "direct", None, ALICE, EPOCH, EPOCH, (named(ALICE, "Ana"), named(CAROL, "Cy")), 2)
+    burst = [said(1, ALICE, "hi", "d_1"), said(2, ALICE, "call me", "d_1")]
+
+    assert digest_text(direct, burst, 2) == "2 new messages from Ana: hi / call me"
+
+
+def test_a_single_unread_message_is_forwarded_as_always() -> None:
+    assert digest_text(TRIP, [said(3, BOB, "ok")], 1) == "Ben: ok"
+
+
+def test_a_long_burst_cuts_every_text_and_keeps_every_sender() -> None:
+    burst = [said(1, ALICE, "word " * 40), said(2, BOB, "more " * 40)]
+
+    text = digest_text(TRIP, burst, 2)
+
+    assert segments(text).count == 1
+    assert text.startswith("2 new messages in Trip: Ana: word")
+    assert "… / Ben: more" in text
+    assert text.endswith(FORWARD_SUFFIX)
+
+
+def test_a_burst_too_long_to_list_names_its_senders_then_the_newest_message() -> None:
+    burst = [said(1, ALICE, "word " * 40), said(2, BOB, "more " * 40), said(3, CAROL, "last " * 40)]
+
+    text = digest_text(TRIP, burst, 3)
+
+    assert segments(text).count == 1
+    assert text.startswith("3 new messages in Trip from Ana, Ben, Cy. Cy: las")
+    assert text.endswith(FORWARD_SUFFIX)
+
+
+def test_more_unread_than_shown_says_the_latest_are_shown() -> None:
+    text = digest_text(TRIP, [said(11, ALICE, "a"), said(12, BOB, "b")], 12)
+
+    assert text == "12 new messages in Trip (latest): Ana: a / Ben: b"
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from([ALICE, BOB, CAROL]), st.text(min_size=1, max_size=300)),
+        min_size=1,
+        max_size=10,
+    ),
+    st.integers(min_value=0, max_value=50),
+)
+def test_a_digest_always_fits_one_segment(items: list[tuple[str, str]], older: int) -> None:
+    burst = [said(i + 1, sender, text) for i, (sender, text) in enumerate(items)]
+
+    text = digest_text(TRIP, burst, len(burst) + older)
+
+    assert segments(text).count == 1
+
+
+def test_the_unread_range_starts_at_the_wait_or_after_the_read_marker() -> None:
+    job = ForwardJob("g_1", BOB, 3)
+    room = chat(member(ALICE), member(BOB, read=4), last_seq=6)
+
+    assert list(unread_range(room, job)) == [5, 6]
+    assert list(unread_range(replace(room, members=(member(ALICE), member(BOB, read=1))), job)) == [
+        3,
+        4,
+        5,
+        6,
+    ]
+    assert not unread_range(replace(room, members=(member(ALICE), member(BOB, read=6))), job)
+    assert not unread_range(replace(room, members=(member(ALICE),)), job)  # he left

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import timedelta
-from typing import Any
 
 import pytest
 
@@ -12,7 +11,7 @@ from chatflow.api import realtime as frames
 from chatflow.application.changes import ChatChanged, ConnectionExpired, PresenceChanged
 from chatflow.application.realtime import Forwarding, RealtimeService
 from chatflow.domain.chats import Chat, Member, Message
-from chatflow.domain.realtime import CONNECTION_TTL, FORWARD_WINDOW, Presence
+from chatflow.domain.realtime import CONNECTION_TTL, FORWARD_WINDOW, ForwardJob, Presence
 from chatflow.errors import NotFound, Throttled
 from tests.fakes import (
     EPOCH,
@@ -20,10 +19,9 @@ from tests.fakes import (
     FakeClock,
     FakeConnectionRepository,
     FakeForwardLimiter,
+    FakeForwardScheduler,
     FakeNotifier,
-    FakeSmsCommandSender,
 )
-from tests.sms_fakes import InMemoryOptOuts
 from tests.unit.conftest import ALICE, BOB, CAROL
 
 
@@ -33,8 +31,7 @@ class World:
     connections: FakeConnectionRepository
     notifier: FakeNotifier
     chats: FakeChatRepository
-    sender: FakeSmsCommandSender
-    opt_outs: InMemoryOptOuts
+    waits: FakeForwardScheduler
     limiter: FakeForwardLimiter
     clock: FakeClock
 
@@ -46,25 +43,22 @@ class World:
         return [frame["type"] for frame in self.notifier.frames_to(connection_id)]
 
 
-class FailingSender(FakeSmsCommandSender):
-    def send_all(self, commands: Any) -> None:
-        raise Throttled("The SMS queue is busy: retry in a moment.")
+AFTER = timedelta(seconds=60)
 
 
-def world(*, gone: set[str] | None = None, sender: FakeSmsCommandSender | None = None) -> World:
+def world(*, gone: set[str] | None = None) -> World:
     clock = FakeClock()
     connections, notifier, chats = FakeConnectionRepository(), FakeNotifier(gone=gone), FakeChatRepository()
-    sender = sender or FakeSmsCommandSender()
-    opt_outs, limiter = InMemoryOptOuts(), FakeForwardLimiter()
+    waits, limiter = FakeForwardScheduler(), FakeForwardLimiter()
     service = RealtimeService(
         connections=connections,
         notifier=notifier,
         frames=frames,
         chats=chats,
         clock=clock,
-        forwarding=Forwarding(sender=sender, opt_outs=opt_outs, limiter=limiter),
+        forwarding=Forwarding(waits=waits, limiter=limiter, after=AFTER),
     )
-    return World(service, connections, notifier, chats, sender, opt_outs, limiter, clock)
+    return World(service, connections, notifier, chats, waits, limiter, clock)
 
 
 def group(*phones: str, last_seq: int = 0, last_message: Message | None = None) -> Chat:
@@ -102,7 +96,7 @@ def test_given_members_online_when_a_message_is_stored_then_each_of_their_connec
     assert w.notifier.frames_to("b1")[0]["message"]["seq"] == 1
 
 
-def test_given_an_offline_member_when_a_message_is_stored_then_only_they_get_an_sms(w: World) -> None:
+def test_given_an_offline_member_when_a_message_is_stored_then_only_they_get_a_wait(w: World) -> None:
     # Given Bob online and Carol with no connection
     w.connect(BOB, "b1")
     before = group(ALICE, BOB, CAROL)
@@ -110,52 +104,58 @@ def test_given_an_offline_member_when_a_message_is_stored_then_only_they_get_an_
     # When Alice's message is stored
     w.service.chat_changed(before, with_message(before, 1))
 
-    # Then one SMS forward goes to Carol, valid for the forward window
-    assert [c["phoneNumber"] for c in w.sender.commands] == [CAROL]
-    assert w.sender.commands[0]["text"] == f"{ALICE}: hello"
+    # Then a wait starts for Carol alone, its job due ForwardAfterSeconds later, her budget taken
+    assert w.waits.scheduled == [(ForwardJob("g_1", CAROL, 1), 60)]
     assert w.limiter.until[("g_1", CAROL)] == w.clock() + FORWARD_WINDOW
+    assert w.limiter.seq[("g_1", CAROL)] == 1
 
 
-def test_given_an_offline_member_who_opted_out_when_a_message_is_stored_then_no_sms_is_sent(w: World) -> None:
-    # Given Bob offline and opted out
-    w.opt_outs.destinations.add(BOB)
-    before = group(ALICE, BOB)
-
-    # When Alice's message is stored
-    w.service.chat_changed(before, with_message(before, 1))
-
-    # Then nothing is queued
-    assert w.sender.commands == []
-
-
-def test_given_a_forward_in_the_window_when_another_message_comes_then_no_second_sms_is_sent(
-    w: World,
-) -> None:
-    # Given Bob offline, already sent an SMS for message 1
+def test_given_a_wait_on_when_more_messages_come_then_no_second_wait_starts(w: World) -> None:
+    # Given Bob offline, his wait started by message 1
     before = group(ALICE, BOB)
     first = with_message(before, 1)
     w.service.chat_changed(before, first)
 
-    # When message 2 comes within the window
-    w.clock.advance(FORWARD_WINDOW - timedelta(seconds=1))
+    # When messages 2 and 3 come within the window
+    w.clock.advance(timedelta(seconds=30))
+    second = with_message(first, 2)
+    w.service.chat_changed(first, second)
+    w.clock.advance(FORWARD_WINDOW - timedelta(seconds=31))
+    w.service.chat_changed(second, with_message(second, 3))
+
+    # Then Bob still has the one wait (its job forwards what is unread from message 1 on)
+    assert w.waits.scheduled == [(ForwardJob("g_1", BOB, 1), 60)]
+
+
+def test_given_a_wait_given_back_after_a_read_when_a_message_comes_then_a_new_wait_starts(w: World) -> None:
+    # Given Bob's wait from message 1, given back when its job found it read
+    before = group(ALICE, BOB)
+    first = with_message(before, 1)
+    w.service.chat_changed(before, first)
+    w.limiter.release("g_1", BOB, seq=1)
+
+    # When message 2 comes
+    w.clock.advance(AFTER)
     w.service.chat_changed(first, with_message(first, 2))
 
-    # Then Bob still has one SMS
-    assert len(w.sender.commands) == 1
+    # Then a new wait starts from it
+    assert [job for job, _ in w.waits.scheduled] == [ForwardJob("g_1", BOB, 1), ForwardJob("g_1", BOB, 2)]
 
 
-def test_given_the_queue_refuses_when_a_forward_is_sent_then_its_budget_is_given_back() -> None:
-    # Given an SMS queue that refuses every command
-    w = world(sender=FailingSender())
+def test_given_the_queue_refuses_when_a_wait_starts_then_its_budget_is_given_back(w: World) -> None:
+    # Given a forward queue that refuses the next call
+    w.waits.fail = Throttled("The queue is busy: retry in a moment.")
     before = group(ALICE, BOB)
 
     # When a message for offline Bob is stored, Then the error is raised (the record is retried)
     with pytest.raises(Throttled):
         w.service.chat_changed(before, with_message(before, 1))
 
-    # And Bob's budget is free again for the retry
+    # And Bob's budget is free again for the retry, which starts the wait
     assert w.limiter.released == [("g_1", BOB)]
     assert not w.limiter.known_taken("g_1", BOB, now=w.clock())
+    w.service.chat_changed(before, with_message(before, 1))
+    assert w.waits.scheduled == [(ForwardJob("g_1", BOB, 1), 60)]
 
 
 def test_given_a_gone_connection_when_a_frame_is_posted_to_it_then_it_is_removed() -> None:

@@ -33,6 +33,7 @@ from chatflow.settings import (
     CampaignSettings,
     ConnectionsSettings,
     CursorSettings,
+    ForwardWaitSettings,
     IdentitySettings,
     RealtimeSettings,
     SearchSettings,
@@ -54,7 +55,7 @@ if TYPE_CHECKING:
 
     from chatflow.adapters.campaign_store import DynamoCampaignRepository
     from chatflow.adapters.chat_store import DynamoChatRepository
-    from chatflow.adapters.connection_store import DynamoConnectionRepository
+    from chatflow.adapters.connection_store import DynamoConnectionRepository, DynamoForwardLimiter
     from chatflow.adapters.events import EventBridgePublisher
     from chatflow.adapters.identity_store import DynamoSessionRepository, DynamoUserRepository
     from chatflow.adapters.queues import SqsQueue
@@ -65,8 +66,9 @@ if TYPE_CHECKING:
     from chatflow.api.websocket import WebSocketActions
     from chatflow.application.campaign_loading import CampaignLoadJobs
     from chatflow.application.connections import ConnectionService
+    from chatflow.application.forwards import DelayedForwards
     from chatflow.application.projections import ChatProjections
-    from chatflow.application.realtime import RealtimeService
+    from chatflow.application.realtime import Forwarding, RealtimeService
     from chatflow.application.sms_outbox import SmsOutbox
     from chatflow.application.sms_sending import DeadLetters, SmsSending
     from chatflow.domain.campaigns import CampaignService
@@ -317,10 +319,9 @@ class Composition:
     # ---- real time ------------------------------------------------------------------------
 
     def _realtime(self, *, forwarding: bool) -> RealtimeService:
-        from chatflow.adapters.connection_store import DynamoForwardLimiter
         from chatflow.adapters.notifier import ApiGatewayNotifier, management_client
         from chatflow.api import realtime as frames
-        from chatflow.application.realtime import Forwarding, RealtimeService
+        from chatflow.application.realtime import RealtimeService
         from chatflow.domain.clock import utc_now
 
         settings = self.settings(RealtimeSettings)
@@ -330,16 +331,27 @@ class Composition:
             frames=frames,
             chats=self.chats(),
             clock=utc_now,
-            forwarding=(
-                Forwarding(
-                    sender=self.send_sms_queue(),
-                    opt_outs=self.opt_outs(),
-                    limiter=DynamoForwardLimiter(settings.connections_table, self.dynamodb()),
-                )
-                if forwarding
-                else None
-            ),
+            forwarding=self._forward_waits() if forwarding else None,
         )
+
+    def _forward_waits(self) -> Forwarding:
+        from chatflow.adapters.forward_jobs import SqsForwardScheduler
+        from chatflow.application.realtime import Forwarding
+
+        waits = self.settings(ForwardWaitSettings)
+        return Forwarding(
+            waits=SqsForwardScheduler(
+                waits.forward_queue_url, region=self.region, client=self._clients["sqs"]
+            ),
+            limiter=self.forward_limiter(),
+            after=timedelta(seconds=waits.forward_after_seconds),
+        )
+
+    @_once
+    def forward_limiter(self) -> DynamoForwardLimiter:
+        from chatflow.adapters.connection_store import DynamoForwardLimiter
+
+        return DynamoForwardLimiter(self.settings(ConnectionsSettings).connections_table, self.dynamodb())
 
     @_once
     def realtime(self) -> RealtimeService:
@@ -348,8 +360,23 @@ class Composition:
 
     @_once
     def fanout(self) -> RealtimeService:
-        """The stream fan-out: frames, and SMS forwards to offline members."""
+        """The stream fan-out: frames, and SMS-forward waits for offline members."""
         return self._realtime(forwarding=True)
+
+    @_once
+    def delayed_forwards(self) -> DelayedForwards:
+        """The end of each SMS-forward wait (ForwardsFunction): one digest SMS, or nothing."""
+        from chatflow.application.forwards import DelayedForwards
+        from chatflow.domain.clock import utc_now
+
+        return DelayedForwards(
+            chats=self.chats(),
+            connections=self.connections(),
+            opt_outs=self.opt_outs(),
+            limiter=self.forward_limiter(),
+            sender=self.send_sms_queue(),
+            clock=utc_now,
+        )
 
     @_once
     def websocket_actions(self) -> WebSocketActions:

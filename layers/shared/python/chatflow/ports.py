@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from chatflow.domain.chats import Chat, Member, Message
     from chatflow.domain.otp import Verification
     from chatflow.domain.pagination import Page, Position
-    from chatflow.domain.realtime import Presence
+    from chatflow.domain.realtime import ForwardJob, Presence
     from chatflow.domain.search import IndexHits, MessageRef
     from chatflow.domain.send_limit import RateSpend
     from chatflow.domain.sessions import Session
@@ -277,16 +277,35 @@ class Notifier(Protocol):
 
 
 class ForwardLimiter(Protocol):
+    """The SMS-forward budget of a chat and member: one wait (and so at most one SMS) per
+    window. A wait takes it when it starts (owned by the wait's first ``seq``); the wait's
+    job marks it sent before queueing the SMS, or gives it back when there is nothing to send."""
+
     def known_taken(self, chat_id: str, phone_number: str, *, now: datetime) -> bool:
         """True when the budget is known, without a call, to be taken at ``now``."""
         ...
 
-    def acquire(self, chat_id: str, phone_number: str, *, now: datetime, window: timedelta) -> bool:
-        """True at most once per ``window`` for a chat and member (the SMS forward's budget)."""
+    def acquire(
+        self, chat_id: str, phone_number: str, *, now: datetime, window: timedelta, seq: int, wait: timedelta
+    ) -> bool:
+        """True at most once per ``window`` for a chat and member: a wait from message ``seq``
+        that ends ``wait`` after ``now`` may start."""
         ...
 
-    def release(self, chat_id: str, phone_number: str) -> None:
-        """Give back a budget taken for a forward that could not be sent."""
+    def mark_sent(self, chat_id: str, phone_number: str, *, seq: int) -> bool:
+        """The wait from ``seq`` still holds the budget: record that its SMS goes out (then it
+        is never given back). False when another wait holds it now."""
+        ...
+
+    def release(self, chat_id: str, phone_number: str, *, seq: int) -> None:
+        """Give back the budget of the wait from ``seq``, unless its SMS went out or another
+        wait holds it."""
+        ...
+
+
+class ForwardScheduler(Protocol):
+    def schedule(self, jobs: Sequence[ForwardJob], *, delay_seconds: int) -> None:
+        """Have each job handled ``delay_seconds`` from now (at least once)."""
         ...
 
 

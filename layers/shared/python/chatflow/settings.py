@@ -166,3 +166,11 @@ class ForwardingSettings(_EnvModel):
 
     send_sms_queue_url: str = Field(validation_alias="SEND_SMS_QUEUE_URL", min_length=1)
     sms_table: str = Field(validation_alias="SMS_TABLE", min_length=1)
+
+
+class ForwardWaitSettings(_EnvModel):
+    """The fan-out's SMS-forward waits: the queue of their jobs, and how long each lasts
+    (``ForwardAfterSeconds``; SQS delays a message 900 s at most)."""
+
+    forward_queue_url: str = Field(validation_alias="FORWARD_QUEUE_URL", min_length=1)
+    forward_after_seconds: int = Field(default=60, ge=0, le=900, validation_alias="FORWARD_AFTER_SECONDS")

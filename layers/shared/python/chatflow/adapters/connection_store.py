@@ -7,8 +7,10 @@ Items (PK / SK):
   table's stream as one item's old and new image.
 - ``CONN#<id>`` / ``CONN``: the connection's owner, for ``$disconnect`` and for
   ``GoneException``, which only know the id; expires with the table's TTL.
-- ``FWD#<chatId>#<phone>`` / ``FWD``: until when that member gets no other SMS forward
-  of that chat; expires with the table's TTL.
+- ``FWD#<chatId>#<phone>`` / ``FWD``: that member's SMS-forward budget for that chat: the
+  wait holding it (``seq``, its first message), when the wait ends (``waitEnds``), until
+  when no other wait starts (``until``), and ``sent`` once its SMS went out; expires with
+  the table's TTL.
 """
 
 from __future__ import annotations
@@ -155,26 +157,28 @@ class DynamoConnectionRepository:
 
 
 class DynamoForwardLimiter:
-    """One SMS forward per chat and member per window: a conditional write of the window's end.
+    """One wait (so at most one SMS forward) per chat and member per window: a conditional
+    write of the window's end, owned by the wait's first ``seq``.
 
     It remembers the windows it took or saw taken (a refused write returns the item that
-    refused it), so while a member's window is open the fan-out spends no call on them:
-    a busy chat with an offline member costs one write per window, not one per message.
-    A window is only ever shortened by ``release`` (a forward that could not be sent),
-    which the same limiter forgets; one released elsewhere is re-taken by the stream
-    record that released it, as it is retried."""
+    refused it), so the fan-out spends no call on a member whose budget is known taken: while
+    a wait is on, until it ends; once its SMS went out, until the window ends. A busy chat
+    with an offline member costs one write per wait, not one per message. A wait given back
+    (the member read everything, or came online) frees the budget for the next message."""
 
     def __init__(self, table: str, client: DynamoDBClient, *, remembered: int = 10_000) -> None:
         self._table = table
         self._client = client
         self._remembered = remembered
-        self._until: dict[tuple[str, str], int] = {}  # (chat, phone) → window end, epoch ms
+        self._until: dict[tuple[str, str], int] = {}  # (chat, phone) → known taken until, epoch ms
 
     def known_taken(self, chat_id: str, phone_number: str, *, now: datetime) -> bool:
         until = self._until.get((chat_id, phone_number))
         return until is not None and until > _ms(now)
 
-    def acquire(self, chat_id: str, phone_number: str, *, now: datetime, window: timedelta) -> bool:
+    def acquire(
+        self, chat_id: str, phone_number: str, *, now: datetime, window: timedelta, seq: int, wait: timedelta
+    ) -> bool:
         if self.known_taken(chat_id, phone_number, now=now):
             return False
         until = now + window
@@ -184,6 +188,8 @@ class DynamoForwardLimiter:
                 Item={
                     **_forward_key(chat_id, phone_number),
                     "until": {"N": str(_ms(until))},
+                    "waitEnds": {"N": str(_ms(now + wait))},
+                    "seq": {"N": str(seq)},
                     "ttl": {"N": str(int(until.timestamp()) + 3600)},
                 },
                 ConditionExpression="attribute_not_exists(PK) OR #u <= :now",
@@ -195,9 +201,13 @@ class DynamoForwardLimiter:
             # The item that refused the write (ReturnValuesOnConditionCheckFailure).
             refusing: dict[str, Any] = cast("dict[str, Any]", call.error.response).get("Item") or {}
             if "until" in refusing:
-                self._remember(chat_id, phone_number, int(refusing["until"]["N"]))
+                known = int(refusing["until"]["N"])
+                if "sent" not in refusing:
+                    # Still waiting: it may yet be given back (a read), so ask again once it ends.
+                    known = min(known, int(refusing.get("waitEnds", {"N": "0"})["N"]))
+                self._remember(chat_id, phone_number, known)
             return False
-        self._remember(chat_id, phone_number, _ms(until))
+        self._remember(chat_id, phone_number, _ms(now + wait))
         return True
 
     def _remember(self, chat_id: str, phone_number: str, until_ms: int) -> None:
@@ -208,7 +218,25 @@ class DynamoForwardLimiter:
                 del self._until[next(iter(self._until))]
         self._until[(chat_id, phone_number)] = until_ms
 
-    def release(self, chat_id: str, phone_number: str) -> None:
+    def mark_sent(self, chat_id: str, phone_number: str, *, seq: int) -> bool:
+        with dynamo_errors(expect=REFUSED_WRITE) as call:
+            self._client.update_item(
+                TableName=self._table,
+                Key=_forward_key(chat_id, phone_number),
+                UpdateExpression="SET sent = :yes",
+                ConditionExpression="#s = :seq",
+                ExpressionAttributeNames={"#s": "seq"},
+                ExpressionAttributeValues={":seq": {"N": str(seq)}, ":yes": {"BOOL": True}},
+            )
+        return call.error is None
+
+    def release(self, chat_id: str, phone_number: str, *, seq: int) -> None:
         self._until.pop((chat_id, phone_number), None)
-        with dynamo_errors():
-            self._client.delete_item(TableName=self._table, Key=_forward_key(chat_id, phone_number))
+        with dynamo_errors(expect=REFUSED_WRITE):
+            self._client.delete_item(
+                TableName=self._table,
+                Key=_forward_key(chat_id, phone_number),
+                ConditionExpression="#s = :seq AND attribute_not_exists(sent)",
+                ExpressionAttributeNames={"#s": "seq"},
+                ExpressionAttributeValues={":seq": {"N": str(seq)}},
+            )

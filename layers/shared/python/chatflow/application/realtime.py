@@ -12,21 +12,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from datetime import datetime, timedelta
+from typing import Any, Protocol
 
 from chatflow.application.changes import ChatChanged, ConnectionExpired, PresenceChanged
-from chatflow.domain.chats import Chat, Member, Message
-from chatflow.domain.clock import to_iso
+from chatflow.domain.chats import Chat, Message
 from chatflow.domain.realtime import (
     FORWARD_WINDOW,
+    ForwardJob,
     Presence,
     contacts,
-    forward_command_id,
-    forward_text,
     members_to_forward,
     membership_audience,
-    sender_label,
     status_changes,
 )
 from chatflow.errors import NotFound
@@ -35,13 +32,9 @@ from chatflow.ports import (
     ChatRepository,
     ConnectionRepository,
     ForwardLimiter,
+    ForwardScheduler,
     Notifier,
-    OptOutRepository,
-    SmsCommandSender,
 )
-
-if TYPE_CHECKING:
-    from chatflow.commands import SendSmsCommand
 
 Frame = dict[str, Any]
 
@@ -62,11 +55,14 @@ class Frames(Protocol):
 
 @dataclass(frozen=True)
 class Forwarding:
-    """What SMS forwarding needs; absent, offline members get nothing by SMS."""
+    """What starting SMS-forward waits needs; absent, offline members get nothing by SMS.
 
-    sender: SmsCommandSender
-    opt_outs: OptOutRepository
+    ``after`` is ``ForwardAfterSeconds``: how long a wait lasts before its job
+    (``chatflow.application.forwards``) forwards what is still unread."""
+
+    waits: ForwardScheduler
     limiter: ForwardLimiter
+    after: timedelta
 
 
 class RealtimeService:
@@ -188,58 +184,39 @@ class RealtimeService:
     def _forward(
         self, chat: Chat, message: Message, presence: Mapping[str, Presence], via: Forwarding
     ) -> None:
+        """Start a wait for each offline member who has none (their budget is free): the
+        wait's job, ``via.after`` from now, forwards what they still have not read then.
+
+        Members whose budget is known to be taken cost no call (a burst with an offline
+        member: one write and one queued job per wait, not per message). Reads, presence and
+        opt-outs are looked at when the wait is over, once for the whole burst.
+        """
         now = self._clock()
-
-        def candidates(of: Chat) -> list[Member]:
-            # Members whose budget is known to be taken cost no call (a busy chat with an
-            # offline member: one write per window, not one per message).
-            return [
-                m
-                for m in members_to_forward(of, message, presence)
-                if not via.limiter.known_taken(chat.chat_id, m.phone_number, now=now)
-            ]
-
-        if not candidates(chat):
-            return
-        # The record's image is the chat when the message was stored; a member may have
-        # read it since (on another device, over HTTP): decide on the chat as it is now.
-        members = candidates(self._chats.get_chat(chat.chat_id) or chat)
-        if not members:
-            return
-        text = forward_text(sender_label(chat, message.sender), message.text)
-        opted_out = via.opt_outs.opted_out([m.phone_number for m in members])
-        granted = [
+        members = [
             m.phone_number
-            for m in members
-            if m.phone_number not in opted_out
-            and via.limiter.acquire(chat.chat_id, m.phone_number, now=now, window=FORWARD_WINDOW)
+            for m in members_to_forward(chat, message, presence)
+            if not via.limiter.known_taken(chat.chat_id, m.phone_number, now=now)
         ]
-        if not granted:
+        started = [
+            phone
+            for phone in members
+            if via.limiter.acquire(
+                chat.chat_id, phone, now=now, window=FORWARD_WINDOW, seq=message.seq, wait=via.after
+            )
+        ]
+        if not started:
             return
         try:
-            via.sender.send_all([self._forward_command(chat, message, phone, text, now) for phone in granted])
+            via.waits.schedule(
+                [ForwardJob(chat.chat_id, phone, message.seq) for phone in started],
+                delay_seconds=int(via.after.total_seconds()),
+            )
         except Exception:
-            # Give the budgets back: the stream record is retried and must send them then.
-            for phone in granted:
-                via.limiter.release(chat.chat_id, phone)
+            # Give the budgets back: the stream record is retried and must start the waits then.
+            for phone in started:
+                via.limiter.release(chat.chat_id, phone, seq=message.seq)
             raise
         logger.info(
-            "message forwarded by SMS",
-            extra={"chat_id": chat.chat_id, "seq": message.seq, "members": len(granted)},
-        )
-
-    @staticmethod
-    def _forward_command(
-        chat: Chat, message: Message, phone_number: str, text: str, now: datetime
-    ) -> SendSmsCommand:
-        from chatflow.commands import SendSmsCommand  # on first forward: not at cold start
-
-        return SendSmsCommand(
-            commandId=forward_command_id(chat.chat_id, phone_number, message.seq),
-            phoneNumber=phone_number,
-            text=text,
-            messageType="transactional",
-            metadata={"chatId": chat.chat_id, "messageId": message.message_id},
-            # A forward is news for 10 minutes (the member's window); later, the app says it.
-            validUntil=to_iso(now + FORWARD_WINDOW),
+            "SMS-forward wait started",
+            extra={"chat_id": chat.chat_id, "seq": message.seq, "members": len(started)},
         )
