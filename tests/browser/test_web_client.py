@@ -86,6 +86,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackServer]:
         auth_mode="otp",
         operators=OPERATOR,
         static_dir=ROOT / "web",
+        # An offline member's SMS forward after 1 s rather than the default 60.
+        parameters={"ForwardAfterSeconds": "1"},
     )
     with StackServer(config, log=Lines()) as server:
         yield server

@@ -27,7 +27,10 @@ PIPELINE_SECONDS = 60.0
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackServer]:
-    config = free_config(tmp_path_factory.mktemp("sms-replies"), persist=False)
+    # Forwards wait 1 s here (ForwardAfterSeconds; 60 by default).
+    config = free_config(
+        tmp_path_factory.mktemp("sms-replies"), persist=False, parameters={"ForwardAfterSeconds": "1"}
+    )
     with StackServer(config, log=Lines()) as server:
         yield server
 

@@ -98,8 +98,11 @@ class Gateway:
 
 
 @contextmanager
-def running_gateway(rate_per_second: int = 1000) -> Iterator[Gateway]:
-    """The stack on moto with a fake provider that never fails, at that provider-wide rate."""
+def running_gateway(
+    rate_per_second: int = 1000, parameters: dict[str, str] | None = None
+) -> Iterator[Gateway]:
+    """The stack on moto with a fake provider that never fails, at that provider-wide rate
+    (and any other template ``parameters``)."""
     settings = FakeProviderSettings(
         failure_rate=0.0, min_delay_ms=0, max_delay_ms=1, hang_seconds=0.2, seed=1
     )
@@ -113,6 +116,7 @@ def running_gateway(rate_per_second: int = 1000) -> Iterator[Gateway]:
                     "SmsProviderBaseUrl": provider.url,
                     "SmsRatePerSecond": str(rate_per_second),
                 }
+                | (parameters or {})
             )
             yield Gateway(stack, provider)
     finally:

@@ -31,7 +31,8 @@ ALICE, BOB, CAROL, DAVE = "+14155550101", "+14155550102", "+14155550103", "+1415
 
 @pytest.fixture
 def gateway() -> Iterator[Gateway]:
-    with running_gateway() as running:
+    # Forwards without their wait: deliver_forwards ends each wait when the test chooses.
+    with running_gateway(parameters={"ForwardAfterSeconds": "0"}) as running:
         yield running
 
 
@@ -48,9 +49,10 @@ def ws(gateway: Gateway, api: ApiClient) -> Sockets:
 
 
 def deliver_forwards(gateway: Gateway) -> list[dict[str, Any]]:
-    """The fan-out's queued forwards sent by the gateway, and every gateway event the template's
+    """The fan-out's forward waits ended, their SMS sent by the gateway, and every gateway event the template's
     rules give ForwardRoutesFunction delivered to it, as EventBridge would; those events."""
     gateway.stack.drain_streams()
+    gateway.stack.drain_queue("ForwardsFunction")
     assert gateway.deliver()["batchItemFailures"] == []
     rules = [
         (r.pattern, {t.function for t in r.targets})
