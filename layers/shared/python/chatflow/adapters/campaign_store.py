@@ -21,6 +21,7 @@ Items (PK / SK):
 from __future__ import annotations
 
 import json
+import math
 import random
 import threading
 import time
@@ -665,9 +666,11 @@ class DynamoCampaignControls:
 
     def reserve(self, campaign_id: str, per_second: int, now: datetime) -> float | None:
         second = int(now.timestamp())
-        # The second's first send takes the place that is now, not place 0 in the past: a
-        # send late in a second does not open that second's every place at once.
-        start = min(per_second - 1, int((now.timestamp() - second) * per_second))
+        # The second's first send takes the next place still ahead, not place 0 in the past:
+        # a send late in a second does not open that second's places behind it at once.
+        start = math.ceil((now.timestamp() - second) * per_second)
+        if start >= per_second:
+            return None  # no place left ahead in this second
         with dynamo_errors(expect=CONDITION_FAILED) as call:
             response = self._client.update_item(
                 TableName=self._sms_table,
