@@ -666,9 +666,10 @@ class DynamoCampaignControls:
 
     def reserve(self, campaign_id: str, per_second: int, now: datetime) -> float | None:
         second = int(now.timestamp())
-        # The second's first send takes the next place still ahead, not place 0 in the past:
-        # a send late in a second does not open that second's places behind it at once.
-        start = math.ceil((now.timestamp() - second) * per_second)
+        # The second's first send takes the place of its moment (the nearest one, so a send
+        # that woke just after a place's time still gets it), not place 0: a send late in a
+        # second does not open that second's places behind it at once.
+        start = math.floor((now.timestamp() - second) * per_second + 0.5)
         if start >= per_second:
             return None  # no place left ahead in this second
         with dynamo_errors(expect=CONDITION_FAILED) as call:
