@@ -666,10 +666,10 @@ class DynamoCampaignControls:
 
     def reserve(self, campaign_id: str, per_second: int, now: datetime) -> float | None:
         second = int(now.timestamp())
-        # The second's first send takes the place of its moment (the nearest one, so a send
-        # that woke just after a place's time still gets it), not place 0: a send late in a
-        # second does not open that second's places behind it at once.
-        start = math.floor((now.timestamp() - second) * per_second + 0.5)
+        # The second's first send takes the place its moment falls in (a send that reaches
+        # the table late in a place still gets it: the place is not lost to a slow call), not
+        # place 0: a send late in a second does not open that second's earlier places at once.
+        start = math.floor((now.timestamp() - second) * per_second)
         if start >= per_second:
             return None  # no place left ahead in this second
         with dynamo_errors(expect=CONDITION_FAILED) as call:
