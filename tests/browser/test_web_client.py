@@ -19,7 +19,9 @@ import re
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from playwright.sync_api import (
