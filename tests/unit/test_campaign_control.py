@@ -22,7 +22,7 @@ from chatflow.domain.campaign_control import (
 )
 from chatflow.domain.campaigns import Campaign, Counts
 from chatflow.domain.gateway import SmsGateway
-from chatflow.domain.sms import RetryPolicy
+from chatflow.domain.sms import OutgoingSms, RetryPolicy
 from tests.fakes import FakeClock
 from tests.sms_fakes import FixedRate, InMemoryCommands, InMemoryOptOuts, ScriptedProvider, sms
 
@@ -155,8 +155,8 @@ def _gateway(
     )
 
 
-def _campaign_sms(command_id: str = "c1", **fields: object) -> object:
-    return replace(sms(command_id=command_id), metadata={"campaignId": "c_1"}, **fields)
+def _campaign_sms(command_id: str = "c1") -> OutgoingSms:
+    return sms(command_id=command_id, metadata={"campaignId": "c_1"})
 
 
 def test_a_paused_campaigns_command_is_held_without_a_record_or_a_provider_call() -> None:
