@@ -35,7 +35,16 @@ from chatflow.adapters.campaign_store import DynamoCampaignRepository, S3Recipie
 from chatflow.adapters.sms_commands import SqsSmsCommandSender
 from chatflow.adapters.sms_store import DynamoOptOutRepository
 from chatflow.commands import SendSmsCommand
-from chatflow.domain.campaigns import Campaign, CampaignLoader, CampaignRecipient, Counts, Progress, Upload
+from chatflow.domain.campaign_control import ControlState
+from chatflow.domain.campaigns import (
+    Campaign,
+    CampaignLoader,
+    CampaignRecipient,
+    Counts,
+    Estimate,
+    Progress,
+    Upload,
+)
 from chatflow.domain.pagination import Page
 from local import moto_patches
 from local.stack import InProcessStack
@@ -207,10 +216,20 @@ class _NullRepository:
         return None
 
     def save_progress(
-        self, upload: Upload, *, token: str, added: int, lease_until: datetime, skipped: int = 0
+        self,
+        upload: Upload,
+        *,
+        token: str,
+        added: int,
+        lease_until: datetime,
+        skipped: int = 0,
+        estimate: Estimate | None = None,
     ) -> bool:
         self.upload = upload
         return True
+
+    def set_control(self, campaign_id: str, state: ControlState, *, now: datetime) -> Campaign | None:
+        return None
 
     def finish_upload(self, upload: Upload, *, token: str, added: int) -> bool:
         self.upload = upload

@@ -1,4 +1,5 @@
-"""``chatflow campaign``: SMS campaigns through the API (CONTRACT §5, operator role)."""
+"""``chatflow campaign`` (also ``chatflow campaigns``): SMS campaigns through the API (CONTRACT §5,
+§5a, operator role): create, preview, upload and follow, pause, resume, cancel, estimate."""
 
 from __future__ import annotations
 
@@ -92,18 +93,115 @@ def create(
             help="Seconds each SMS may wait to be sent once queued (60-1209600, default 86400).",
         ),
     ] = None,
+    send_at: Annotated[
+        str | None,
+        typer.Option("--send-at", help="Send nothing before this ISO-8601 time, e.g. 2026-12-24T09:00:00Z."),
+    ] = None,
+    rate: Annotated[
+        int | None,
+        typer.Option("--rate", min=1, help="At most this many SMS per second (below the gateway's rate)."),
+    ] = None,
+    quiet_hours: Annotated[
+        str | None,
+        typer.Option(
+            "--quiet-hours",
+            help="START-END in each recipient's local time, e.g. 21:00-08:00: sends wait for its end.",
+        ),
+    ] = None,
 ) -> None:
-    """Create a campaign (draft) and print its id and template variables."""
+    """Create a campaign (draft, or scheduled with --send-at) and print its id and template variables."""
     rt = runtime(ctx)
     body: dict[str, Any] = {"name": name, "template": template}
     if sender_id is not None:
         body["senderId"] = sender_id
     if valid_for is not None:
         body["validFor"] = valid_for
+    if send_at is not None:
+        body["sendAt"] = send_at
+    if rate is not None:
+        body["ratePerSecond"] = rate
+    if quiet_hours is not None:
+        start, sep, end = quiet_hours.partition("-")
+        if not sep:
+            raise CliError(f"--quiet-hours {quiet_hours!r}: write it as START-END, e.g. 21:00-08:00")
+        body["quietHours"] = {"start": start.strip(), "end": end.strip()}
     campaign = rt.api.call_object("POST", "/v1/campaigns", body)
     rt.out.print(f"campaign {text(campaign.get('campaignId'))} created ({text(campaign.get('status'))})")
     rt.out.print(f"variables: {text(campaign.get('variables'))}")
     rt.out.print(f"valid for: {text(campaign.get('validFor'))} s")
+    if campaign.get("sendAt"):
+        rt.out.print(f"sends from: {text(campaign.get('sendAt'))}")
+    if campaign.get("ratePerSecond"):
+        rt.out.print(f"rate: at most {text(campaign.get('ratePerSecond'))} SMS per second")
+    if campaign.get("quietHours"):
+        rt.out.print(f"quiet hours: {_quiet(campaign)} (each recipient's local time)")
+
+
+def _quiet(campaign: dict[str, Any]) -> str:
+    quiet = campaign.get("quietHours")
+    if not isinstance(quiet, dict):
+        return "-"
+    return f"{text(quiet.get('start'))}-{text(quiet.get('end'))}"
+
+
+# ---- control: pause, resume, cancel; the estimate ----------------------------------------------
+
+
+def _control(ctx: typer.Context, campaign_id: str, action: str, done: str) -> None:
+    rt = runtime(ctx)
+    with _known_campaign(campaign_id):
+        campaign = rt.api.call_object("POST", _path(campaign_id, action))
+    counts = campaign.get("counts") or {}
+    rt.out.print(
+        f"campaign {text(campaign.get('campaignId'))} {done}: status {text(campaign.get('status'))}, "
+        f"{count(counts, 'queued')} queued of {count(counts, 'total')}"
+    )
+
+
+@app.command("pause")
+def pause(ctx: typer.Context, campaign_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
+    """Pause: nothing more is sent, SMS already queued included, until `resume`."""
+    _control(ctx, campaign_id, "pause", "paused")
+
+
+@app.command("resume")
+def resume(ctx: typer.Context, campaign_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
+    """Resume a paused campaign."""
+    _control(ctx, campaign_id, "resume", "resumed")
+
+
+@app.command("cancel")
+def cancel(ctx: typer.Context, campaign_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
+    """Cancel for good: every recipient still queued ends cancelled; nothing more is sent."""
+    _control(ctx, campaign_id, "cancel", "cancelled")
+
+
+@app.command("estimate")
+def estimate(ctx: typer.Context, campaign_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
+    """Messages and SMS parts the recipients loaded so far amount to (what the provider bills)."""
+    rt = runtime(ctx)
+    with _known_campaign(campaign_id):
+        result = rt.api.call_object("GET", _path(campaign_id, "estimate"))
+    encodings = result.get("encodings") or {}
+    rt.out.print(
+        f"{text(result.get('messages'))} messages, {text(result.get('segments'))} SMS parts "
+        f"(GSM-7: {text(encodings.get('GSM-7'))}, UCS-2: {text(encodings.get('UCS-2'))})"
+    )
+
+
+@app.command("watch")
+def watch(
+    ctx: typer.Context, campaign_id: Annotated[str, typer.Argument(metavar="ID")], interval: Interval = 1.0
+) -> None:
+    """Follow a campaign's sending with a progress bar until nothing is queued (Ctrl-C stops watching)."""
+    rt = runtime(ctx)
+    try:
+        with _known_campaign(campaign_id):
+            campaign = _follow_sending(rt.api, campaign_id, interval, rt.out)
+    except KeyboardInterrupt:
+        rt.out.print(f"stopped watching; the campaign goes on (chatflow campaign status {campaign_id})")
+        return
+    _print_summary(rt.out, campaign)
 
 
 @app.command("preview")
@@ -181,6 +279,11 @@ def _print_campaign(console: Console, campaign: dict[str, Any]) -> None:
     table.add_row("variables", text(campaign.get("variables")))
     table.add_row("sender id", text(campaign.get("senderId")))
     table.add_row("valid for", f"{text(campaign.get('validFor'))} s")
+    table.add_row("send at", text(campaign.get("sendAt")))
+    table.add_row(
+        "rate", f"{text(campaign.get('ratePerSecond'))} per second" if campaign.get("ratePerSecond") else "-"
+    )
+    table.add_row("quiet hours", _quiet(campaign))
     for name in ("total", *STATUSES):
         table.add_row(name, str(count(counts, name)))
     table.add_row("last error", text(campaign.get("lastError")))
@@ -275,12 +378,16 @@ def upload(
             f"stopped watching; the campaign goes on without you (chatflow campaign status {campaign_id})"
         )
         return
+    _print_summary(rt.out, campaign)
+
+
+def _print_summary(console: Console, campaign: dict[str, Any]) -> None:
     counts = campaign.get("counts") or {}
     shown = [n for n in DONE if n in ("sent", "failed", "delivered") or count(counts, n)]
     summary = ", ".join(f"{count(counts, n)} {n}" for n in shown)
-    rt.out.print(f"nothing left queued: {summary} of {count(counts, 'total')}")
+    console.print(f"nothing left queued: {summary} of {count(counts, 'total')}")
     if campaign.get("lastError"):
-        rt.out.print(f"last error: {text(campaign.get('lastError'))}")
+        console.print(f"last error: {text(campaign.get('lastError'))}")
 
 
 class _Reading:
@@ -350,10 +457,13 @@ def _print_upload(console: Console, result: dict[str, Any]) -> None:
 
 
 def _follow_sending(api: ApiClient, campaign_id: str, interval: float, console: Console) -> dict[str, Any]:
-    """Poll the campaign until nothing is queued, with a bar of (total - queued) / total."""
+    """Poll the campaign until nothing is queued, with a bar of (total - queued) / total.
+
+    The bar names the campaign's status: paused (it keeps watching, and goes on when the
+    campaign is resumed), scheduled (before sendAt), cancelled (the rest end cancelled)."""
     columns = (
         SpinnerColumn(),
-        TextColumn("sending"),
+        TextColumn("{task.fields[status]}"),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn(
@@ -364,13 +474,18 @@ def _follow_sending(api: ApiClient, campaign_id: str, interval: float, console: 
     )
     with Progress(*columns, console=console) as progress:
         fields: dict[str, Any] = dict.fromkeys(DONE, 0)
-        task = progress.add_task("sending", total=None, **fields)
+        task = progress.add_task("sending", total=None, status="sending", **fields)
+        shown = ""
         while True:
             campaign = api.call_object("GET", _path(campaign_id))
             counts = campaign.get("counts") or {}
             done = sum(count(counts, n) for n in DONE)
             fields = {n: count(counts, n) for n in DONE}
-            progress.update(task, total=count(counts, "total"), completed=done, **fields)
+            state = text(campaign.get("status"))
+            if state != shown and shown:
+                progress.console.print(f"campaign {state}")  # a line per change: paused, sending again
+            shown = state
+            progress.update(task, total=count(counts, "total"), completed=done, status=state, **fields)
             if count(counts, "queued") == 0:
                 return campaign
             sleep(interval)

@@ -38,6 +38,8 @@ app = typer.Typer(
 app.add_typer(admin.app, name="admin")
 app.add_typer(sms.app, name="sms")
 app.add_typer(campaigns.app, name="campaign")
+# The spelling (`chatflow campaigns pause ID`): the same commands.
+app.add_typer(campaigns.app, name="campaigns", hidden=True)
 app.command("login")(account.login)
 app.command("whoami")(account.whoami)
 app.command("logout")(account.logout)

@@ -14,10 +14,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from chatflow.commands import SendSmsCommand
+from chatflow.domain.campaign_control import ControlState
 from chatflow.domain.campaigns import (
     Campaign,
     CampaignRecipient,
     CampaignStatus,
+    Estimate,
     Progress,
     RecipientStatus,
     Upload,
@@ -675,15 +677,44 @@ class FakeCampaignRepository:
         self.campaigns[campaign_id] = replace(campaign, counts=counts)
 
     def save_progress(
-        self, upload: Upload, *, token: str, added: int, lease_until: datetime, skipped: int = 0
+        self,
+        upload: Upload,
+        *,
+        token: str,
+        added: int,
+        lease_until: datetime,
+        skipped: int = 0,
+        estimate: Estimate | None = None,
     ) -> bool:
         with self._lock:
             if not self._holds(upload, token):  # ConditionExpression: loadingToken = :token
                 return False
             self.uploads[(upload.campaign_id, upload.upload_id)] = upload
             self._count(upload.campaign_id, total=added + skipped, queued=added, skipped=skipped)
+            if estimate is not None:
+                campaign = self.campaigns[upload.campaign_id]
+                self.campaigns[upload.campaign_id] = replace(
+                    campaign, estimate=campaign.estimate.plus(estimate)
+                )
             self.leases[upload.campaign_id] = (upload.upload_id, token, lease_until)
             return True
+
+    def set_control(self, campaign_id: str, state: ControlState, *, now: datetime) -> Campaign | None:
+        with self._lock:
+            campaign = self.campaigns.get(campaign_id)
+            if campaign is None:
+                return None
+            completed = campaign.status == "completed" and campaign.control != "paused"
+            allowed = {
+                "paused": campaign.control == "none" and not completed,
+                "none": campaign.control == "paused",
+                "cancelled": campaign.control != "cancelled" and not completed,
+            }[state]
+            if not allowed:
+                return None
+            changed = replace(campaign, control=state, paused_at=now if state == "paused" else None)
+            self.campaigns[campaign_id] = changed
+            return changed
 
     def finish_upload(self, upload: Upload, *, token: str, added: int) -> bool:
         with self._lock:

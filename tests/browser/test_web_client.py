@@ -20,8 +20,10 @@ import re
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from playwright.sync_api import (
@@ -340,6 +342,68 @@ def test_an_operator_runs_a_campaign_from_the_campaigns_page(stack: StackServer,
     expect(page.locator("[data-count=total]")).to_have_text("2")
     expect(page.locator("[data-count=queued]")).to_have_text("0")
     expect(page.locator(".campaign-status")).to_have_text("Status: completed")
+
+
+def test_an_operator_pauses_resumes_and_cancels_a_campaign_from_its_page(
+    stack: StackServer, new_page: NewPage
+) -> None:
+    # Given an operator who creates a campaign at 1 SMS per second, and uploads 30 recipients
+    page = new_page()
+    sign_in(stack, page, OPERATOR)
+    page.get_by_role("link", name="Campaigns").click()
+    page.get_by_label("Name", exact=True).fill("Slow drip")
+    page.get_by_label("Message template").fill("Hi {{first_name}}")
+    page.get_by_label("At most SMS per second (optional)").fill("1")
+    # (quiet hours far from the UK's time now: these UK SIMs are not held by them)
+    quiet = datetime.now(ZoneInfo("Europe/London")) + timedelta(hours=6)
+    quiet_from, quiet_to = quiet.strftime("%H:%M"), (quiet + timedelta(minutes=1)).strftime("%H:%M")
+    page.get_by_label("No SMS from").fill(quiet_from)
+    page.get_by_label("until").fill(quiet_to)
+    page.get_by_role("button", name="Create campaign").click()
+    expect(page.get_by_role("heading", name="Slow drip")).to_be_visible()
+    expect(page.get_by_text("At most 1 SMS per second.")).to_be_visible()
+    expect(page.get_by_text(f"Quiet hours: no SMS from {quiet_from} to {quiet_to}")).to_be_visible()
+    rows = "".join(f"89440000000000009{i:03d},P{i}\n" for i in range(30))
+    upload: FilePayload = {
+        "name": "drip.csv",
+        "mimeType": "text/csv",
+        "buffer": f"iccid,first_name\n{rows}".encode(),
+    }
+    page.get_by_label("CSV file").set_input_files(files=upload)
+    page.get_by_role("button", name="Upload").click()
+    expect(page.locator(".campaign-status")).to_have_text("Status: sending")
+    expect(page.locator(".campaign-estimate")).to_have_text(
+        "Estimate: 30 messages, 30 SMS parts (GSM-7: 30, UCS-2: 0)"
+    )
+
+    # When they pause it
+    page.get_by_role("button", name="Pause").click()
+
+    # Then it shows paused, offers Resume, and the provider gets nothing more while it is paused
+    expect(page.locator(".campaign-status")).to_have_text("Status: paused")
+    expect(page.get_by_role("button", name="Pause")).to_be_hidden()
+    prefix = "89440000000000009"
+    sent_at_pause = len([m for m in all_outbox(stack) if m.startswith(prefix)])
+    page.wait_for_timeout(3000)  # a stretch of time with the campaign paused
+    assert len([m for m in all_outbox(stack) if m.startswith(prefix)]) <= sent_at_pause + 1  # one in flight
+
+    # When they resume it, it sends again; when they cancel it, the rest end cancelled
+    page.get_by_role("button", name="Resume").click()
+    expect(page.locator(".campaign-status")).to_have_text("Status: sending")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Cancel campaign").click()
+    expect(page.locator(".campaign-status")).to_have_text("Status: cancelled")
+    expect(page.locator("[data-count=queued]")).to_have_text("0", timeout=60_000)
+    expect(page.get_by_role("button", name="Resume")).to_be_hidden()
+    cancelled = int(page.locator("[data-count=cancelled]").inner_text())
+    assert 0 < cancelled < 30
+
+
+def all_outbox(stack: StackServer) -> list[str]:
+    """The destinations of every message the fake provider accepted."""
+    status, body = http("GET", f"{stack.outputs['SmsProviderUrl']}/messages")
+    assert status == 200, body
+    return [str(item["to"]) for item in body["items"]]
 
 
 def test_the_new_campaign_form_previews_the_template_as_it_is_typed(

@@ -14,6 +14,7 @@ import re
 import secrets
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -67,6 +68,9 @@ class StubApi:
         self.puts: list[Put] = []
         self.requests: list[str] = []
         self.opted_out: set[str] = set()  # ICCIDs loaded as skipped recipients
+        # Called on each read of a campaign (its number, the campaign): an operator elsewhere.
+        self.on_read: Callable[[int, dict[str, Any]], None] | None = None
+        self.reads = 0
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
@@ -144,8 +148,20 @@ class StubApi:
         if campaign is None:
             raise ApiError(404, "not_found", "no such campaign")
         if parts[1:] == [] and method == "GET":
+            self.reads += 1
+            if self.on_read is not None:
+                self.on_read(self.reads, campaign)
             self._send_some(campaign)
             return 200, campaign
+        if len(parts) == 2 and parts[1] in ("pause", "resume", "cancel") and method == "POST":
+            return 200, self._control(campaign, parts[1])
+        if parts[1:] == ["estimate"] and method == "GET":
+            messages = campaign["counts"]["total"] - campaign["counts"]["skipped"]
+            return 200, {
+                "messages": messages,
+                "segments": messages,
+                "encodings": {"GSM-7": messages, "UCS-2": 0},
+            }
         if parts[1:] == ["uploads"] and method == "POST":
             upload_id = f"up-{len(self.uploads) + 1}"
             key = f"campaigns/{campaign['campaignId']}/{upload_id}.csv"
@@ -187,6 +203,9 @@ class StubApi:
             ),
             "lastError": None,
             "validFor": body.get("validFor", 86400),
+            "sendAt": body.get("sendAt"),
+            "ratePerSecond": body.get("ratePerSecond"),
+            "quietHours": body.get("quietHours"),
             "createdAt": f"2026-11-23T20:01:{len(self.campaigns):02d}.000Z",
         }
         self.campaigns[campaign_id] = campaign
@@ -204,10 +223,29 @@ class StubApi:
         campaign["counts"][status] += 1
         campaign["status"] = "sending"
 
+    def _control(self, campaign: dict[str, Any], action: str) -> dict[str, Any]:
+        """Pause, resume or cancel, refused as the contract says (409)."""
+        state = campaign["status"]
+        if state == "cancelled" and action != "cancel":
+            raise ApiError(409, "campaign_cancelled", "the campaign is cancelled, for good")
+        if state == "completed":
+            raise ApiError(409, "campaign_completed", f"the campaign is completed: nothing left to {action}")
+        campaign["status"] = {"pause": "paused", "resume": "sending", "cancel": "cancelled"}[action]
+        return campaign
+
     def _send_some(self, campaign: dict[str, Any]) -> None:
-        """Each read moves a few queued recipients on: ICCIDs ending in 0 fail, the others are sent."""
+        """Each read moves a few queued recipients on: ICCIDs ending in 0 fail, the others are sent;
+        none while paused; all cancelled once cancelled."""
         counts = campaign["counts"]
         queued = [r for r in self.recipients[campaign["campaignId"]] if r["status"] == "queued"]
+        if campaign["status"] == "paused":
+            return
+        if campaign["status"] == "cancelled":
+            for recipient in queued:
+                recipient["status"] = "cancelled"
+                counts["queued"] -= 1
+                counts["cancelled"] += 1
+            return
         for recipient in queued[: self.sends_per_read]:
             recipient["attempts"] = 1
             counts["queued"] -= 1

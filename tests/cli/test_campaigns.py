@@ -314,3 +314,98 @@ def test_create_passes_the_validity_of_the_campaigns_sms(stub: StubApi, stub_sta
     assert "valid for: 3600 s" in result.stdout
     (campaign,) = stub.campaigns.values()
     assert campaign["validFor"] == 3600
+
+
+# ---- control: pause, resume, cancel, estimate, watch ---------------------------------------------
+
+
+def test_pause_resume_and_cancel_print_the_new_status_under_either_spelling(
+    stub: StubApi, stub_state: Path
+) -> None:
+    # Given a campaign with queued recipients
+    campaign_id = stub.add_campaign("Spring", iccids=(ICCID_A, ICCID_B))
+
+    # When the operator pauses it (`campaign`), resumes it and cancels it (`campaigns`, the spelling)
+    paused = chatflow(stub_state, *AS, "campaign", "pause", campaign_id)
+    resumed = chatflow(stub_state, *AS, "campaigns", "resume", campaign_id)
+    cancelled = chatflow(stub_state, *AS, "campaigns", "cancel", campaign_id)
+
+    # Then each says what the campaign is now
+    assert paused.exit_code == 0, paused.output
+    assert f"campaign {campaign_id} paused: status paused, 2 queued of 2" in paused.stdout
+    assert f"campaign {campaign_id} resumed: status sending" in resumed.stdout
+    assert f"campaign {campaign_id} cancelled: status cancelled" in cancelled.stdout
+    assert stub.requests[-1] == f"POST /v1/campaigns/{campaign_id}/cancel"
+
+
+def test_an_invalid_transition_is_the_contracts_409_with_exit_code_1(stub: StubApi, stub_state: Path) -> None:
+    campaign_id = stub.add_campaign("Done", iccids=(ICCID_A,))
+    chatflow(stub_state, *AS, "campaign", "cancel", campaign_id)
+
+    result = chatflow(stub_state, *AS, "campaign", "resume", campaign_id)
+
+    assert result.exit_code == 1
+    assert "campaign_cancelled: the campaign is cancelled, for good" in result.stderr
+    unknown = chatflow(stub_state, *AS, "campaign", "pause", "nope")
+    assert unknown.exit_code == 1
+    assert "no campaign nope: `chatflow campaign list`" in unknown.stderr
+
+
+def test_estimate_prints_messages_and_sms_parts(stub: StubApi, stub_state: Path) -> None:
+    campaign_id = stub.add_campaign("Spring", iccids=(ICCID_A, ICCID_B))
+
+    result = chatflow(stub_state, *AS, "campaigns", "estimate", campaign_id)
+
+    assert result.exit_code == 0, result.output
+    assert "2 messages, 2 SMS parts (GSM-7: 2, UCS-2: 0)" in result.stdout
+
+
+def test_create_passes_send_at_rate_and_quiet_hours(stub: StubApi, stub_state: Path) -> None:
+    result = chatflow(
+        stub_state, *AS, "campaign", "create", "--name", "Night", "--template", "Hi", "--send-at",
+        "2026-12-24T09:00:00Z", "--rate", "5", "--quiet-hours", "21:00-08:00",
+    )  # fmt: skip
+    bad = chatflow(
+        stub_state, *AS, "campaign", "create", "--name", "x", "--template", "Hi", "--quiet-hours", "9pm"
+    )
+
+    assert result.exit_code == 0, result.output
+    (campaign,) = stub.campaigns.values()
+    assert (campaign["sendAt"], campaign["ratePerSecond"]) == ("2026-12-24T09:00:00Z", 5)
+    assert campaign["quietHours"] == {"start": "21:00", "end": "08:00"}
+    assert "sends from: 2026-12-24T09:00:00Z" in result.stdout
+    assert "rate: at most 5 SMS per second" in result.stdout
+    assert "quiet hours: 21:00-08:00 (each recipient's local time)" in result.stdout
+    assert bad.exit_code != 0
+    assert "START-END" in bad.stderr
+    assert stub.requests.count("POST /v1/campaigns") == 1  # the bad one was not sent
+
+
+def test_the_progress_bar_shows_a_pause_and_keeps_watching_until_nothing_is_queued(
+    stub: StubApi, stub_state: Path
+) -> None:
+    # Given a campaign of four queued recipients, sent one per read, that another operator pauses
+    # at the second read and resumes at the fifth
+    campaign_id = stub.add_campaign(
+        "Long", iccids=(ICCID_A, ICCID_B, "8944500102198304823", "8944500102198304824")
+    )
+    stub.sends_per_read = 1
+
+    def operator_elsewhere(read: int, campaign: dict[str, object]) -> None:
+        if read == 2:
+            campaign["status"] = "paused"
+        if read == 5:
+            campaign["status"] = "sending"
+
+    stub.on_read = operator_elsewhere
+
+    # When the operator watches it
+    result = chatflow(stub_state, *AS, "campaigns", "watch", campaign_id, "--interval", "0")
+
+    # Then the bar said paused, went on watching through the pause, and ended when nothing was queued
+    assert result.exit_code == 0, result.output
+    assert "campaign paused" in result.stdout
+    assert "campaign sending" in result.stdout
+    assert result.stdout.index("campaign paused") < result.stdout.index("campaign sending")
+    assert "nothing left queued: 4 sent, 0 failed, 0 delivered of 4" in result.stdout
+    assert stub.reads >= 6

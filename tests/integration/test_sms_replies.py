@@ -49,8 +49,9 @@ def ws(gateway: Gateway, api: ApiClient) -> Sockets:
 
 
 def deliver_forwards(gateway: Gateway) -> list[dict[str, Any]]:
-    """The fan-out's forward waits ended, their SMS sent by the gateway, and every gateway event the template's
-    rules give ForwardRoutesFunction delivered to it, as EventBridge would; those events."""
+    """The fan-out's forward waits ended, their SMS sent by the gateway, and every gateway event
+    the template's rules give ForwardRoutesFunction delivered to it, as EventBridge would; those
+    events."""
     gateway.stack.drain_streams()
     gateway.stack.drain_queue("ForwardsFunction")
     assert gateway.deliver()["batchItemFailures"] == []

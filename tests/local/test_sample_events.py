@@ -365,6 +365,27 @@ def test_the_preview_sample_renders_its_template_for_one_recipient(samples: Samp
     }
 
 
+@covers("campaigns_pause.json", "campaigns_estimate.json")
+def test_the_control_samples_pause_a_campaign_and_estimate_it(samples: Samples) -> None:
+    # Given a campaign of the sample operator's (the samples name a campaign id of their own)
+    created = samples.invoke("CampaignsFunction", "campaigns_create.json")
+    campaign_id = created.body["campaignId"]
+    edits = {"c_0123456789abcdef0123456789abcdef": campaign_id}
+
+    # When the samples pause it and ask for its estimate
+    paused = samples.invoke("CampaignsFunction", "campaigns_pause.json", edits)
+    estimate = samples.invoke("CampaignsFunction", "campaigns_estimate.json", edits)
+
+    # Then it is paused (as GET says too), and nothing is loaded yet
+    assert paused.result["statusCode"] == 200, paused.result
+    assert paused.body["status"] == "paused"
+    assert (
+        samples.call("GET", f"/v1/campaigns/{campaign_id}", samples.sign_in(ALICE))[1]["status"] == "paused"
+    )
+    assert estimate.result["statusCode"] == 200, estimate.result
+    assert estimate.body == {"messages": 0, "segments": 0, "encodings": {"GSM-7": 0, "UCS-2": 0}}
+
+
 # ---- SMS gateway --------------------------------------------------------------------------------
 
 

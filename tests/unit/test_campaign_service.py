@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
-from chatflow.domain.campaigns import CampaignRecipient, CampaignService
+from chatflow.domain.campaigns import (
+    CampaignCancelled,
+    CampaignCompleted,
+    CampaignRecipient,
+    CampaignService,
+)
 from chatflow.domain.pagination import CursorCodec
 from chatflow.errors import Forbidden, NotFound, ValidationFailed
 from tests.fakes import FakeCampaignRepository, FakeClock, FakeOperators, FakeRecipientFiles
@@ -103,3 +110,46 @@ def test_given_an_unknown_status_when_listing_recipients_then_it_is_refused(serv
 
     with pytest.raises(ValidationFailed):
         service.recipients(OPERATOR, campaign.campaign_id, status="lost", limit=10, cursor=None)
+
+
+def test_given_a_campaign_when_paused_resumed_and_cancelled_then_each_shows_and_refusals_say_why(
+    service: CampaignService, repository: FakeCampaignRepository
+) -> None:
+    campaign = service.create(OPERATOR, name="launch", template="Hi", sender_id=None)
+    cid = campaign.campaign_id
+
+    assert service.pause(OPERATOR, cid).control == "paused"
+    assert service.pause(OPERATOR, cid).control == "paused"  # again: unchanged
+    assert service.resume(OPERATOR, cid).control == "none"
+    assert service.cancel(OPERATOR, cid).control == "cancelled"
+    with pytest.raises(CampaignCancelled, match="cannot resume"):
+        service.resume(OPERATOR, cid)
+    with pytest.raises(CampaignCancelled):
+        service.create_upload(OPERATOR, cid)
+
+    done = service.create(OPERATOR, name="done", template="Hi", sender_id=None)
+    repository.campaigns[done.campaign_id] = replace(done, status="completed")
+    for act in (service.pause, service.resume, service.cancel):
+        with pytest.raises(CampaignCompleted, match="completed"):
+            act(OPERATOR, done.campaign_id)
+    with pytest.raises(Forbidden):
+        service.pause(ALICE, cid)
+
+
+def test_given_a_gateway_rate_when_a_campaign_asks_for_as_much_or_more_then_it_is_400(
+    repository: FakeCampaignRepository, clock: FakeClock
+) -> None:
+    service = CampaignService(
+        campaigns=repository,
+        files=FakeRecipientFiles(),
+        operators=FakeOperators(OPERATOR),
+        cursors=CursorCodec(SECRET),
+        clock=clock,
+        gateway_rate=20,
+    )
+    with pytest.raises(ValidationFailed, match="from 1 to 19"):
+        service.create(OPERATOR, name="x", template="Hi", sender_id=None, rate_per_second=20)
+    assert (
+        service.create(OPERATOR, name="x", template="Hi", sender_id=None, rate_per_second=19).rate_per_second
+        == 19
+    )

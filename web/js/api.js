@@ -200,6 +200,14 @@ export class Api {
   getUpload(campaignId, uploadId) {
     return this.get(`/v1/campaigns/${encodeURIComponent(campaignId)}/uploads/${encodeURIComponent(uploadId)}`);
   }
+  /** Pause, resume or cancel a campaign: the campaign with its new status (409 when not allowed). */
+  controlCampaign(campaignId, action) {
+    return this.post(`/v1/campaigns/${encodeURIComponent(campaignId)}/${action}`);
+  }
+  /** Messages and SMS parts of the recipients loaded so far. */
+  campaignEstimate(campaignId) {
+    return this.get(`/v1/campaigns/${encodeURIComponent(campaignId)}/estimate`);
+  }
 
   /** PUT a file to a presigned upload URL (another origin: S3), with the ticket's headers if any. */
   async putFile(ticket, file) {

@@ -1,5 +1,6 @@
-// Campaigns (CONTRACT §5, operators only): the list, a new campaign, a CSV upload to the
-// presigned URL, and live counts (the campaign is polled while its page is open).
+// Campaigns (CONTRACT §5, §5a, operators only): the list, a new campaign (sendAt, ratePerSecond,
+// quiet hours), a CSV upload to the presigned URL, live counts and the estimate (the campaign is
+// polled while its page is open), and Pause / Resume / Cancel.
 
 import { describeError } from "../api.js";
 import { fullTime, h, replaceChildren } from "../dom.js";
@@ -144,6 +145,10 @@ export class CampaignsView {
       }, PREVIEW_AFTER_MS);
     });
     const senderId = h("input", { id: "campaign-sender", name: "senderId", maxlength: 20 });
+    const sendAt = h("input", { id: "campaign-send-at", name: "sendAt", type: "datetime-local", "aria-describedby": "campaign-send-at-hint" });
+    const rate = h("input", { id: "campaign-rate", name: "ratePerSecond", type: "number", min: 1, step: 1, inputmode: "numeric" });
+    const quietStart = h("input", { id: "campaign-quiet-start", name: "quietStart", type: "time" });
+    const quietEnd = h("input", { id: "campaign-quiet-end", name: "quietEnd", type: "time" });
     const button = h("button", { type: "submit", class: "primary" }, "Create campaign");
     const form = h(
       "form",
@@ -161,6 +166,20 @@ export class CampaignsView {
       preview,
       h("label", { for: "campaign-sender" }, "Sender ID (optional)"),
       senderId,
+      h("label", { for: "campaign-send-at" }, "Send at (optional)"),
+      sendAt,
+      h("p", { class: "hint", id: "campaign-send-at-hint" }, "Your local time; the campaign is scheduled and sends nothing before then."),
+      h("label", { for: "campaign-rate" }, "At most SMS per second (optional)"),
+      rate,
+      h(
+        "fieldset",
+        { class: "quiet-hours" },
+        h("legend", {}, "Quiet hours, in each recipient's local time (optional)"),
+        h("label", { for: "campaign-quiet-start" }, "No SMS from"),
+        quietStart,
+        h("label", { for: "campaign-quiet-end" }, "until"),
+        quietEnd,
+      ),
       error,
       button,
     );
@@ -176,6 +195,9 @@ export class CampaignsView {
       try {
         const fields = { name: name.value.trim(), template: template.value.trim() };
         if (senderId.value.trim()) fields.senderId = senderId.value.trim();
+        if (sendAt.value) fields.sendAt = new Date(sendAt.value).toISOString(); // local time, sent as UTC
+        if (rate.value) fields.ratePerSecond = Number(rate.value);
+        if (quietStart.value || quietEnd.value) fields.quietHours = { start: quietStart.value, end: quietEnd.value };
         const campaign = await this.api.createCampaign(fields);
         window.location.hash = `#/campaigns/${encodeURIComponent(campaign.campaignId)}`;
       } catch (failure) {
@@ -210,9 +232,43 @@ export class CampaignsView {
     const progress = h("progress", { max: 1, value: 0, "aria-label": "Sent so far" });
     const lastError = h("p", { class: "form-error", hidden: true });
     const uploadResult = h("div", { class: "upload-result", "aria-live": "polite" });
-    const render = (current) => {
+    const estimate = h("p", { class: "hint campaign-estimate", "aria-live": "polite" });
+    const controlError = h("p", { class: "form-error", role: "alert", hidden: true });
+    const buttons = {
+      pause: h("button", { type: "button" }, "Pause"),
+      resume: h("button", { type: "button" }, "Resume"),
+      cancel: h("button", { type: "button", class: "danger" }, "Cancel campaign"),
+    };
+    let render = () => {};
+    for (const [action, button] of Object.entries(buttons)) {
+      button.addEventListener("click", async () => {
+        if (action === "cancel" && !window.confirm("Cancel this campaign for good? Every SMS not sent yet is dropped.")) return;
+        controlError.hidden = true;
+        button.disabled = true;
+        try {
+          render(await this.api.controlCampaign(campaignId, action));
+        } catch (failure) {
+          controlError.textContent = describeError(failure);
+          controlError.hidden = false;
+        } finally {
+          button.disabled = false;
+        }
+      });
+    }
+    const controls = h("div", { class: "campaign-controls", role: "group", "aria-label": "Campaign control" }, Object.values(buttons), controlError);
+    const showEstimate = async () => {
+      const result = await this.api.campaignEstimate(campaignId).catch(() => null);
+      if (!result) return;
+      const parts = result.segments === 1 ? "1 SMS part" : `${result.segments} SMS parts`;
+      estimate.textContent = `Estimate: ${result.messages} messages, ${parts} (GSM-7: ${result.encodings["GSM-7"]}, UCS-2: ${result.encodings["UCS-2"]})`;
+    };
+    render = (current) => {
       const c = current.counts;
       statusLine.textContent = `Status: ${current.status}`;
+      const ended = current.status === "cancelled" || current.status === "completed";
+      buttons.pause.hidden = ended || current.status === "paused";
+      buttons.resume.hidden = current.status !== "paused";
+      buttons.cancel.hidden = ended;
       replaceChildren(
         counts,
         ["total", ...COUNTS].map((name) => h("div", { class: `count ${name}` }, h("dt", {}, capital(name)), h("dd", { dataset: { count: name } }, String(c[name] ?? 0)))),
@@ -230,16 +286,25 @@ export class CampaignsView {
       h("p", { class: "template" }, h("span", { class: "hint" }, "Template: "), campaign.template),
       campaign.variables.length ? h("p", { class: "hint" }, `Variables: ${campaign.variables.join(", ")}`) : null,
       h("p", { class: "hint" }, `Each SMS expires unsent ${validity(campaign.validFor)} after it is queued.`),
+      campaign.sendAt ? h("p", { class: "hint" }, `Sends from ${fullTime(campaign.sendAt)}.`) : null,
+      campaign.ratePerSecond ? h("p", { class: "hint" }, `At most ${campaign.ratePerSecond} SMS per second.`) : null,
+      campaign.quietHours
+        ? h("p", { class: "hint" }, `Quiet hours: no SMS from ${campaign.quietHours.start} to ${campaign.quietHours.end}, recipient's local time.`)
+        : null,
       statusLine,
+      controls,
       progress,
       counts,
+      estimate,
       lastError,
       this.uploadForm(campaign, uploadResult),
       uploadResult,
     );
     // Live counts: poll while this page is open (and keep polling: a new upload restarts sending).
+    showEstimate();
     this.poll(async () => {
       render(await this.api.getCampaign(campaignId));
+      await showEstimate();
       return true;
     }, generation);
   }

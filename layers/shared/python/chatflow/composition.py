@@ -404,6 +404,7 @@ class Composition:
 
     @_once
     def sms_gateway(self) -> SmsGateway:
+        from chatflow.adapters.campaign_store import DynamoCampaignControls
         from chatflow.adapters.sms_provider import HttpSmsProvider
         from chatflow.adapters.sms_store import DynamoRateLimiter
         from chatflow.domain.clock import utc_now
@@ -424,6 +425,11 @@ class Composition:
             policy=RetryPolicy(max_attempts=sms.max_attempts, base_seconds=sms.retry_base_seconds),
             clock=utc_now,
             in_flight=sms.concurrency * sms.max_invocations,
+            campaigns=(
+                DynamoCampaignControls(sms.campaigns_table, sms.sms_table, self.dynamodb())
+                if sms.campaigns_table
+                else None
+            ),
         )
 
     @_once
@@ -501,6 +507,7 @@ class Composition:
             operators=OperatorDirectory(self.users(), operators),
             cursors=self.cursors(),
             clock=utc_now,
+            gateway_rate=self.settings(CampaignSettings).sms_rate_per_second,
         )
 
     @_once

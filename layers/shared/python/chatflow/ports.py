@@ -14,7 +14,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 # Annotations only (``from __future__ import annotations``): importing the ports loads no domain module.
 if TYPE_CHECKING:
     from chatflow.commands import SendSmsCommand
-    from chatflow.domain.campaigns import Campaign, CampaignRecipient, Progress, RecipientStatus, Upload
+    from chatflow.domain.campaign_control import ControlState, SendControl
+    from chatflow.domain.campaigns import (
+        Campaign,
+        CampaignRecipient,
+        Estimate,
+        Progress,
+        RecipientStatus,
+        Upload,
+    )
     from chatflow.domain.chats import Chat, Member, Message
     from chatflow.domain.otp import Verification
     from chatflow.domain.pagination import Page, Position
@@ -352,12 +360,27 @@ class CampaignRepository(Protocol):
     def put_recipients(self, recipients: Sequence[CampaignRecipient]) -> None: ...
 
     def save_progress(
-        self, upload: Upload, *, token: str, added: int, lease_until: datetime, skipped: int = 0
+        self,
+        upload: Upload,
+        *,
+        token: str,
+        added: int,
+        lease_until: datetime,
+        skipped: int = 0,
+        estimate: Estimate | None = None,
     ) -> bool:
         """Store the upload's checkpoint and counters, add ``added`` recipients to the
-        campaign's total and queued and ``skipped`` ones to its total and skipped, and extend
-        the lease to ``lease_until``, in one write, if the lease is still ``token``'s. False,
-        with nothing written, when another load took the lease over."""
+        campaign's total and queued, ``skipped`` ones to its total and skipped, and
+        ``estimate`` to its estimate counters, and extend the lease to ``lease_until``, in
+        one write, if the lease is still ``token``'s. False, with nothing written, when
+        another load took the lease over."""
+        ...
+
+    def set_control(self, campaign_id: str, state: ControlState, *, now: datetime) -> Campaign | None:
+        """Pause (``paused``), resume (``none``) or cancel (``cancelled``) the campaign, in one
+        conditional write: pause from not paused nor cancelled nor completed; resume from
+        paused; cancel from anything but cancelled or completed (a paused completed one may).
+        The campaign as written, or None when the condition refused it."""
         ...
 
     def finish_upload(self, upload: Upload, *, token: str, added: int) -> bool:
@@ -375,6 +398,20 @@ class CampaignRepository(Protocol):
         Race-proof: when another event moves the recipient between this one's read and its
         write, the write is refused, the recipient read again and the move retried from
         there (or dropped when the recipient is now at or past ``progress.to``)."""
+        ...
+
+
+class CampaignControls(Protocol):
+    """The gateway's view of campaigns: pause, cancel, sendAt, rate, quiet hours."""
+
+    def control(self, campaign_id: str, *, fresh: bool = False) -> SendControl | None:
+        """The campaign's control; a copy at most a second old unless ``fresh`` (one
+        consistent read). None for no such campaign."""
+        ...
+
+    def reserve(self, campaign_id: str, per_second: int, now: datetime) -> float | None:
+        """A send slot of the campaign's own rate: seconds to wait before sending (its place
+        in the current second), or None when this second's slots are gone."""
         ...
 
 

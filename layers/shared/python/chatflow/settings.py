@@ -115,6 +115,9 @@ class SmsGatewaySettings(_EnvModel):
     concurrency: int = Field(default=10, ge=1, le=50, validation_alias="SMS_BATCH_CONCURRENCY")
     max_invocations: int = Field(default=5, ge=2, le=1000, validation_alias="SMS_MAX_CONCURRENCY")
     provider_timeout_seconds: float = Field(default=5.0, gt=0, le=20, validation_alias="SMS_PROVIDER_TIMEOUT")
+    # Read for campaign control (pause, cancel, sendAt, quiet hours, ratePerSecond) of
+    # campaign commands; without it they are sent as any other command.
+    campaigns_table: str | None = Field(default=None, validation_alias="CAMPAIGNS_TABLE", min_length=1)
 
 
 class SmsTableSettings(_EnvModel):
@@ -136,6 +139,8 @@ class SmsWebhookSettings(_EnvModel):
 class CampaignSettings(_EnvModel):
     campaigns_table: str = Field(validation_alias="CAMPAIGNS_TABLE", min_length=1)
     campaign_bucket: str = Field(validation_alias="CAMPAIGN_BUCKET", min_length=1)
+    # The gateway's SmsRatePerSecond: a campaign's ratePerSecond must be below it.
+    sms_rate_per_second: int | None = Field(default=None, ge=1, validation_alias="SMS_RATE_PER_SECOND")
 
 
 class CampaignLoaderSettings(CampaignSettings):

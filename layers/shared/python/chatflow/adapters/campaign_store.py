@@ -21,13 +21,16 @@ Items (PK / SK):
 from __future__ import annotations
 
 import json
+import math
 import random
+import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from chatflow.adapters.aws_errors import (
+    CONDITION_FAILED,
     CONDITION_REASON,
     REFUSED_WRITE,
     TRANSACTION_CANCELLED,
@@ -35,12 +38,14 @@ from chatflow.adapters.aws_errors import (
     s3_errors,
 )
 from chatflow.adapters.dynamo import batch_get, batch_write, from_raw, to_raw, to_value
+from chatflow.domain.campaign_control import ControlState, QuietHours, SendControl
 from chatflow.domain.campaigns import (
     DEFAULT_VALID_FOR,
     Campaign,
     CampaignRecipient,
     Checkpoint,
     Counts,
+    Estimate,
     Progress,
     RecipientStatus,
     RowError,
@@ -56,6 +61,8 @@ if TYPE_CHECKING:
 
 STATUS_INDEX = "ByStatus"
 _COUNTS = ("total", "queued", "sent", "failed", "delivered", "skipped", "expired", "cancelled")
+# The loader's estimate counters on the campaign: Estimate field -> attribute.
+_ESTIMATE = {"messages": "estMessages", "segments": "estSegments", "gsm7": "estGsm7", "ucs2": "estUcs2"}
 # A progress write refused because another event moved the recipient first is re-read and
 # tried again; each retry follows a move, so a handful is plenty (statuses only go forward).
 _APPLY_ROUNDS = 8
@@ -86,6 +93,16 @@ def _campaign(item: Mapping[str, Any]) -> Campaign:
         created_at=from_iso(str(item["createdAt"])),
         created_by=str(item.get("createdBy", "")),
         valid_for=int(item.get("validFor", DEFAULT_VALID_FOR)),
+        send_at=from_iso(str(item["sendAt"])) if item.get("sendAt") else None,
+        rate_per_second=int(item["ratePerSecond"]) if item.get("ratePerSecond") else None,
+        quiet_hours=(
+            QuietHours.parse(str(item["quietStart"]), str(item["quietEnd"]))
+            if item.get("quietStart")
+            else None
+        ),
+        control=item.get("control") or "none",
+        paused_at=from_iso(str(item["pausedAt"])) if item.get("pausedAt") else None,
+        estimate=Estimate(**{name: max(0, int(item.get(attr, 0))) for name, attr in _ESTIMATE.items()}),
     )
 
 
@@ -167,8 +184,14 @@ class DynamoCampaignRepository:
             "createdAt": created,
             "createdBy": campaign.created_by,
             "validFor": campaign.valid_for,
+            "sendAt": to_iso(campaign.send_at) if campaign.send_at else None,
+            "ratePerSecond": campaign.rate_per_second,
+            "control": campaign.control,
             **dict.fromkeys(_COUNTS, 0),
+            **dict.fromkeys(_ESTIMATE.values(), 0),
         }
+        if campaign.quiet_hours is not None:
+            item["quietStart"], item["quietEnd"] = campaign.quiet_hours.text()
         entry = {
             "PK": "CAMPAIGNS",
             "SK": f"{created}#{campaign.campaign_id}",
@@ -318,25 +341,82 @@ class DynamoCampaignRepository:
         }
 
     def save_progress(
-        self, upload: Upload, *, token: str, added: int, lease_until: datetime, skipped: int = 0
+        self,
+        upload: Upload,
+        *,
+        token: str,
+        added: int,
+        lease_until: datetime,
+        skipped: int = 0,
+        estimate: Estimate | None = None,
     ) -> bool:
+        more = estimate or Estimate()
         return self._fenced(
             upload,
             {
                 "TableName": self._table,
                 "Key": _meta_key(upload.campaign_id),
-                "UpdateExpression": "ADD #t :all, #q :n, #k :k SET loadingUntil = :lease",
+                "UpdateExpression": (
+                    "ADD #t :all, #q :n, #k :k, #em :em, #es :es, #eg :eg, #eu :eu SET loadingUntil = :lease"
+                ),
                 "ConditionExpression": "loadingToken = :token",
-                "ExpressionAttributeNames": {"#t": "total", "#q": "queued", "#k": "skipped"},
+                "ExpressionAttributeNames": {
+                    "#t": "total",
+                    "#q": "queued",
+                    "#k": "skipped",
+                    "#em": "estMessages",
+                    "#es": "estSegments",
+                    "#eg": "estGsm7",
+                    "#eu": "estUcs2",
+                },
                 "ExpressionAttributeValues": {
                     ":all": to_value(added + skipped),
                     ":n": to_value(added),
                     ":k": to_value(skipped),
+                    ":em": to_value(more.messages),
+                    ":es": to_value(more.segments),
+                    ":eg": to_value(more.gsm7),
+                    ":eu": to_value(more.ucs2),
                     ":lease": to_value(to_iso(lease_until)),
                     ":token": to_value(token),
                 },
             },
         )
+
+    def set_control(self, campaign_id: str, state: ControlState, *, now: datetime) -> Campaign | None:
+        not_completed = "(#s <> :completed OR control = :paused)"
+        if state == "paused":
+            update = "SET control = :state, pausedAt = :now"
+            condition = "(attribute_not_exists(control) OR control = :none) AND #s <> :completed"
+        elif state == "none":
+            update = "SET control = :state REMOVE pausedAt"
+            condition = "control = :paused"
+        else:
+            update = "SET control = :state, cancelledAt = :now REMOVE pausedAt"
+            condition = f"(attribute_not_exists(control) OR control <> :state) AND {not_completed}"
+        candidates = {
+            ":state": state,
+            ":now": to_iso(now),
+            ":none": "none",
+            ":paused": "paused",
+            ":completed": "completed",
+        }
+        expression = f"{update} {condition}"
+        with dynamo_errors(expect=REFUSED_WRITE) as call:
+            response = self._client.update_item(
+                TableName=self._table,
+                Key=_meta_key(campaign_id),
+                UpdateExpression=update,
+                ConditionExpression=f"attribute_exists(PK) AND {condition}",
+                ExpressionAttributeNames={"#s": "status"} if "#s" in condition else {},
+                ExpressionAttributeValues={
+                    name: to_value(value) for name, value in candidates.items() if name in expression
+                },
+                ReturnValues="ALL_NEW",
+            )
+        if call.refused:
+            return None
+        return _campaign(from_raw(response["Attributes"]))
 
     def finish_upload(self, upload: Upload, *, token: str, added: int) -> bool:
         finished = self._fenced(
@@ -505,7 +585,7 @@ class DynamoCampaignRepository:
         campaign_update = "ADD #to :one, #from :minus"
         campaign_names = {"#to": progress.to, "#from": current}
         campaign_values = {":one": to_value(1), ":minus": to_value(-1)}
-        if progress.error is not None:
+        if progress.error is not None and progress.to != "cancelled":  # an operator's act, not an error
             campaign_update += " SET lastError = :error"
             campaign_values[":error"] = to_value(progress.error)
         with dynamo_errors(expect=REFUSED_WRITE) as call:
@@ -533,6 +613,84 @@ class DynamoCampaignRepository:
                 ]
             )
         return call.refused is None
+
+
+class DynamoCampaignControls:
+    """The SMS gateway's view of campaigns (the campaigns table, read only, and the SMS
+    table's per-campaign rate counters).
+
+    ``control`` keeps each campaign's control for ``ttl_seconds`` (one GetItem per campaign
+    per second per execution environment, whatever the batch); ``fresh=True`` reads it
+    again, consistently (the read right before the provider call, so that no call starts
+    after a pause or a cancel was stored).
+
+    ``reserve``: one counter item per campaign and second (``CRATE#<id>#<second>`` in the
+    SMS table, with a TTL); each send takes the next of the second's ``per_second`` places
+    with one conditional ADD and waits until its place (``place / per_second`` into the
+    second), so the campaign's sends are spread evenly instead of bunched at each second's
+    start.
+    """
+
+    def __init__(
+        self,
+        campaigns_table: str,
+        sms_table: str,
+        client: DynamoDBClient,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        ttl_seconds: float = 1.0,
+    ) -> None:
+        self._campaigns_table = campaigns_table
+        self._sms_table = sms_table
+        self._client = client
+        self._clock = clock
+        self._ttl = ttl_seconds
+        self._lock = threading.Lock()
+        self._cache: dict[str, tuple[float, SendControl | None]] = {}
+
+    def control(self, campaign_id: str, *, fresh: bool = False) -> SendControl | None:
+        now = self._clock()
+        if not fresh:
+            with self._lock:
+                cached = self._cache.get(campaign_id)
+            if cached is not None and now - cached[0] < self._ttl:
+                return cached[1]
+        with dynamo_errors():
+            raw = self._client.get_item(
+                TableName=self._campaigns_table, Key=_meta_key(campaign_id), ConsistentRead=True
+            )
+        found = _campaign(from_raw(raw["Item"])).send_control() if "Item" in raw else None
+        with self._lock:
+            self._cache[campaign_id] = (now, found)
+        return found
+
+    def reserve(self, campaign_id: str, per_second: int, now: datetime) -> float | None:
+        second = int(now.timestamp())
+        # The second's first send takes the place its moment falls in (a send that reaches
+        # the table late in a place still gets it: the place is not lost to a slow call), not
+        # place 0: a send late in a second does not open that second's earlier places at once.
+        start = math.floor((now.timestamp() - second) * per_second)
+        if start >= per_second:
+            return None  # no place left ahead in this second
+        with dynamo_errors(expect=CONDITION_FAILED) as call:
+            response = self._client.update_item(
+                TableName=self._sms_table,
+                Key=to_raw({"PK": f"CRATE#{campaign_id}#{second}", "SK": "RATE"}),
+                UpdateExpression="SET granted = if_not_exists(granted, :start) + :one, #ttl = :ttl",
+                ConditionExpression="attribute_not_exists(granted) OR granted < :most",
+                ExpressionAttributeNames={"#ttl": "ttl"},
+                ExpressionAttributeValues={
+                    ":one": to_value(1),
+                    ":start": to_value(start),
+                    ":most": to_value(per_second),
+                    ":ttl": to_value(second + 60),
+                },
+                ReturnValues="UPDATED_NEW",
+            )
+        if call.refused:
+            return None
+        place = int(from_raw(response["Attributes"])["granted"]) - 1
+        return max(0.0, second + place / per_second - now.timestamp())
 
 
 class S3RecipientFiles:

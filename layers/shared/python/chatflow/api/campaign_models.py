@@ -2,20 +2,43 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from chatflow.domain.campaign_control import QuietHours
 from chatflow.domain.campaigns import (
     DEFAULT_VALID_FOR,
     MAX_VALID_FOR,
     MIN_VALID_FOR,
     Campaign,
     CampaignRecipient,
+    Estimate,
     Preview,
     Upload,
 )
-from chatflow.domain.clock import to_iso
+from chatflow.domain.clock import to_iso, utc_now
+
+_HH_MM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+
+
+class QuietHoursIn(BaseModel):
+    """No SMS from ``start`` to ``end`` in the recipient's local time (wraps midnight)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    start: Annotated[str, Field(pattern=_HH_MM, description="HH:MM, 24-hour, such as 21:00")]
+    end: Annotated[str, Field(pattern=_HH_MM, description="HH:MM, 24-hour, such as 08:00")]
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> QuietHoursIn:
+        if self.start == self.end:
+            raise ValueError("start and end must differ")
+        return self
+
+    def to_domain(self) -> QuietHours:
+        return QuietHours.parse(self.start, self.end)
 
 
 class CreateCampaignRequest(BaseModel):
@@ -34,6 +57,41 @@ class CreateCampaignRequest(BaseModel):
             description="Seconds each SMS may wait to be sent once queued; then it expires, unsent",
         ),
     ] = DEFAULT_VALID_FOR
+    sendAt: Annotated[
+        str | None,
+        Field(
+            description="ISO-8601 with a time zone: the campaign is scheduled and sends nothing before then",
+            examples=["2026-12-24T09:00:00Z"],
+        ),
+    ] = None
+    ratePerSecond: Annotated[
+        int | None,
+        Field(ge=1, description="At most this many of the campaign's SMS per second; below SmsRatePerSecond"),
+    ] = None
+    quietHours: Annotated[
+        QuietHoursIn | None,
+        Field(description="No SMS in this window of the recipient's local time; sends wait for its end"),
+    ] = None
+
+    @field_validator("sendAt")
+    @classmethod
+    def _moment(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError("must be an ISO-8601 date and time, such as 2026-12-24T09:00:00Z") from None
+        if moment.tzinfo is None:
+            raise ValueError("must say its time zone (Z for UTC), such as 2026-12-24T09:00:00Z")
+        return value
+
+    def send_at(self) -> datetime | None:
+        return (
+            datetime.fromisoformat(self.sendAt.replace("Z", "+00:00")).astimezone(UTC)
+            if self.sendAt
+            else None
+        )
 
 
 class PreviewRequest(BaseModel):
@@ -79,28 +137,44 @@ class CountsOut(BaseModel):
     cancelled: int
 
 
+class QuietHoursOut(BaseModel):
+    start: str
+    end: str
+
+
 class CampaignOut(BaseModel):
     campaignId: str
     name: str
     template: str
     variables: list[str]
     senderId: str | None
-    status: Literal["draft", "sending", "completed"]
+    status: Literal["draft", "scheduled", "sending", "paused", "cancelled", "completed"] = Field(
+        description=(
+            "draft (no recipients), scheduled (sendAt ahead), sending, paused, cancelled, "
+            "completed (nothing left queued)"
+        )
+    )
     counts: CountsOut
     lastError: str | None
-    validFor: int = Field(description="Seconds each SMS may wait to be sent once queued")
+    validFor: int = Field(description="Seconds each SMS may wait to be sent once queued (or from sendAt)")
+    sendAt: str | None = Field(description="Nothing is sent before then")
+    ratePerSecond: int | None = Field(description="The campaign's own limit, below the gateway's")
+    quietHours: QuietHoursOut | None = Field(
+        description="No SMS in this window of the recipient's local time"
+    )
     createdAt: str
 
     @classmethod
-    def of(cls, campaign: Campaign) -> CampaignOut:
+    def of(cls, campaign: Campaign, now: datetime | None = None) -> CampaignOut:
         c = campaign.counts
+        quiet = campaign.quiet_hours.text() if campaign.quiet_hours else None
         return cls(
             campaignId=campaign.campaign_id,
             name=campaign.name,
             template=campaign.template,
             variables=list(campaign.variables),
             senderId=campaign.sender_id,
-            status=campaign.status,
+            status=campaign.shown_status(now or utc_now()),
             counts=CountsOut(
                 total=c.total,
                 queued=c.queued,
@@ -113,7 +187,35 @@ class CampaignOut(BaseModel):
             ),
             lastError=campaign.last_error,
             validFor=campaign.valid_for,
+            sendAt=to_iso(campaign.send_at) if campaign.send_at else None,
+            ratePerSecond=campaign.rate_per_second,
+            quietHours=QuietHoursOut(start=quiet[0], end=quiet[1]) if quiet else None,
             createdAt=to_iso(campaign.created_at),
+        )
+
+
+class EncodingsOut(BaseModel):
+    """Messages by encoding: GSM-7 (160 characters in one SMS) or UCS-2 (70)."""
+
+    gsm7: int = Field(alias="GSM-7")
+    ucs2: int = Field(alias="UCS-2")
+
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
+
+
+class EstimateOut(BaseModel):
+    """What the recipients loaded so far amount to (skipped ones excluded: never sent)."""
+
+    messages: int = Field(description="SMS messages: one per queued recipient")
+    segments: int = Field(description="SMS parts they are sent and billed as")
+    encodings: EncodingsOut
+
+    @classmethod
+    def of(cls, estimate: Estimate) -> EstimateOut:
+        return cls(
+            messages=estimate.messages,
+            segments=estimate.segments,
+            encodings=EncodingsOut(gsm7=estimate.gsm7, ucs2=estimate.ucs2),
         )
 
 

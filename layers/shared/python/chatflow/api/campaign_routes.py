@@ -13,6 +13,7 @@ from chatflow.api.campaign_models import (
     CampaignOut,
     CampaignPage,
     CreateCampaignRequest,
+    EstimateOut,
     PreviewOut,
     PreviewRequest,
     RecipientOut,
@@ -44,6 +45,12 @@ _ERRORS: dict[int, Any] = {
     403: error_doc("Not an operator"),
     404: error_doc("No such campaign or upload"),
 }
+_CONFLICT: dict[int, Any] = {
+    409: error_doc(
+        "campaign_cancelled (a cancelled campaign cannot resume or pause) or "
+        "campaign_completed (nothing left to pause, resume or cancel)"
+    ),
+}
 
 
 def campaign_router(service: Callable[[], CampaignService]) -> Router:
@@ -60,7 +67,14 @@ def campaign_router(service: Callable[[], CampaignService]) -> Router:
     )
     def create(body: CreateCampaignRequest) -> Response[CampaignOut]:
         campaign = service().create(
-            me(), name=body.name, template=body.template, sender_id=body.senderId, valid_for=body.validFor
+            me(),
+            name=body.name,
+            template=body.template,
+            sender_id=body.senderId,
+            valid_for=body.validFor,
+            send_at=body.send_at(),
+            rate_per_second=body.ratePerSecond,
+            quiet_hours=body.quietHours.to_domain() if body.quietHours else None,
         )
         return json_response(201, CampaignOut.of(campaign))
 
@@ -93,12 +107,48 @@ def campaign_router(service: Callable[[], CampaignService]) -> Router:
         return CampaignOut.of(service().get(me(), campaignId))
 
     @router.post(
+        "/v1/campaigns/<campaignId>/pause",
+        tags=["campaigns"],
+        summary="Pause: nothing more is sent, commands already queued included, until resumed",
+        responses=ok_doc(CampaignOut) | _ERRORS | _CONFLICT,
+    )
+    def pause(campaignId: str) -> CampaignOut:
+        return CampaignOut.of(service().pause(me(), campaignId))
+
+    @router.post(
+        "/v1/campaigns/<campaignId>/resume",
+        tags=["campaigns"],
+        summary="Resume a paused campaign: sending again (scheduled while sendAt is ahead)",
+        responses=ok_doc(CampaignOut) | _ERRORS | _CONFLICT,
+    )
+    def resume(campaignId: str) -> CampaignOut:
+        return CampaignOut.of(service().resume(me(), campaignId))
+
+    @router.post(
+        "/v1/campaigns/<campaignId>/cancel",
+        tags=["campaigns"],
+        summary="Cancel for good: every recipient still queued ends cancelled, nothing more is sent",
+        responses=ok_doc(CampaignOut) | _ERRORS | _CONFLICT,
+    )
+    def cancel(campaignId: str) -> CampaignOut:
+        return CampaignOut.of(service().cancel(me(), campaignId))
+
+    @router.get(
+        "/v1/campaigns/<campaignId>/estimate",
+        tags=["campaigns"],
+        summary="Messages and SMS parts of the recipients loaded so far",
+        responses=ok_doc(EstimateOut) | _ERRORS,
+    )
+    def estimate(campaignId: str) -> EstimateOut:
+        return EstimateOut.of(service().estimate(me(), campaignId))
+
+    @router.post(
         "/v1/campaigns/<campaignId>/uploads",
         tags=["campaigns"],
         summary="A presigned URL to PUT a CSV of recipients to",
         responses=ok_doc(UploadTicketOut, 201) | _ERRORS,
     )
-    def create_upload(campaignId: str) -> Response[UploadTicketOut]:
+    def create_upload(campaignId: str) -> Response[UploadTicketOut]:  # 409 when cancelled
         upload, url, expires = service().create_upload(me(), campaignId)
         ticket = UploadTicketOut(
             uploadId=upload.upload_id, uploadUrl=url, key=upload.key, expiresInSeconds=expires

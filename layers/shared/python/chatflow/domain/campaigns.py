@@ -17,6 +17,14 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
+from chatflow.domain.campaign_control import (
+    CANCELLED_CODE,
+    ControlState,
+    QuietHours,
+    SendControl,
+    valid_zone,
+    zones_problem,
+)
 from chatflow.domain.clock import Clock, to_iso
 from chatflow.domain.pagination import CursorCodec, Page
 from chatflow.domain.recipients_csv import (
@@ -29,7 +37,7 @@ from chatflow.domain.recipients_csv import (
 )
 from chatflow.domain.sms import segments
 from chatflow.domain.templates import MAX_TEXT, MessageTemplate, parse_template
-from chatflow.errors import FieldProblem, Forbidden, InvalidFile, NotFound, ValidationFailed
+from chatflow.errors import Conflict, FieldProblem, Forbidden, InvalidFile, NotFound, ValidationFailed
 
 if TYPE_CHECKING:
     from chatflow.commands import SendSmsCommand
@@ -42,6 +50,9 @@ if TYPE_CHECKING:
     )
 
 CampaignStatus = Literal["draft", "sending", "completed"]
+# What the API shows: the stored lifecycle above, overridden by the operator's control
+# (cancelled, then paused) and by ``sendAt`` while it is ahead (scheduled).
+ShownStatus = Literal["draft", "scheduled", "sending", "paused", "cancelled", "completed"]
 UploadStatus = Literal["pending", "processing", "accepted", "rejected"]
 RecipientStatus = Literal["queued", "sent", "failed", "delivered", "skipped", "expired", "cancelled"]
 RECIPIENT_STATUSES: tuple[RecipientStatus, ...] = (
@@ -70,6 +81,10 @@ MIN_VALID_FOR = 60
 # The SendSms queue keeps a message 14 days: a command cannot wait longer than that anyway.
 MAX_VALID_FOR = 14 * 86_400
 MAX_ROW_ERRORS = 100
+# sendAt: at most this far ahead (a year), and not in the past beyond clock skew.
+MAX_SEND_AHEAD = timedelta(days=365)
+SEND_AT_SKEW = timedelta(seconds=60)
+TIMEZONE_COLUMN = "timezone"
 CHUNK = 100  # recipients read, checked and written per step of the loader
 
 
@@ -98,6 +113,51 @@ class Campaign:
     created_at: datetime
     created_by: str
     valid_for: int = DEFAULT_VALID_FOR
+    send_at: datetime | None = None
+    rate_per_second: int | None = None
+    quiet_hours: QuietHours | None = None
+    control: ControlState = "none"
+    paused_at: datetime | None = None
+    estimate: Estimate = field(default_factory=lambda: Estimate())
+
+    def shown_status(self, now: datetime) -> ShownStatus:
+        """The status the API shows at ``now``: cancelled, else paused, else scheduled while
+        ``sendAt`` is ahead (and the campaign not completed), else the stored one."""
+        if self.control == "cancelled":
+            return "cancelled"
+        if self.control == "paused":
+            return "paused"
+        if self.send_at is not None and now < self.send_at and self.status != "completed":
+            return "scheduled"
+        return self.status
+
+    def send_control(self) -> SendControl:
+        return SendControl(
+            campaign_id=self.campaign_id,
+            state=self.control,
+            paused_at=self.paused_at,
+            send_at=self.send_at,
+            rate_per_second=self.rate_per_second,
+            quiet_hours=self.quiet_hours,
+        )
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What the loaded (queued) recipients' SMS amount to: messages, SMS parts, by encoding."""
+
+    messages: int = 0
+    segments: int = 0
+    gsm7: int = 0
+    ucs2: int = 0
+
+    def plus(self, other: Estimate) -> Estimate:
+        return Estimate(
+            self.messages + other.messages,
+            self.segments + other.segments,
+            self.gsm7 + other.gsm7,
+            self.ucs2 + other.ucs2,
+        )
 
 
 @dataclass(frozen=True)
@@ -176,7 +236,8 @@ def progress_of(detail_type: str, detail: Mapping[str, Any], at: datetime) -> Pr
     Moves only forward (a duplicate or late event finds the recipient past ``from_statuses``
     and changes nothing): queued → sent | failed | expired | delivered (a receipt may
     overtake SmsSent); sent → delivered | failed (undelivered). A dead-lettered command's
-    ``SmsFailed`` (``errorCode: dead_lettered``) fails its recipient like any other.
+    ``SmsFailed`` (``errorCode: dead_lettered``) fails its recipient like any other; the
+    ``SmsFailed`` of a cancelled campaign's command (``errorCode: cancelled``) cancels it.
     """
     metadata = detail.get("metadata") or {}
     campaign_id = metadata.get("campaignId") if isinstance(metadata, Mapping) else None
@@ -189,6 +250,9 @@ def progress_of(detail_type: str, detail: Mapping[str, Any], at: datetime) -> Pr
     attempts = detail.get("attempts")
     if detail_type == "SmsSent":
         return Progress(campaign_id, iccid, "sent", ("queued",), attempts, None, provider_id, at)
+    if detail_type == "SmsFailed" and detail.get("errorCode") == CANCELLED_CODE:
+        reason = f"cancelled: {detail.get('reason')}"
+        return Progress(campaign_id, iccid, "cancelled", ("queued",), attempts, reason, None, at)
     if detail_type == "SmsFailed":
         reason = f"{detail.get('errorCode')}: {detail.get('reason')}"
         return Progress(campaign_id, iccid, "failed", ("queued",), attempts, reason, None, at)
@@ -204,6 +268,14 @@ def progress_of(detail_type: str, detail: Mapping[str, Any], at: datetime) -> Pr
 
 
 # ---- the operator's use cases -----------------------------------------------------------
+
+
+class CampaignCancelled(Conflict):
+    code = "campaign_cancelled"
+
+
+class CampaignCompleted(Conflict):
+    code = "campaign_completed"
 
 
 @dataclass(frozen=True)
@@ -247,6 +319,7 @@ class CampaignService:
         cursors: CursorCodec,
         clock: Clock,
         upload_url_seconds: int = 900,
+        gateway_rate: int | None = None,
     ) -> None:
         self._campaigns = campaigns
         self._files = files
@@ -254,6 +327,8 @@ class CampaignService:
         self._cursors = cursors
         self._clock = clock
         self._upload_url_seconds = upload_url_seconds
+        # The gateway's SmsRatePerSecond: a campaign's ratePerSecond must be below it.
+        self._gateway_rate = gateway_rate
 
     def _require_operator(self, caller: str) -> None:
         if not self._operators.is_operator(caller):
@@ -271,6 +346,9 @@ class CampaignService:
         template: str,
         sender_id: str | None,
         valid_for: int = DEFAULT_VALID_FOR,
+        send_at: datetime | None = None,
+        rate_per_second: int | None = None,
+        quiet_hours: QuietHours | None = None,
     ) -> Campaign:
         self._require_operator(caller)
         if not MIN_VALID_FOR <= valid_for <= MAX_VALID_FOR:
@@ -279,6 +357,21 @@ class CampaignService:
                 f"from {MIN_VALID_FOR} to {MAX_VALID_FOR} (14 days)"
             )
             raise ValidationFailed(message, details=(FieldProblem("validFor", message),))
+        now = self._clock()
+        if send_at is not None:
+            if send_at.tzinfo is None:
+                message = "sendAt must say its time zone (Z for UTC), such as 2026-12-24T09:00:00Z"
+                raise ValidationFailed(message, details=(FieldProblem("sendAt", message),))
+            if send_at < now - SEND_AT_SKEW or send_at > now + MAX_SEND_AHEAD:
+                message = "sendAt must be in the future, at most a year ahead; leave it out to send at once"
+                raise ValidationFailed(message, details=(FieldProblem("sendAt", message),))
+        top = self._gateway_rate
+        if rate_per_second is not None and top is not None and not 1 <= rate_per_second < top:
+            message = (
+                f"ratePerSecond must be from 1 to {top - 1}: below the gateway's "
+                f"SmsRatePerSecond ({top}), which every sender shares"
+            )
+            raise ValidationFailed(message, details=(FieldProblem("ratePerSecond", message),))
         parsed = parse_template(template)
         campaign = Campaign(
             campaign_id=f"c_{uuid.uuid4().hex}",
@@ -292,9 +385,63 @@ class CampaignService:
             created_at=self._clock(),
             created_by=caller,
             valid_for=valid_for,
+            send_at=send_at,
+            rate_per_second=rate_per_second,
+            quiet_hours=quiet_hours,
         )
         self._campaigns.create(campaign)
         return campaign
+
+    # ---- control: pause, resume, cancel ---------------------------------------------------
+
+    def pause(self, caller: str, campaign_id: str) -> Campaign:
+        """Paused: nothing more is sent, queued commands included, until resumed. Pausing a
+        paused campaign changes nothing; a completed or cancelled one is ``409``."""
+        campaign = self.get(caller, campaign_id)
+        if campaign.control == "paused":
+            return campaign
+        changed = self._campaigns.set_control(campaign_id, "paused", now=self._clock())
+        return changed if changed is not None else self._refused(campaign_id, "pause")
+
+    def resume(self, caller: str, campaign_id: str) -> Campaign:
+        """Sending again (or scheduled, while ``sendAt`` is ahead). Resuming a campaign that is
+        not paused changes nothing; a cancelled one is ``409``, and so is a completed one."""
+        campaign = self.get(caller, campaign_id)
+        if campaign.control == "none" and campaign.status != "completed":
+            return campaign
+        changed = self._campaigns.set_control(campaign_id, "none", now=self._clock())
+        return changed if changed is not None else self._refused(campaign_id, "resume")
+
+    def cancel(self, caller: str, campaign_id: str) -> Campaign:
+        """Cancelled, for good: each command still queued ends ``cancelled`` when the gateway
+        reaches it (counted). Cancelling twice changes nothing; a completed campaign is ``409``."""
+        campaign = self.get(caller, campaign_id)
+        if campaign.control == "cancelled":
+            return campaign
+        changed = self._campaigns.set_control(campaign_id, "cancelled", now=self._clock())
+        return changed if changed is not None else self._refused(campaign_id, "cancel")
+
+    def _refused(self, campaign_id: str, action: str) -> Campaign:
+        """The write's condition failed: say why from the campaign as it is now."""
+        campaign = self._campaigns.get(campaign_id)
+        if campaign is None:
+            raise NotFound(f"No campaign {campaign_id}: list them with GET /v1/campaigns.")
+        if campaign.control == "cancelled":
+            raise CampaignCancelled(
+                f"Campaign {campaign_id} is cancelled, for good: it cannot {action}. "
+                "Create a new campaign to send it again."
+            )
+        if campaign.status == "completed" and campaign.control == "none":
+            raise CampaignCompleted(
+                f"Campaign {campaign_id} is completed: nothing is left to {action}. "
+                "Upload more recipients to send again."
+            )
+        return campaign  # it changed meanwhile into what was asked (a concurrent same request)
+
+    def estimate(self, caller: str, campaign_id: str) -> Estimate:
+        """Messages and SMS parts of the recipients loaded so far (queued ones; skipped ones
+        are never sent): one read of the campaign, whose counters the loader keeps."""
+        return self.get(caller, campaign_id).estimate
 
     def get(self, caller: str, campaign_id: str) -> Campaign:
         self._require_operator(caller)
@@ -309,7 +456,10 @@ class CampaignService:
         return page, self._cursors.encode("campaigns", page.next_position)
 
     def create_upload(self, caller: str, campaign_id: str) -> tuple[Upload, str, int]:
-        self.get(caller, campaign_id)
+        if self.get(caller, campaign_id).control == "cancelled":
+            raise CampaignCancelled(
+                f"Campaign {campaign_id} is cancelled: it takes no more recipients. Create a new campaign."
+            )
         upload_id = f"u_{uuid.uuid4().hex}"
         upload = Upload(
             campaign_id=campaign_id,
@@ -490,12 +640,17 @@ class CampaignLoader:
         seen_rows = checkpoint.row > 1
         for chunk in _chunks(records, CHUNK):
             seen_rows = True
-            added, skipped = self._chunk(campaign, template, header, upload, chunk, tally)
+            added, skipped, estimate = self._chunk(campaign, template, header, upload, chunk, tally)
             last = chunk[-1]
             checkpoint = Checkpoint(last.end_offset, last.row, header.columns)
             upload = self._with(upload, tally, checkpoint)
             saved = self._campaigns.save_progress(
-                upload, token=token, added=added, skipped=skipped, lease_until=self._lease()
+                upload,
+                token=token,
+                added=added,
+                skipped=skipped,
+                lease_until=self._lease(),
+                estimate=estimate,
             )
             if not saved:
                 return self._not_ours(campaign.campaign_id, upload.upload_id)
@@ -528,13 +683,20 @@ class CampaignLoader:
         upload: Upload,
         records: Sequence[Any],
         tally: _Tally,
-    ) -> tuple[int, int]:
-        """Write the chunk's new recipients and queue their commands: (queued, skipped)."""
-        candidates: dict[str, tuple[Recipient, str]] = {}
+    ) -> tuple[int, int, Estimate]:
+        """Write the chunk's new recipients and queue their commands: (queued, skipped, and
+        what the queued ones' SMS amount to)."""
+        candidates: dict[str, tuple[Recipient, str, str | None]] = {}
+        now = self._clock()
         for record in records:
             parsed = parse_row(header, record, template.variables)
             if isinstance(parsed, RowProblem):
                 tally.problem(parsed.row, parsed.message)
+                continue
+            zone = _timezone_of(header, record)
+            problem = _zone_problem(campaign, parsed.iccid, zone, now)
+            if problem is not None:
+                tally.problem(parsed.row, problem)
                 continue
             text = template.render(parsed.values)
             if len(text) > MAX_TEXT:
@@ -545,18 +707,20 @@ class CampaignLoader:
             if parsed.iccid in candidates:
                 tally.duplicates += 1
                 continue
-            candidates[parsed.iccid] = (parsed, text)
+            candidates[parsed.iccid] = (parsed, text, zone or None)
         existing = self._campaigns.existing(campaign.campaign_id, list(candidates))
         fresh = [iccid for iccid in candidates if iccid not in existing]
         opted_out = self._opt_outs.opted_out(fresh) if fresh else set()
-        now = self._clock()
-        valid_until = to_iso(now + timedelta(seconds=campaign.valid_for))
+        # Valid for validFor from when it may first be sent: queued now, or sendAt if later.
+        starts = max(now, campaign.send_at) if campaign.send_at is not None else now
+        valid_until = to_iso(starts + timedelta(seconds=campaign.valid_for))
+        estimate = Estimate()
         new: list[CampaignRecipient] = []
         from chatflow.commands import SendSmsCommand  # on first use: not at cold start
 
         commands: list[SendSmsCommand] = []
         skipped = 0
-        for iccid, (recipient, text) in candidates.items():
+        for iccid, (recipient, text, row_zone) in candidates.items():
             stored = existing.get(iccid)
             ours = stored is not None and stored.upload_id == upload.upload_id and stored.row == recipient.row
             if stored is not None and not ours:
@@ -580,6 +744,9 @@ class CampaignLoader:
             if skip:
                 skipped += 1
                 continue
+            metadata = {"campaignId": campaign.campaign_id}
+            if row_zone:
+                metadata[TIMEZONE_COLUMN] = row_zone  # the gateway keeps quiet hours in it
             commands.append(
                 SendSmsCommand(
                     commandId=command_id(campaign.campaign_id, iccid),
@@ -587,15 +754,36 @@ class CampaignLoader:
                     text=text,
                     senderId=campaign.sender_id or None,
                     messageType="promotional",
-                    metadata={"campaignId": campaign.campaign_id},
+                    metadata=metadata,
                     validUntil=valid_until,
                 )
             )
+            parts = segments(text)
+            gsm7 = parts.encoding.value == "GSM-7"
+            estimate = estimate.plus(Estimate(1, parts.count, int(gsm7), int(not gsm7)))
         self._campaigns.put_recipients(new)
         self._commands.send_all(commands)
         tally.accepted += len(commands)
         tally.skipped += skipped
-        return len(commands), skipped
+        return len(commands), skipped, estimate
+
+
+def _timezone_of(header: Header, record: Any) -> str:
+    """The row's ``timezone`` cell, stripped; "" when the file has no such column."""
+    if TIMEZONE_COLUMN not in header:
+        return ""
+    return str(record.cells[header.index(TIMEZONE_COLUMN)]).strip()
+
+
+def _zone_problem(campaign: Campaign, iccid: str, zone: str, now: datetime) -> str | None:
+    """Why the row's time zone makes it invalid: not an IANA name, or (for a campaign with
+    quiet hours) no zone to keep them in."""
+    if zone and not valid_zone(zone):
+        shown = zone if len(zone) <= 40 else zone[:37] + "..."
+        return f"timezone {shown!r} is not an IANA time zone name, such as Europe/London or America/New_York"
+    if campaign.quiet_hours is None:
+        return None
+    return zones_problem(iccid, zone or None, campaign.quiet_hours, now)
 
 
 def _chunks(records: Iterator[Any], size: int) -> Iterator[list[Any]]:

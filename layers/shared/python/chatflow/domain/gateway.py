@@ -21,10 +21,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
+from chatflow.domain.campaign_control import CANCELLED_CODE, Decision, decide, recipient_zones
 from chatflow.domain.clock import Clock
 from chatflow.domain.sms import OutgoingSms, RetryPolicy, SmsRequest, segments
 from chatflow.errors import PermanentProviderError, TransientProviderError
 from chatflow.ports import (
+    CampaignControls,
     OptOutRepository,
     RateLimiter,
     SmsCommandRepository,
@@ -66,6 +68,7 @@ class SmsGateway:
         sleep: Callable[[float], None] = time.sleep,
         lease: timedelta = DEFAULT_LEASE,
         in_flight: int = 1,
+        campaigns: CampaignControls | None = None,
     ) -> None:
         self._provider = provider
         self._commands = commands
@@ -79,12 +82,20 @@ class SmsGateway:
         # Most sends that can be waiting for the rate at once (batch size x concurrency):
         # a command that found no slot comes back within in_flight / rate seconds.
         self._in_flight = max(1, in_flight)
+        # Pause, cancel, sendAt, quiet hours and ratePerSecond of campaign commands.
+        self._campaigns = campaigns
 
     def handle(self, sms: OutgoingSms, *, deadline: datetime | None = None) -> Outcome:
         """One attempt. ``deadline``: when the invocation ends at the latest (its timeout);
         the lease then ends with it, since no attempt can outlive its invocation, so a
         redelivery after a crash finds the command free."""
         now = self._clock()
+        campaign = self._campaign_of(sms)
+        decision = self._decide(sms, now, fresh=False) if campaign else None
+        expired = sms.valid_until is not None and now >= sms.valid_until
+        if decision is not None and decision.kind == "hold" and not expired:
+            # Held before the claim: no write at all, the command just comes back later.
+            return self._hold(sms, decision, now)
         lease_until = now + self._lease
         if deadline is not None:
             lease_until = min(lease_until, deadline + LEASE_MARGIN)
@@ -99,16 +110,34 @@ class SmsGateway:
         if sms.valid_until is not None and now >= sms.valid_until:
             self._commands.mark_expired(sms.command_id, valid_until=sms.valid_until, at=now)
             return Outcome("expired", detail=f"not sent by its validUntil {sms.valid_until.isoformat()}")
+        if decision is not None and decision.kind == "cancel":
+            return self._fail(sms, CANCELLED_CODE, decision.reason, True, attempts=claim.attempts)
         if sms.message_type == "promotional" and self._opt_outs.is_opted_out(sms.to):
             what = "SIM" if sms.to_type == "iccid" else "number"
             reason = f"the {what} opted out (STOP) of promotional messages"
             return self._fail(sms, "opted_out", reason, True, attempts=claim.attempts)
+        if campaign and not self._take_campaign_slot(campaign):
+            self._commands.release(
+                sms.command_id, error_code="rate_limited", reason="the campaign's ratePerSecond reached"
+            )
+            rate = self._campaign_rate(campaign) or self._rate.per_second
+            delay = 1 + self._rng.uniform(0, self._in_flight / rate)
+            return Outcome("wait", self._until_valid(sms, math.ceil(delay)), "campaign rate reached")
         if not self._take_rate_slot():
             self._commands.release(
                 sms.command_id, error_code="rate_limited", reason="provider-wide rate reached"
             )
             delay = 1 + self._rng.uniform(0, self._in_flight / self._rate.per_second)
             return Outcome("wait", self._until_valid(sms, math.ceil(delay)), "provider-wide rate reached")
+        if campaign:
+            # Once more, fresh, right before the provider call: nothing starts after a pause
+            # or a cancel was stored, even if the cached copy (or the rate wait) is older.
+            last = self._decide(sms, self._clock(), fresh=True)
+            if last is not None and last.kind == "cancel":
+                return self._fail(sms, CANCELLED_CODE, last.reason, True, attempts=claim.attempts)
+            if last is not None and last.kind == "hold":
+                self._commands.release(sms.command_id, error_code="held", reason=last.reason)
+                return self._hold(sms, last, self._clock())
         request = SmsRequest(
             to=sms.to, to_type=sms.to_type, text=sms.text, reference=sms.command_id, sender_id=sms.sender_id
         )
@@ -134,6 +163,54 @@ class SmsGateway:
             at=self._clock(),
         )
         return Outcome("sent", detail=provider_id)
+
+    def _campaign_of(self, sms: OutgoingSms) -> str | None:
+        if self._campaigns is None:
+            return None
+        return sms.metadata.get("campaignId") or None
+
+    def _decide(self, sms: OutgoingSms, now: datetime, *, fresh: bool) -> Decision | None:
+        campaign_id = self._campaign_of(sms)
+        if campaign_id is None or self._campaigns is None:
+            return None
+        control = self._campaigns.control(campaign_id, fresh=fresh)
+        if control is None:
+            return None
+        zones = recipient_zones(sms.to, sms.metadata.get("timezone")) if control.quiet_hours else ()
+        return decide(control, now, zones)
+
+    def _hold(self, sms: OutgoingSms, decision: Decision, now: datetime) -> Outcome:
+        """Back to the queue until ``decision.until`` (paused, scheduled, quiet hours): not an
+        attempt. Never past ``validUntil``: then it comes back to end as expired."""
+        until = decision.until or now
+        wait = max(1, math.ceil((until - now).total_seconds()))
+        if decision.reason == "the campaign is paused":
+            wait += math.ceil(self._rng.uniform(0, min(wait, 5)))  # spread the returns of a resume
+        return Outcome("wait", self._until_valid(sms, wait), decision.reason)
+
+    def _campaign_rate(self, campaign_id: str) -> int | None:
+        control = self._campaigns.control(campaign_id) if self._campaigns else None
+        return control.rate_per_second if control else None
+
+    def _take_campaign_slot(self, campaign_id: str) -> bool:
+        """A place in the campaign's own ``ratePerSecond`` (if it has one), waited for up to
+        ``MAX_RATE_WAIT_SECONDS``; False when none was found by then."""
+        rate = self._campaign_rate(campaign_id)
+        if rate is None or self._campaigns is None:
+            return True
+        waited = 0.0
+        while True:
+            now = self._clock()
+            wait = self._campaigns.reserve(campaign_id, rate, now)
+            if wait is not None:
+                if wait > 0:
+                    self._sleep(wait)
+                return True
+            until_next = max(0.001, int(now.timestamp()) + 1 - now.timestamp())
+            if waited + until_next > MAX_RATE_WAIT_SECONDS:
+                return False
+            self._sleep(until_next)
+            waited += until_next
 
     def _until_valid(self, sms: OutgoingSms, delay: int) -> int:
         """``delay``, shortened so that a command with a ``validUntil`` comes back by then
