@@ -10,6 +10,7 @@ no other request gets in.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -659,6 +660,59 @@ def test_queues_send_receive_and_count_as_moto_does(patch: str) -> None:
     assert patched == unpatched
     assert patched["received"] == [("a", "1"), ("b", "1")]
     assert patched["fifo"] == ["same"]
+
+
+# ---- EventBridge --------------------------------------------------------------------------------
+
+
+def event_deliveries(aws: Aws) -> list[dict[str, Any]]:
+    """Events put on a bus, delivered to a queue as they are, through an input transformer,
+    and through paths that match nothing: the bodies the queues receive."""
+    events = boto3.client("events", region_name=REGION)
+    plain = aws.sqs.create_queue(QueueName="plain")["QueueUrl"]
+    shaped = aws.sqs.create_queue(QueueName="shaped")["QueueUrl"]
+    arn = "arn:aws:sqs:us-east-1:123456789012:{}"
+    events.put_rule(Name="sms", EventPattern='{"source": ["chatflow.sms"]}')
+    events.put_targets(
+        Rule="sms",
+        Targets=[
+            {"Id": "plain", "Arn": arn.format("plain")},
+            {
+                "Id": "shaped",
+                "Arn": arn.format("shaped"),
+                "InputTransformer": {
+                    "InputPathsMap": {
+                        "to": "$.detail.to",
+                        "first": "$.detail.parts[0]",
+                        "none": "$.detail.nope",
+                    },
+                    "InputTemplate": '{"to": "<to>", "first": <first>, "none": "<none>"}',
+                },
+            },
+        ],
+    )
+    for n in range(3):
+        detail = {"to": f"+1415555010{n}", "parts": [{"n": n}], "text": "é ✓"}
+        events.put_events(
+            Entries=[{"Source": "chatflow.sms", "DetailType": "SmsSent", "Detail": json.dumps(detail)}]
+        )
+    received = []
+    for url in (plain, shaped):
+        for message in aws.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]:
+            body = json.loads(message["Body"])
+            received.append({k: v for k, v in body.items() if k not in ("id", "time")})
+    return sorted(received, key=json.dumps)
+
+
+def test_events_reach_their_targets_as_moto_delivers_them() -> None:
+    # Given events put on a bus whose rule has a plain target and an input transformer
+    # When they run on moto, then with the cached input paths
+    unpatched, patched = differential("events.input_paths", event_deliveries)
+
+    # Then every target receives the same bodies
+    assert patched == unpatched
+    assert len(patched) == 6
+    assert {"to": "+14155550101", "first": {"n": 1}, "none": "<none>"} in patched
 
 
 # ---- the locks, the version, applying and removing ----------------------------------------------
