@@ -841,9 +841,9 @@ def _json_path(path: str) -> Any:
     """A target's input path, parsed once: jsonpath_ng builds its whole LR parser (tables
     read, grammar reflected) for every ``parse``, and moto parses eight paths per target
     per event."""
-    from jsonpath_ng.ext import parse  # moto imports it lazily too
+    from jsonpath_ng.ext.parser import parse  # what moto calls (as jsonpath_ng.ext.parse)
 
-    return parse(path)  # type: ignore[no-untyped-call]
+    return parse(path)
 
 
 def _event_template(
