@@ -302,13 +302,16 @@ def test_a_campaign_rate_bounds_its_sends_per_second(control: Control) -> None:
         lambda: control.deliver_and_progress() is not None and len(control.gateway.provider.outbox()) == 8, 60
     )
 
-    # Then no second of the provider's log holds more than 2, nor does the run go faster
+    # Then no second of the provider's log holds more than 2 (plus, at most, one send granted
+    # at the very end of the second before, which reaches the provider a moment later: the
+    # limit holds on the gateway's clock), nor does the run go faster
     accepted = sorted(
         datetime.fromisoformat(m["acceptedAt"].replace("Z", "+00:00")).timestamp()
         for m in control.gateway.provider.outbox()
     )
     per_second = Counter(int(t) for t in accepted)
-    assert max(per_second.values()) <= 2, per_second
+    assert max(per_second.values()) <= 2 + 1, per_second
+    assert sum(1 for n in per_second.values() if n > 2) <= 1, per_second
     assert (len(accepted) - 1) / (accepted[-1] - accepted[0]) <= 2 * 1.1, accepted
     assert control.get(cid)["counts"]["sent"] == 8
 
