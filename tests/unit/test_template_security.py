@@ -85,3 +85,25 @@ def test_access_logs_go_to_a_log_group_that_expires_them(
     assert destination == {"Fn::GetAtt": [log_group, "Arn"]}
     assert resources[log_group]["Type"] == "AWS::Logs::LogGroup"
     assert resources[log_group]["Properties"]["RetentionInDays"] == {"Ref": "AccessLogRetentionDays"}
+
+
+def test_every_dead_letter_queue_has_an_alarm_watching_it(resources: dict[str, dict[str, Any]]) -> None:
+    # Given every dead-letter queue of the template (what no consumer may lose unnoticed)
+    dead_letter_queues = {
+        logical_id
+        for logical_id, resource in resources.items()
+        if resource["Type"] == "AWS::SQS::Queue" and "DeadLetter" in logical_id
+    }
+
+    # When the alarms' watched queues are collected
+    watched = {
+        dimension["Value"]["Fn::GetAtt"][0]
+        for resource in resources.values()
+        if resource["Type"] == "AWS::CloudWatch::Alarm"
+        for dimension in resource["Properties"].get("Dimensions", [])
+        if dimension.get("Name") == "QueueName" and isinstance(dimension.get("Value"), dict)
+    }
+
+    # Then each dead-letter queue has one, firing on its first visible message
+    assert len(dead_letter_queues) >= 8
+    assert dead_letter_queues <= watched, sorted(dead_letter_queues - watched)
