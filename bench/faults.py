@@ -383,11 +383,19 @@ def provider_outage(commands: int = 100, seconds: float = 60.0) -> FaultReport:
     return report
 
 
-def duplicate_deliveries(commands: int = 50, recipients: int = 200) -> FaultReport:
-    """Every SendSms message delivered twice, and a campaign file's S3 notification twice."""
+def duplicate_deliveries(
+    commands: int = 50, recipients: int = 200, parameters: dict[str, str] | None = None
+) -> FaultReport:
+    """Every SendSms message delivered twice, and a campaign file's S3 notification twice.
+
+    A duplicate that finds its command's lease live comes back when the lease ends: at most
+    SendSmsFunction's timeout after that invocation started (``SendSmsTimeout``, 30 s by
+    default; ``parameters`` may shorten it)."""
     report = FaultReport(f"duplicate SQS deliveries ({commands} commands) and S3 notifications")
     started = time.monotonic()
-    with fault_stack({"SmsRatePerSecond": "200"}, {"CHATFLOW_FAKE_FAILURE_RATE": "0"}) as stack:
+    with fault_stack(
+        {"SmsRatePerSecond": "200"} | (parameters or {}), {"CHATFLOW_FAKE_FAILURE_RATE": "0"}
+    ) as stack:
         bus = Bus(stack)
         bodies = [_command(f"dup-{i}", _phone(i)) for i in range(commands)]
         _send_commands(stack, bodies + bodies)

@@ -314,8 +314,8 @@ class Template:
                 code_dir=self.code_dir(props["Code"]),
                 handler=str(props["Handler"]),
                 environment={k: str(self.resolve(v)) for k, v in env.items()},
-                timeout=int(props.get("Timeout", 3)),
-                memory=int(props.get("MemorySize", 128)),
+                timeout=int(self.resolve(props.get("Timeout", 3))),
+                memory=int(self.resolve(props.get("MemorySize", 128))),
                 layer_dirs=tuple(layers),
                 reserved_concurrency=int(reserved) if reserved is not None else None,
             )

@@ -110,3 +110,13 @@ def test_campaign_progress_concurrency_is_reserved_unless_the_parameter_is_zero(
     assert default.reserved_concurrency == 20
     assert five["CampaignProgressFunction"].reserved_concurrency == 5
     assert none["CampaignProgressFunction"].reserved_concurrency is None
+
+
+def test_the_sms_senders_timeout_is_the_send_sms_timeout_parameter() -> None:
+    # Given the template with its default SendSmsTimeout, and with a shorter one
+    default = Template.load().functions()["SendSmsFunction"]
+    short = Template.load(parameters={"SendSmsTimeout": "5"}).functions()["SendSmsFunction"]
+
+    # Then the local stack gives SendSmsFunction's invocations that long (their leases end with them)
+    assert default.timeout == 30
+    assert short.timeout == 5
