@@ -467,6 +467,10 @@ The CPU table above is the after figure for the stack process's share.
   and botocore's parse of it in the function. Asking only for the attributes the API
   returns (`ProjectionExpression`) would help on AWS but costs more in moto (its
   projection round-trips every item): not done.
+- **A sequential message POST ≤ 8x GetItem**: at the edge since issue 15, whose per-user
+  send limit reads its bucket in the send path (a `BatchGetItem` with the chat's record,
+  decision 0013): 7.7x, 7.9x and 8.8x in three `python -m bench.run stack` runs on
+  2026-12-04 afternoon (6.9 to 7.4x before), then the figure on this page.
 - **Real time with an offline member, p99 ≤ 100 ms at 30 messages/s**: met before issue 15
   (p99 56.9 ms on 2026-12-04 06:45), missed since (578 ms in the 14:33 run). Not the wait
   of forwards: the same scenario alone gave p99 757 ms with `ForwardAfterSeconds` 0 (this
@@ -475,13 +479,15 @@ The CPU table above is the after figure for the stack process's share.
   this machine's two cores at 30 messages/s and queues form. Where the extra CPU goes
   (the per-user send limit's read in the send path, the fan-out's forward waits: the
   fan-out used 6.8 ms of CPU per message in that run) is not profiled yet.
-- **`make test` on a clean clone ≤ 10 min**: met, at the edge since issue 15 (about 450 more
-  tests, and its e2e and browser scenarios): `time ./.ci/run` gave 9 min 11 s (one failure,
-  a test of a campaign's rate reading the provider's clock, since fixed) and 9 min 50 s (all
-  passing, with other work on the machine) on 2026-12-04 afternoon, the virtualenvs
-  installed by uv (about 7 s; pip took about 90 s). pytest is about 530 s of it: some 1,000 s
-  of tests on two workers, the 5,000-recipient campaign e2e alone about 160 s. A third
-  worker did not help reliably (477 s and 519 s in two runs).
+- **`make test` on a clean clone ≤ 10 min**: at the edge since issue 15 (about 450 more
+  tests, and its e2e and browser scenarios). `time ./.ci/run` on 2026-12-04 afternoon: 9 min
+  11 s (one failure, a test of a campaign's rate reading the provider's clock, since fixed),
+  9 min 50 s (other work on the machine), 10 min 20 s (missed), then 9 min 40 s after the
+  last two cuts (`SendSmsTimeout` 5 s in the duplicates fault test; types, tests and the
+  template's checks side by side); all passing. The virtualenvs are installed by uv (about
+  7 s; pip took about 90 s). pytest is 530 to 575 s of it: some 1,000 s of tests on two
+  workers, the 5,000-recipient campaign e2e alone about 160 s (moto's UpdateItem is its
+  largest cost now). A third worker did not help reliably (477 s and 519 s in two runs).
 """
 
 
