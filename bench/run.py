@@ -485,9 +485,10 @@ The CPU table above is the after figure for the stack process's share.
   9 min 50 s (other work on the machine), 10 min 20 s (missed), then 9 min 40 s after the
   last two cuts (`SendSmsTimeout` 5 s in the duplicates fault test; types, tests and the
   template's checks side by side); all passing. The virtualenvs are installed by uv (about
-  7 s; pip took about 90 s). pytest is 530 to 575 s of it: some 1,000 s of tests on two
-  workers, the 5,000-recipient campaign e2e alone about 160 s (moto's UpdateItem is its
-  largest cost now). A third worker did not help reliably (477 s and 519 s in two runs).
+  7 s; pip took about 75 s, both with warm caches). pytest is 530 to 575 s of it: some
+  1,000 s of tests on two workers, the 5,000-recipient campaign e2e alone about 160 s
+  (moto's UpdateItem is its largest cost now). A third worker did not help reliably (477 s
+  and 519 s in two runs).
 """
 
 

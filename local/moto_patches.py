@@ -830,9 +830,6 @@ def _retained(self: SQSBackend, queue_name: str, message: Message) -> bool:
     return bool(retention + (message.sent_timestamp or 0) / 1000 > time.time())
 
 
-# ---- the patches, and applying them ------------------------------------------------------------
-
-
 # ---- EventBridge ----------------------------------------------------------------------------
 
 
@@ -862,6 +859,9 @@ def _event_template(
     for name, value in defaults.items():
         template = template.replace(f"<{name}>", EventTemplateParser._stringify(value))
     return cast("dict[str, Any]", json.loads(template))
+
+
+# ---- the patches, and applying them ------------------------------------------------------------
 
 
 def _replace(value: Any) -> Callable[[Any], Any]:
