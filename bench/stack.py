@@ -116,6 +116,19 @@ def cpu_seconds(stack_pid: int) -> dict[str, float]:
     return used
 
 
+def settle(stack_pid: int, *, window: float = 0.5, quiet_share: float = 0.1, timeout: float = 30.0) -> float:
+    """Wait until the stack's processes together use less than ``quiet_share`` of one core
+    over ``window`` seconds (what earlier requests set off has run: a first SMS forward
+    goes through five functions, each worker's first invocation included); seconds waited."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        before = sum(cpu_seconds(stack_pid).values())
+        time.sleep(window)
+        if sum(cpu_seconds(stack_pid).values()) - before < quiet_share * window:
+            break
+    return time.monotonic() - started
+
+
 def cpu_per_message(before: dict[str, float], after: dict[str, float], messages: int) -> dict[str, float]:
     """CPU milliseconds per message by process between two ``cpu_seconds`` readings, most first."""
     used = {name: seconds - before.get(name, 0.0) for name, seconds in after.items()}
@@ -227,7 +240,7 @@ def measure(repeats: int = REPEATS) -> StackReport:
         unit = _timed("GetItem", get_item, repeats)
         for _ in range(10):  # the functions that a first message starts (the SMS forward's)
             post()
-        time.sleep(1.0)
+        settle(pid)
         before = cpu_seconds(pid)
         posts = _timed("POST message", post, repeats)
         time.sleep(1.0)  # the stream work of the last messages

@@ -22,6 +22,7 @@ import boto3
 from botocore.config import Config
 
 from local.aws_server import EmulatedAws
+from local.collector import HeapKeeper
 from local.config import LocalConfig, check_parameters
 from local.direct_aws import DirectClients
 from local.edge import HttpEdge, WebSocketEdge
@@ -125,6 +126,8 @@ class StackServer:
         self.provider.configure_inbound(f"{self.http.url}/v1/sms/inbound", webhook_secret)
         self._start_sources(template, self.provisioned)
         self._start_thread("snapshots", self._snapshots)
+        aws = self.aws
+        self._start_thread("heap", HeapKeeper(lambda: aws.last_request_at).run, self._stop)
         self.outputs = template.outputs() | {
             "AwsEndpointUrl": self.aws.url,
             "SmsProviderUrl": self.provider.url,
