@@ -47,7 +47,8 @@ class _Stack:
 def _keeper() -> tuple[HeapKeeper, _Clock, _Collector, _Stack]:
     clock, collector = _Clock(), _Collector()
     stack = _Stack(clock, last_request_at=clock.now - 60)
-    return HeapKeeper(lambda: stack.last_request_at, clock=clock, collector=collector), clock, collector, stack
+    keeper = HeapKeeper(lambda: stack.last_request_at, clock=clock, collector=collector)
+    return keeper, clock, collector, stack
 
 
 def test_each_tick_freezes_what_survived_and_an_idle_stack_is_not_collected_again_and_again() -> None:
