@@ -36,11 +36,18 @@ def stream_arn() -> Iterator[str]:
             BillingMode="PAY_PER_REQUEST",
             StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"},
         )
+        # One client for every write, made here: a new boto3 client takes tens of milliseconds
+        # (hundreds on a busy machine), enough to push a write out of the window under test.
+        _writer[:] = [dynamodb]
         yield str(dynamodb.describe_table(TableName="t")["Table"]["LatestStreamArn"])
+        _writer.clear()
+
+
+_writer: list[Any] = []  # the fixture's DynamoDB client
 
 
 def put(item_id: str) -> None:
-    _client("dynamodb").put_item(TableName="t", Item={"id": {"S": item_id}})
+    _writer[0].put_item(TableName="t", Item={"id": {"S": item_id}})
 
 
 def source(
