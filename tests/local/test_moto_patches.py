@@ -10,6 +10,7 @@ no other request gets in.
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 from collections.abc import Callable, Iterator
@@ -591,6 +592,56 @@ def test_update_expressions_are_traversed_and_refused_as_moto_does(
 
     # Then the answer and the item are the same
     assert patched == unpatched
+
+
+UPDATE_VALUES = {
+    ":v": {"S": "v"},
+    ":one": {"N": "1"},
+    ":empty": {"L": []},
+    ":list": {"L": [{"S": "x"}]},
+    ":set": {"SS": ["x"]},
+}
+
+
+@pytest.mark.parametrize(
+    ("expression", "names"), [*UPDATE_EXPRESSIONS, ("SET = :v", {}), ("SET a = :v,", {}), ("SET PK = :v", {})]
+)
+@pytest.mark.parametrize("base", [(), ("dynamodb.update_item",)], ids=["moto", "with-update_item"])
+def test_update_expressions_parsed_once_answer_as_parsed_each_time(
+    expression: str, names: dict[str, str], base: tuple[str, ...]
+) -> None:
+    # Given an update expression (valid, invalid, or not an expression at all), sent three
+    # times to an existing item, three times to items that do not exist yet, and in a transaction
+    def request(item_id: str) -> dict[str, Any]:
+        body: dict[str, Any] = {"TableName": "t", "Key": key(item_id), "UpdateExpression": expression}
+        values = {k: v for k, v in UPDATE_VALUES.items() if k in expression}
+        if values:
+            body["ExpressionAttributeValues"] = values
+        if names:
+            body["ExpressionAttributeNames"] = names
+        return body
+
+    def scenario(aws: Aws) -> dict[str, Any]:
+        create_table(aws)
+        aws.dynamodb.put_item(
+            TableName="t",
+            Item=key("a") | {"m": {"M": {}}, "n": {"N": "1"}, "text": {"S": "t"}, "s": {"SS": ["x", "y"]}},
+        )
+        answers = [outcome(lambda: aws.dynamodb.update_item(**request("a"))) for _ in range(3)]
+        for i in range(3):
+            answers.append(outcome(functools.partial(aws.dynamodb.update_item, **request(f"new{i}"))))
+        transaction = [{"Update": request("b")}]
+        answers.append(outcome(lambda: aws.dynamodb.transact_write_items(TransactItems=transaction)))
+        return {"answers": answers, "items": items(aws)}
+
+    # When it runs without and with the expressions parsed once (on moto's update, and on ours)
+    with moto_with(*base) as aws:
+        parsed_each_time = scenario(aws)
+    with moto_with(*base, "dynamodb.update_expressions") as aws:
+        parsed_once = scenario(aws)
+
+    # Then every answer and every item are the same
+    assert parsed_once == parsed_each_time
 
 
 def test_moto_server_routes_with_the_same_list_of_services() -> None:
