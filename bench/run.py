@@ -522,8 +522,10 @@ process, phone mode), driven from the benchmark's process one request at a time,
 {stack.REPEATS} of each after 10 to warm up: a `GetItem` of a chat's record through boto3 (the
 unit: one emulated AWS call), a message `POST` to a direct chat (authorizer, chats function,
 their DynamoDB calls; the stream work it causes runs meanwhile, as it would) and a read of
-20 messages. Ratios are of medians in one run, so that a busy machine slows the unit and
-the requests alike. "Healthy" is the time from the process's start to the first `200` of
+20 messages. Every client keeps its connections alive, as boto3 does for the unit and
+browsers and the web client do for the API (until 2026-12-04 the API requests here opened a
+new TCP connection each, which the unit did not). Ratios are of medians in one run, so that
+a busy machine slows the unit and the requests alike. "Healthy" is the time from the process's start to the first `200` of
 `GET /v1/health`. Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC in {seconds:.0f} s
 (`python -m bench.run stack`).
 
