@@ -480,21 +480,26 @@ The CPU table above is the after figure for the stack process's share.
 
 **What is left** (the targets this run misses are marked MISSED in the summary):
 
-- **A 20-message read ≤ 5x GetItem**: at the edge. `python -m bench.stack` gave 5.2, 5.3,
-  4.9, 4.8 and 5.2 in five runs in a row on 2026-12-04 (07:05-07:15, idle machine, after
-  the last change above), then `python -m bench.run stack` the figure on this page: met in
-  some runs, missed in others, so not yet a target this machine meets reliably. It is the
-  authorizer's invocation and `GetItem`, the chats function's invocation with its
-  `GetItem` and `Query` (sent side by side, but the emulator serves one request at a
-  time), the edge and the client. Besides the unit's kind of work, the read pays for what
-  a 20-item `Query` costs over a `GetItem`: moto's query and answer, a few KB on the wire
-  and botocore's parse of it in the function. Asking only for the attributes the API
-  returns (`ProjectionExpression`) would help on AWS but costs more in moto (its
-  projection round-trips every item): not done.
-- **A sequential message POST ≤ 8x GetItem**: at the edge since issue 15, whose per-user
-  send limit reads its bucket in the send path (a `BatchGetItem` with the chat's record,
-  decision 0013): 7.7x, 7.9x and 8.8x in three `python -m bench.run stack` runs on
-  2026-12-04 afternoon (6.9 to 7.4x before), then the figure on this page.
+- **A 20-message read ≤ 5x GetItem and a message POST ≤ 8x**: at the edge, met in some
+  runs and missed in others, and the ratio moves with the machine's state: on 2026-12-04
+  the tree as it was at 14:33 gave 7.7x-8.8x and 5.2x-5.6x that afternoon, then 9.2x-9.4x
+  and 5.8x-6.3x at 16:30 (`python -m bench.stack`, idle machine, two runs each). After
+  the changes above and kept-alive API connections in the benchmark, eight runs that
+  evening gave 7.8x to 8.5x and 5.2x to 5.8x. What a read is made of (one-off timings
+  inside the stack, 2026-12-04): the edge 0.4 ms, the authorizer's invocation 2.6 ms
+  (its `GetItem` 0.7 ms in moto), the chats function's 6.7 ms (its `GetItem` 0.7 ms and
+  `Query` 1.7 ms in moto, sent side by side but served one at a time); in the chats
+  worker, about 70% of the time is its two boto3 calls (botocore's request building,
+  signing and HTTP parsing, and waiting for moto), 5% the route itself. A `POST`: edge
+  1.4 ms, authorizer 3.3 ms, chats function 10.9 ms (its `BatchGetItem` 0.8 ms and
+  `TransactWriteItems` 3.2 ms in moto). The unit (one boto3 `GetItem`) is the same kind
+  of work as each of these calls, so what is left to cut is what the unit does not
+  have: the function invocations (pipes, Powertools' routing and validation) and moto's
+  heavier operations (a 20-item `Query`'s answer, a four-item transaction's expressions
+  and stream records). Cutting the per-call cost that every call shares (Flask's request
+  handling in moto's server is about a third of a call there) would cut the unit by as
+  much as each call of the request, and so raise the ratio. A Python switch interval of
+  1 ms instead of 5 in the stack's process changed nothing (two of those eight runs).
 - **Real time with an offline member, p99 ≤ 100 ms at 30 messages/s**: missed from issue 15
   until the changes above (578 ms in the 14:33 make bench of 2026-12-04); this page's run
   is the figure since. It is the tighter of the two scenarios: each message goes to four
@@ -525,8 +530,8 @@ their DynamoDB calls; the stream work it causes runs meanwhile, as it would) and
 20 messages. Every client keeps its connections alive, as boto3 does for the unit and
 browsers and the web client do for the API (until 2026-12-04 the API requests here opened a
 new TCP connection each, which the unit did not). Ratios are of medians in one run, so that
-a busy machine slows the unit and the requests alike. "Healthy" is the time from the process's start to the first `200` of
-`GET /v1/health`. Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC in {seconds:.0f} s
+a busy machine slows the unit and the requests alike. "Healthy" is the time from the
+process's start to the first `200` of `GET /v1/health`. Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC in {seconds:.0f} s
 (`python -m bench.run stack`).
 
 {_markdown(STACK_HEADER, stack_rows(report))}

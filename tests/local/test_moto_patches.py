@@ -556,18 +556,21 @@ UPDATE_EXPRESSIONS = [
 ]
 
 
+UPDATE_VALUES = {
+    ":v": {"S": "v"},
+    ":one": {"N": "1"},
+    ":empty": {"L": []},
+    ":list": {"L": [{"S": "x"}]},
+    ":set": {"SS": ["x"]},
+}
+
+
 @pytest.mark.parametrize(("expression", "names"), UPDATE_EXPRESSIONS)
 def test_update_expressions_are_traversed_and_refused_as_moto_does(
     expression: str, names: dict[str, str]
 ) -> None:
     # Given an update expression (valid, or invalid in one of the ways the traversals find)
-    values = {
-        ":v": {"S": "v"},
-        ":one": {"N": "1"},
-        ":empty": {"L": []},
-        ":list": {"L": [{"S": "x"}]},
-        ":set": {"SS": ["x"]},
-    }
+    values = UPDATE_VALUES
 
     def scenario(aws: Aws) -> dict[str, Any]:
         create_table(aws)
@@ -592,15 +595,6 @@ def test_update_expressions_are_traversed_and_refused_as_moto_does(
 
     # Then the answer and the item are the same
     assert patched == unpatched
-
-
-UPDATE_VALUES = {
-    ":v": {"S": "v"},
-    ":one": {"N": "1"},
-    ":empty": {"L": []},
-    ":list": {"L": [{"S": "x"}]},
-    ":set": {"SS": ["x"]},
-}
 
 
 @pytest.mark.parametrize(
