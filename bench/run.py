@@ -531,8 +531,8 @@ their DynamoDB calls; the stream work it causes runs meanwhile, as it would) and
 browsers and the web client do for the API (until 2026-12-04 the API requests here opened a
 new TCP connection each, which the unit did not). Ratios are of medians in one run, so that
 a busy machine slows the unit and the requests alike. "Healthy" is the time from the
-process's start to the first `200` of `GET /v1/health`. Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC in {seconds:.0f} s
-(`python -m bench.run stack`).
+process's start to the first `200` of `GET /v1/health`.
+Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC in {seconds:.0f} s (`python -m bench.run stack`).
 
 {_markdown(STACK_HEADER, stack_rows(report))}
 
