@@ -485,7 +485,7 @@ The CPU table above is the after figure for the stack process's share.
   the tree as it was at 14:33 gave 7.7x-8.8x and 5.2x-5.6x that afternoon, then 9.2x-9.4x
   and 5.8x-6.3x at 16:30 (`python -m bench.stack`, idle machine, two runs each). After
   the changes above and kept-alive API connections in the benchmark, eight runs that
-  evening gave 7.8x to 8.5x and 5.2x to 5.8x. What a read is made of (one-off timings
+  evening gave 7.8x to 8.5x and 5.2x to 5.8x, then this page's run. What a read is made of (one-off timings
   inside the stack, 2026-12-04): the edge 0.4 ms, the authorizer's invocation 2.6 ms
   (its `GetItem` 0.7 ms in moto), the chats function's 6.7 ms (its `GetItem` 0.7 ms and
   `Query` 1.7 ms in moto, sent side by side but served one at a time); in the chats
