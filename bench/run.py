@@ -485,8 +485,8 @@ The CPU table above is the after figure for the stack process's share.
   the tree as it was at 14:33 gave 7.7x-8.8x and 5.2x-5.6x that afternoon, then 9.2x-9.4x
   and 5.8x-6.3x at 16:30 (`python -m bench.stack`, idle machine, two runs each). After
   the changes above and kept-alive API connections in the benchmark, eight runs that
-  evening gave 7.8x to 8.5x and 5.2x to 5.8x, then this page's run. What a read is made of (one-off timings
-  inside the stack, 2026-12-04): the edge 0.4 ms, the authorizer's invocation 2.6 ms
+  evening gave 7.8x to 8.5x and 5.2x to 5.8x, then this page's run. What a read is made
+  of (one-off timings inside the stack, 2026-12-04): the edge 0.4 ms, the authorizer's invocation 2.6 ms
   (its `GetItem` 0.7 ms in moto), the chats function's 6.7 ms (its `GetItem` 0.7 ms and
   `Query` 1.7 ms in moto, sent side by side but served one at a time); in the chats
   worker, about 70% of the time is its two boto3 calls (botocore's request building,
@@ -503,8 +503,9 @@ The CPU table above is the after figure for the stack process's share.
 - **Real time with an offline member, p99 ≤ 100 ms at 30 messages/s**: missed from issue 15
   until the changes above (578 ms in the 14:33 make bench of 2026-12-04); this page's run
   is the figure since. It is the tighter of the two scenarios: each message goes to four
-  connected members (1.5 in the other), and the machine's two cores are about two-thirds
-  busy at 30 messages/s (CPU per message above).
+  connected members (1.5 in the other), and the stack's processes keep more than half of
+  the machine's two cores busy at 30 messages/s (CPU per message above; the benchmark's own
+  process, with its 20 sockets, comes on top).
 - **`make test` on a clean clone ≤ 10 min**: at the edge since issue 15 (about 450 more
   tests, and its e2e and browser scenarios). `time ./.ci/run` on 2026-12-04 afternoon: 9 min
   11 s (one failure, a test of a campaign's rate reading the provider's clock, since fixed),
@@ -514,8 +515,10 @@ The CPU table above is the after figure for the stack process's share.
   7 s; pip took about 75 s, both with warm caches). pytest is 530 to 575 s of it: some
   1,000 s of tests on two workers, the 5,000-recipient campaign e2e alone about 160 s
   (moto's UpdateItem is its largest cost now). A third worker did not help reliably (477 s
-  and 519 s in two runs). That evening: 10 min 2 s (all passing, but over), then, after the
-  moto patches above (the campaign e2e is UpdateItem-bound), 9 min 24 s and 9 min 25 s, all
+  and 519 s in two runs). That evening: 10 min 2 s (all passing, but over), then, after two
+  moto speed-ups for `UpdateItem`, which the campaign e2e is bound by
+  (`dynamodb.update_expressions` and the traversal's type checks, docs/local-stack.md),
+  9 min 24 s and 9 min 25 s, all
   2,037 tests passing (pytest 556 s); a separate pytest run in between had one failure of a
   stream-batching test on a busy machine (a new boto3 client per write; fixed).
 """
