@@ -455,15 +455,15 @@ that day, had the `POST` at 11.1x, the read at 5.7x, the offline-member scenario
   `dynamodb.answers_to_dict`; differential tests, docs/local-stack.md).
 
 - Later that day (one-off runs of `bench/realtime.py`'s offline-member scenario, 16:15-16:45,
-  this machine, idle): p99 433, 776 and 849 ms. The latencies came in waves: the frames of
-  messages 50 to 250 took a median 300-350 ms, the rest 7-9 ms, then 100-240 ms spikes every
-  5 to 9 s. Three causes, each fixed:
+  this machine, with per-request timing or py-spy attached): p99 433 to 849 ms in five
+  runs. The latencies came in waves: the frames of messages 50 to 250 took a median 300-350
+  ms, the rest 7-9 ms, then 100-240 ms spikes every 5 to 9 s. Three causes, each fixed:
   - **The warm-up's consequences ran in the first seconds of the series**: each offline
     member's first SMS forward goes through ForwardsFunction, SendSmsFunction, the fake
     provider, SmsWebhooksFunction and SmsEventsFunction, whose workers' first invocations
     (about 0.3 s of CPU each) took the cores. The benchmark now waits for the stack to be
     quiet before the series (`bench.stack.settle`; it is not a change of the stack). p99
-    176 ms.
+    176 ms (the per-request timing still on).
   - **The snapshot's pickling took a core**: the forked child pickles the whole state (0.6 s
     of CPU and more as the state grows) on this 2-core machine. It now runs at `nice 19`,
     so the requests come first. p99 108 ms.
@@ -474,7 +474,7 @@ that day, had the `POST` at 11.1x, the read at 5.7x, the offline-member scenario
     collections walk only newer objects; a full collection of everything runs once the
     stack has been idle for 1 s, and at least every 5 minutes under constant load, so
     garbage cycles among frozen objects are still freed. p99 90, 69 and 89 ms in three
-    runs (direct chats and groups: 41, 41 and 35 ms, was 98.8).
+    runs (direct chats and groups: 35, 41 and 40 ms, was 98.8).
 
 The CPU table above is the after figure for the stack process's share.
 
