@@ -518,9 +518,9 @@ The CPU table above is the after figure for the stack process's share.
   and 519 s in two runs). That evening: 10 min 2 s (all passing, but over), then, after two
   moto speed-ups for `UpdateItem`, which the campaign e2e is bound by
   (`dynamodb.update_expressions` and the traversal's type checks, docs/local-stack.md),
-  9 min 24 s, 9 min 25 s and 9 min 42 s,
-  three in a row, all 2,037 tests passing each time (pytest 556-575 s); a separate pytest run in between had one failure of a
-  stream-batching test on a busy machine (a new boto3 client per write; fixed).
+  9 min 24 s, 9 min 25 s and 9 min 42 s, three in a row, all 2,037 tests passing each time
+  (pytest 556-575 s); a separate pytest run in between had one failure of a stream-batching
+  test on a busy machine (a new boto3 client per write; fixed).
 """
 
 
