@@ -464,9 +464,9 @@ that day, had the `POST` at 11.1x, the read at 5.7x, the offline-member scenario
     (about 0.3 s of CPU each) took the cores. The benchmark now waits for the stack to be
     quiet before the series (`bench.stack.settle`; it is not a change of the stack). p99
     176 ms (the per-request timing still on).
-  - **The snapshot's pickling took a core**: the forked child pickles the whole state (0.6 s
-    of CPU and more as the state grows) on this 2-core machine. It now runs at `nice 19`,
-    so the requests come first. p99 108 ms.
+  - **The snapshot's pickling took a core**: the forked child pickles the whole state, on
+    this 2-core machine, at the requests' priority. It now runs at `nice 19`, so the
+    requests come first. p99 108 ms.
   - **CPython's full garbage collections** of the stack's process (timed with
     `gc.callbacks`): 100 to 240 ms with the interpreter held, every 5 to 9 s, because they
     walk every object of emulated AWS (every item and stream record). The stack now

@@ -501,14 +501,18 @@ def _is_node(cls: type) -> bool:
     return answer
 
 
+_HANDLED: dict[tuple[type, type], bool] = {}
+
+
 def _handles(self: DepthFirstTraverser, cls: type) -> bool:
-    """``isinstance(node, self.nodes_to_be_processed())`` for a node of class ``cls``."""
-    answers: dict[type, bool] | None = self.__dict__.get("_handles")
-    if answers is None:
-        answers = self.__dict__["_handles"] = {}
-    answer = answers.get(cls)
+    """``isinstance(node, self.nodes_to_be_processed())`` for a node of class ``cls``.
+
+    Answered once per traverser class, not per traverser: a validation makes new traversers
+    every time, and each of moto's ``_processing_map`` has constant classes for its keys."""
+    key = (type(self), cls)
+    answer = _HANDLED.get(key)
     if answer is None:
-        answer = answers[cls] = issubclass(cls, self.nodes_to_be_processed())
+        answer = _HANDLED[key] = issubclass(cls, self.nodes_to_be_processed())
     return answer
 
 

@@ -104,6 +104,6 @@ def test_every_dead_letter_queue_has_an_alarm_watching_it(resources: dict[str, d
         if dimension.get("Name") == "QueueName" and isinstance(dimension.get("Value"), dict)
     }
 
-    # Then each dead-letter queue has one, firing on its first visible message
+    # Then each dead-letter queue has one
     assert len(dead_letter_queues) >= 8
     assert dead_letter_queues <= watched, sorted(dead_letter_queues - watched)
