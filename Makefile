@@ -19,6 +19,8 @@ PIP_QUIET ?= -qq --progress-bar off
 # their caches warm).
 UV_VERSION := 0.13.9
 UV := $(BIN)/uv
+# One stamp per uv version: a new UV_VERSION installs that uv into an existing $(VENV).
+UV_STAMP := $(VENV)/.uv-$(UV_VERSION)
 UV_QUIET ?= -q
 
 .DEFAULT_GOAL := help
@@ -38,11 +40,12 @@ help:
 # Installs say one line; uv's and pip's own output is errors only (UV_QUIET, PIP_QUIET; a failure
 # still prints its error). uv itself is the one package pip installs (into $(VENV), which keeps
 # pip for `make lock`).
-$(UV):
+$(UV_STAMP):
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install $(PIP_QUIET) uv==$(UV_VERSION)
+	@touch $@
 
-$(BIN)/.stamp: requirements/dev.txt layers/shared/python/requirements.txt pyproject.toml | $(UV)
+$(BIN)/.stamp: requirements/dev.txt layers/shared/python/requirements.txt pyproject.toml | $(UV_STAMP)
 	@echo "installing $(VENV) from requirements/dev.txt..."
 	@# setuptools >= 70.1 builds the editable install of the CLI below without the `wheel` package.
 	@$(UV) pip install $(UV_QUIET) --python $(BIN)/python setuptools==84.2.1 -r requirements/dev.txt
@@ -53,7 +56,7 @@ $(BIN)/.stamp: requirements/dev.txt layers/shared/python/requirements.txt pyproj
 # Tools that pin their own dependencies (aws-sam-cli: boto3, pydantic, click; checkov for
 # make validate) each get a virtualenv of their own: .venv-<tool> from requirements/<tool>.txt.
 CHECKOV_VENV := .venv-checkov
-$(SAM_VENV)/.stamp $(CHECKOV_VENV)/.stamp: .venv-%/.stamp: requirements/%.txt | $(UV)
+$(SAM_VENV)/.stamp $(CHECKOV_VENV)/.stamp: .venv-%/.stamp: requirements/%.txt | $(UV_STAMP)
 	@echo "installing .venv-$* from $<..."
 	@test -x .venv-$*/bin/python || $(PYTHON) -m venv --without-pip .venv-$*
 	@$(UV) pip install $(UV_QUIET) --python .venv-$*/bin/python -r $<
