@@ -29,6 +29,7 @@ integration tests, and the campaign-loader benchmark, so all of them run the sam
 
 from __future__ import annotations
 
+import bisect
 import contextvars
 import copy
 import functools
@@ -632,6 +633,8 @@ _original_dynamo_to_dict = moto_dynamodb_utilities.dynamo_to_dict
 # Values ``dynamo_to_dict`` returns as they are (none is a datetime, a DynamoType or has
 # ``to_json``); their subclasses (Enum members, bool is int's) take moto's path.
 _PLAIN_JSON = (str, int, float, bool, type(None))
+# The values moto's ``dynamo_to_dict`` decodes from base64 (its own branch for them).
+_BINARY_TYPES = frozenset({"B", "BS"})
 
 
 def _dynamo_to_dict(obj: Any) -> Any:
@@ -641,10 +644,14 @@ def _dynamo_to_dict(obj: Any) -> Any:
     moto imports ``DynamoType`` again, asks ``isinstance`` twice and ``hasattr(to_json)``
     before it returns the value or walks the container; a 20-item Query answer is about
     four hundred values. Exact ``dict``, ``list`` and plain JSON leaves now take the
-    branch moto's checks lead them to; anything else (DynamoType, datetime, a model with
+    branch moto's checks lead them to (an item's ``LimitedSizeDict`` of attributes, a ``dict``
+    without ``to_json``, too), and so does a ``DynamoType`` that is not a binary
+    (``{type: value}``, the value walked); anything else (binaries, datetime, a model with
     ``to_json``, subclasses) takes moto's path, whose own recursion comes back here."""
     kind = type(obj)
-    if kind is dict:
+    if kind is DynamoType and obj.type not in _BINARY_TYPES:
+        return {obj.type: _dynamo_to_dict(obj.value)}
+    if kind is dict or kind is LimitedSizeDict:  # an item's attributes are a LimitedSizeDict
         return {key: _dynamo_to_dict(value) for key, value in obj.items()}
     if kind is list:
         return [_dynamo_to_dict(value) for value in obj]
@@ -671,14 +678,22 @@ def _query_partition(
     *args: Any,
     **kwargs: Any,
 ) -> Any:
-    """moto's ``Table.query``, shown only the queried partition when no index is named.
+    """moto's ``Table.query``, shown only the items of the queried partition that its walk
+    can reach, when no index is named.
 
-    Without an index, moto lists and sorts every item of the table (``all_items()``) and
-    then keeps those whose hash key is the queried one: a query of 20 messages costs as
-    much as the table is big. The items of one hash key are ``self.items[hash_key]``; moto's
-    query runs unchanged on a shallow copy of the table whose ``items`` hold that partition
-    alone, so it keeps, sorts, pages, filters and projects exactly the items it kept before.
-    Index queries (which look at every item's index attributes) take moto's path.
+    Without an index, moto lists and sorts every item of the table (``all_items()``), keeps
+    those whose hash key is the queried one, sorts them again, then walks them in the
+    query's order from the first one past ``ExclusiveStartKey``, sizing each, until the
+    page holds ``Limit`` items: a page of 20 messages costs as much as the table is big,
+    then as much as the chat's history is long. The items of one hash key are
+    ``self.items[hash_key]``. Sorted once on their range keys' plain values (one type per
+    key attribute, so the order ``DynamoType.__lt__`` gives), the items a key condition
+    matches are one run of that order, found by bisection (``_page_window``). moto's
+    query then runs unchanged on a shallow copy of the table whose ``all_items()`` is that
+    run cut to the page and the one item after it (which tells moto whether to answer a
+    ``LastEvaluatedKey``): it keeps, sorts, pages, filters and projects what it would have.
+    Index queries, legacy ``QueryFilter`` conditions and key values of another type than
+    the stored keys' take moto's own walk of the partition.
     """
     table = self
     if index_name is None and hash_key is not None:
@@ -686,14 +701,21 @@ def _query_partition(
         table = copy.copy(self)
         table.items = {hash_key: partition} if partition is not None else {}  # type: ignore[assignment]
         if self.range_key_attr and partition:
-            # moto sorts twice (``all_items`` by hash and range key, then the query by range
-            # key), each comparison two ``cast_value`` calls. One partition's items are
-            # ordered by their range keys' plain values (one type per key attribute, so the
-            # order is the one ``DynamoType.__lt__`` gives), and both sorts then meet items
-            # already in order: one comparison per item. Both sorts still run, so the order
-            # is moto's whatever this one gives.
-            ordered = sorted(partition.values(), key=lambda item: item.range_key.cast_value)
-            table.all_items = lambda: ordered  # type: ignore[method-assign]
+            pairs = sorted(((item.range_key.cast_value, item) for item in partition.values()), key=_first)
+            ordered = [item for _, item in pairs]
+            window = None
+            if not _legacy_filters(kwargs):
+                window = _page_window(
+                    self,
+                    [value for value, _ in pairs],
+                    ordered,
+                    (range_comparison, range_objs),
+                    limit,
+                    exclusive_start_key,
+                    scan_index_forward,
+                )
+            reachable = ordered if window is None else window
+            table.all_items = lambda: reachable  # type: ignore[method-assign]
     return _original_table_query(
         table,
         hash_key,
@@ -707,6 +729,99 @@ def _query_partition(
         *args,
         **kwargs,
     )
+
+
+def _first(pair: tuple[Any, Item]) -> Any:
+    return pair[0]
+
+
+# Keyword arguments of ``Table.query`` that are not legacy ``QueryFilter`` conditions.
+_QUERY_KEYWORDS = frozenset(
+    {"consistent_read", "filter_expression", "hash_key_conditions", "range_key_conditions"}
+)
+
+
+def _legacy_filters(kwargs: dict[str, Any]) -> bool:
+    """Whether moto was given ``QueryFilter`` conditions (its ``**filter_kwargs``): with them,
+    moto counts the page's items after filtering, so the page cannot be cut beforehand."""
+    return any(name not in _QUERY_KEYWORDS for name in kwargs)
+
+
+def _key_bounds(keys: list[Any], comparison: str | None, values: list[Any]) -> tuple[int, int] | None:
+    """The run ``keys[low:high]`` (sorted plain values) that a key condition matches, as
+    moto's comparison functions decide it; None for a condition not handled here."""
+    if comparison is None:
+        return 0, len(keys)
+    if comparison == "BETWEEN" and len(values) == 2:
+        low = bisect.bisect_left(keys, values[0])
+        return low, max(low, bisect.bisect_right(keys, values[1]))
+    if len(values) != 1:
+        return None
+    value = values[0]
+    if comparison in ("=", "EQ"):
+        return bisect.bisect_left(keys, value), bisect.bisect_right(keys, value)
+    if comparison in ("<", "LT"):
+        return 0, bisect.bisect_left(keys, value)
+    if comparison in ("<=", "LE"):
+        return 0, bisect.bisect_right(keys, value)
+    if comparison in (">", "GT"):
+        return bisect.bisect_right(keys, value), len(keys)
+    if comparison in (">=", "GE"):
+        return bisect.bisect_left(keys, value), len(keys)
+    if comparison == "BEGINS_WITH" and type(value) is str and all(type(key) is str for key in keys):
+        # The strings that start with a prefix come together, right from the prefix on.
+        low = bisect.bisect_left(keys, value)
+        return low, bisect.bisect_left(keys, True, lo=low, key=lambda key: not key.startswith(value))
+    return None
+
+
+def _page_window(
+    table: Table,
+    keys: list[Any],
+    ordered: list[Item],
+    condition: tuple[str | None, list[DynamoType]],
+    limit: int | None,
+    exclusive_start_key: dict[str, Any] | None,
+    forward: bool,
+) -> list[Item] | None:
+    """The items of ``ordered`` (one partition, ascending; ``keys`` their range keys' plain
+    values) that moto's walk of the query can reach: those the key condition matches past
+    the start key, as many as ``limit``, then the next item in the walk's direction, the
+    one that makes moto answer a ``LastEvaluatedKey``. None when moto must walk them all.
+
+    moto also sizes the items its walk passes that the key condition does not match: after
+    a page short of ``Limit``, one of them could end the page at 1 MB. DynamoDB's 1 MB
+    counts only the items it reads, those the key condition matches; so does this window."""
+    comparison, objects = condition
+    first_key, range_attr = ordered[0].range_key, table.range_key_attr
+    if first_key is None or range_attr is None:
+        return None
+    key_type = first_key.type
+    if any(obj.type != key_type for obj in objects) or (limit is not None and limit < 1):
+        return None
+    bounds = _key_bounds(keys, comparison, [obj.cast_value for obj in objects])
+    if bounds is None:
+        return None
+    low, high = bounds
+    start_index: int | None = None
+    if exclusive_start_key is not None:
+        hash_value = exclusive_start_key.get(table.hash_key_attr)
+        range_value = exclusive_start_key.get(range_attr)
+        if not isinstance(hash_value, dict) or not isinstance(range_value, dict):
+            return None
+        start_hash, start_range = DynamoType(hash_value), DynamoType(range_value)
+        if start_hash != ordered[0].hash_key or start_range.type != key_type:
+            return None
+        # moto skips the items at or before the start key in the walk's direction.
+        find = bisect.bisect_right if forward else bisect.bisect_left
+        start_index = find(keys, start_range.cast_value)
+    if forward:
+        begin = low if start_index is None else max(low, start_index)
+        end = high if limit is None else min(high, begin + limit)
+        return ordered[begin : max(end, begin) + 1]
+    top = high if start_index is None else min(high, start_index)
+    stop = min(top, low if limit is None else max(low, top - limit))
+    return ordered[max(stop - 1, 0) : top]
 
 
 # ---- DynamoType: plain values without type questions -------------------------------------------

@@ -1393,10 +1393,12 @@ def comparison_answers(aws: Aws) -> dict[str, Any]:
     return answers
 
 
-def test_values_compare_as_moto_compares_them() -> None:
+@pytest.mark.parametrize("patch", ["dynamodb.plain_values", "dynamodb.query_partition"])
+def test_values_compare_as_moto_compares_them(patch: str) -> None:
     # Given a value of every type, compared every way moto compares values
     # When that runs on moto, then on moto comparing plain values without type questions
-    unpatched, patched = differential("dynamodb.plain_values", comparison_answers)
+    # (or querying the binary sort key's window of the partition)
+    unpatched, patched = differential(patch, comparison_answers)
 
     # Then every answer is the same: the binary keys' order, ranges, filters and conditions
     assert patched == unpatched
@@ -1436,3 +1438,126 @@ def test_requests_are_dispatched_to_the_same_actions_with_method_names_listed_on
     # Then every answer is the same
     assert patched == unpatched
     assert patched["get"]["ok"]["Item"] == RICH_ITEM
+
+
+# ---- Query: the page's window of one partition ---------------------------------------------------
+
+# Sort keys of one partition, written out of order: runs that share a prefix (the chats table's
+# CMID#, META and MSG# items), a prefix that is itself a key, and keys on both sides of them.
+STRING_KEYS = ("MSG#0003", "CMID#b", "MSG#0001", "META", "A", "MSG#0010", "CMID#a", "MSG", "MSG#0002", "z")
+NUMBER_KEYS = ("10", "-3", "2", "0.5", "100", "0", "7")
+# Key conditions, each with its values by sort key type; None where it has no value of that type.
+KEY_CONDITIONS: dict[str, dict[str, tuple[Any, ...] | None]] = {
+    "SK = :a": {"S": ({"S": "META"},), "N": ({"N": "2"},)},
+    "SK = :a ": {"S": ({"S": "MSG#0004"},), "N": ({"N": "3"},)},  # a key that is not stored
+    "SK < :a": {"S": ({"S": "MSG#0002"},), "N": ({"N": "2"},)},
+    "SK <= :a": {"S": ({"S": "MSG#0002"},), "N": ({"N": "2"},)},
+    "SK > :a": {"S": ({"S": "META"},), "N": ({"N": "0"},)},
+    "SK >= :a": {"S": ({"S": "META"},), "N": ({"N": "0"},)},
+    "SK BETWEEN :a AND :b": {"S": ({"S": "MSG#0001"}, {"S": "MSG#9999"}), "N": ({"N": "0"}, {"N": "10"})},
+    "SK BETWEEN :a AND :b ": {"S": ({"S": "MSG#5"}, {"S": "MSG#0"}), "N": ({"N": "9"}, {"N": "1"})},  # empty
+    "begins_with(SK, :a)": {"S": ({"S": "MSG#"},), "N": None},
+    "begins_with(SK, :a) ": {"S": ({"S": "MSG"},), "N": None},  # the prefix is a key too
+    "begins_with(SK, :a)  ": {"S": ({"S": "Q"},), "N": None},  # no key has it
+}
+
+
+def window_answers(key_type: str, keys: tuple[str, ...]) -> Callable[[Aws], dict[str, Any]]:
+    """Every key condition moto handles, both ways, with every page size, read page by page
+    from the first page to the last, then from start keys stored and not stored; with a
+    filter, a projection and a count; in a partition between two others."""
+
+    def scenario(aws: Aws) -> dict[str, Any]:
+        aws.dynamodb.create_table(
+            TableName="w",
+            AttributeDefinitions=[
+                {"AttributeName": "PK", "AttributeType": "S"},
+                {"AttributeName": "SK", "AttributeType": key_type},
+            ],
+            KeySchema=[
+                {"AttributeName": "PK", "KeyType": "HASH"},
+                {"AttributeName": "SK", "KeyType": "RANGE"},
+            ],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        for partition in ("o", "p", "q"):
+            for n, sort_key in enumerate(keys):
+                aws.dynamodb.put_item(
+                    TableName="w",
+                    Item={"PK": {"S": partition}, "SK": {key_type: sort_key}, "n": {"N": str(n)}},
+                )
+        answers: dict[str, Any] = {}
+        for condition, values_by_type in KEY_CONDITIONS.items():
+            values = values_by_type[key_type]
+            if values is None:
+                continue
+            names = {":pk": {"S": "p"}} | dict(zip((":a", ":b"), values, strict=False))
+            query = {
+                "TableName": "w",
+                "KeyConditionExpression": f"PK = :pk AND {condition}",
+                "ExpressionAttributeValues": names,
+            }
+            for forward in (True, False):
+                for limit in (None, 1, 2, 3, len(keys)):
+                    answers[f"{condition}|{forward}|{limit}|pages"] = pages(aws, query, forward, limit, None)
+                for start in (keys[0], keys[3], keys[-1]):
+                    answers[f"{condition}|{forward}|2|from {start}"] = pages(aws, query, forward, 2, start)
+                answers[f"{condition}|{forward}|from a key not stored"] = pages(
+                    aws, query, forward, 2, "MSG#0005" if key_type == "S" else "5"
+                )
+            answers[f"{condition}|filtered"] = outcome(
+                partial(
+                    aws.dynamodb.query,
+                    **query | {"ExpressionAttributeValues": names | {":n": {"N": "3"}}},
+                    FilterExpression="n > :n",
+                    ProjectionExpression="SK",
+                    Limit=3,
+                )
+            )
+            answers[f"{condition}|count"] = outcome(
+                partial(aws.dynamodb.query, **query, Select="COUNT", Limit=2)
+            )
+        return answers
+
+    def pages(
+        aws: Aws, query: dict[str, Any], forward: bool, limit: int | None, start: str | None
+    ) -> list[dict[str, Any]]:
+        answers: list[dict[str, Any]] = []
+        start_key = {"PK": {"S": "p"}, "SK": {key_type: start}} if start is not None else None
+        while len(answers) <= len(keys) + 1:
+            answer = outcome(
+                partial(
+                    aws.dynamodb.query,
+                    **query,
+                    ScanIndexForward=forward,
+                    **({"Limit": limit} if limit else {}),
+                    **({"ExclusiveStartKey": start_key} if start_key else {}),
+                )
+            )
+            answers.append(answer)
+            start_key = answer.get("ok", {}).get("LastEvaluatedKey")
+            if not start_key:
+                break
+        return answers
+
+    return scenario
+
+
+@pytest.mark.parametrize(("key_type", "keys"), [("S", STRING_KEYS), ("N", NUMBER_KEYS)])
+def test_query_pages_hold_what_moto_walks_to(key_type: str, keys: tuple[str, ...]) -> None:
+    # Given a partition whose sort keys were written out of order, between two others
+    # When every key condition reads it both ways, page by page, from the first page or from a
+    # start key, on moto, then on moto shown only the page's window of the partition
+    unpatched, patched = differential("dynamodb.query_partition", window_answers(key_type, keys))
+
+    # Then every page, its LastEvaluatedKey, count and error is the same
+    assert patched == unpatched
+    # (and the scenario reads what it means to: pages that end, pages that carry on)
+    prefix = patched["begins_with(SK, :a)|False|2|pages"] if key_type == "S" else None
+    if prefix is not None:
+        assert [[item["SK"]["S"] for item in page["ok"]["Items"]] for page in prefix] == [
+            ["MSG#0010", "MSG#0003"],
+            ["MSG#0002", "MSG#0001"],
+            [],
+        ]
+    assert len(patched["SK > :a|True|1|pages"]) > 3
