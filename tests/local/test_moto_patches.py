@@ -460,6 +460,54 @@ def test_an_update_failing_half_way_changes_nothing(target: str) -> None:
     assert unpatched["items"] != unpatched["before"]["items"]
 
 
+def page_answers(aws: Aws) -> dict[str, Any]:
+    """Queries and scans that moto cuts at 1 MB: items of 90 to 300 KB of ASCII or multi-byte
+    text, numbers, sets and maps (sized by ``Item.size``), read forwards, backwards, page by
+    page, and the sizes moto gives each stored item."""
+    create_table(aws)
+    for n in range(12):
+        wide = n % 3 == 0  # two bytes a character
+        text = ("é" if wide else "x") * ((90_000 + 19_000 * n) // (2 if wide else 1))
+        item = key("big", f"{n:02d}") | {
+            "t": {"S": text},
+            "n": {"N": str(10**n)},
+            "ss": {"SS": ["a", "ü" * n or "b"]},
+            "m": {"M": {"k": {"NS": ["1", "2"]}, "ñ": {"B": b"\x00" * n}}},
+            "ünïcode-name": {"BOOL": True},
+        }
+        aws.dynamodb.put_item(TableName="t", Item=item)
+
+    def read_all(operation: Callable[..., dict[str, Any]], **arguments: Any) -> list[Any]:
+        pages, start = [], None
+        while True:
+            answer = operation(TableName="t", **arguments, **({"ExclusiveStartKey": start} if start else {}))
+            pages.append([item["SK"]["S"] for item in answer["Items"]])
+            start = answer.get("LastEvaluatedKey")
+            if not start:
+                return pages
+
+    by_pk = {"KeyConditionExpression": "PK = :pk", "ExpressionAttributeValues": {":pk": {"S": "big"}}}
+    backend = moto.dynamodb.models.dynamodb_backends[ACCOUNT][REGION]
+    stored = backend.get_table("t").items
+    return {
+        "forwards": read_all(aws.dynamodb.query, **by_pk),
+        "backwards": read_all(aws.dynamodb.query, **by_pk, ScanIndexForward=False),
+        "scan": read_all(aws.dynamodb.scan),
+        "sizes": sorted(item.size() for partition in stored.values() for item in partition.values()),
+    }
+
+
+def test_pages_end_at_1_mb_as_moto_sizes_items() -> None:
+    # Given items of 90 to 300 KB of every kind of value, some names and text multi-byte
+    # When they are queried and scanned page by page on moto, then on moto sizing items in one loop
+    unpatched, patched = differential("dynamodb.plain_values", page_answers)
+
+    # Then every item has the same size, and every page ends where moto's ends (at 1 MB)
+    assert patched == unpatched
+    assert len(patched["forwards"]) > 2
+    assert patched["sizes"][0] > 90_000
+
+
 # ---- Item(), expressions, moto's module list ----------------------------------------------------
 
 
