@@ -4,10 +4,11 @@ whole once the stack is quiet (or every few minutes under constant load)."""
 from __future__ import annotations
 
 import gc
+import threading
 import weakref
 from dataclasses import dataclass, field
 
-from local.collector import FULL_COLLECTION_SECONDS, IDLE_SECONDS, HeapKeeper
+from local.collector import FULL_COLLECTION_SECONDS, IDLE_SECONDS, YOUNG_THRESHOLD, HeapKeeper
 
 
 @dataclass
@@ -21,6 +22,14 @@ class _Clock:
 @dataclass
 class _Collector:
     calls: list[str] = field(default_factory=list)
+    threshold: tuple[int, int, int] = (700, 10, 10)
+
+    def get_threshold(self) -> tuple[int, int, int]:
+        return self.threshold
+
+    def set_threshold(self, threshold0: int, threshold1: int = 10, threshold2: int = 10, /) -> None:
+        self.threshold = (threshold0, threshold1, threshold2)
+        self.calls.append(f"threshold {threshold0}")
 
     def freeze(self) -> None:
         self.calls.append("freeze")
@@ -121,3 +130,30 @@ def test_a_garbage_cycle_frozen_with_the_heap_is_freed_by_the_full_collection() 
     assert frozen_survives
     assert collected
     assert alive() is None
+
+
+def test_while_it_runs_the_young_generation_waits_for_more_allocations_then_gets_its_threshold_back() -> None:
+    # Given a collector with its own thresholds (the second and third are kept throughout)
+    keeper, _, collector, _ = _keeper()
+    collector.threshold = (700, 11, 12)
+    stop = threading.Event()
+    seen: list[tuple[int, int, int]] = []
+    original_freeze = collector.freeze
+
+    def freeze_and_note() -> None:
+        seen.append(collector.threshold)
+        stop.set()  # one tick is enough
+        original_freeze()
+
+    collector.freeze = freeze_and_note  # type: ignore[method-assign]
+
+    # When the keeper runs until it is stopped (after its first tick)
+    runner = threading.Thread(target=keeper.run, args=(stop,))
+    runner.start()
+    runner.join(timeout=10)
+
+    # Then it ticked with the young generation's threshold raised, and restored all three after
+    assert not runner.is_alive()
+    assert seen == [(YOUNG_THRESHOLD, 11, 12)]
+    assert collector.threshold == (700, 11, 12)
+    assert collector.calls[-1] == "unfreeze"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import boto3
 
-from local.collector import FREEZE_SECONDS
+from local.collector import FREEZE_SECONDS, YOUNG_THRESHOLD
 from local.stack_server import StackServer
 from local.template import ROOT
 from tests.local.conftest import Lines, eventually, free_config, http
@@ -106,15 +106,20 @@ def test_the_chats_stream_reorders_the_inbox_through_its_function(tmp_path: Path
 
 def test_the_stack_freezes_its_heap_while_it_runs_and_unfreezes_it_when_it_stops(tmp_path: Path) -> None:
     # Given a running stack (its process holds all of emulated AWS)
+    thresholds = gc.get_threshold()
     with StackServer(free_config(tmp_path), log=Lines()) as stack:
         assert http("GET", f"{stack.outputs['HttpApiUrl']}/v1/health")[0] == 200
 
-        # Then within a freeze period its surviving objects leave the automatic full collections
+        # Then within a freeze period its surviving objects leave the automatic full collections,
+        # and the young generation is collected after more allocations than CPython's 700
         frozen = eventually(gc.get_freeze_count, timeout=FREEZE_SECONDS + 5)
+        young_while_running = gc.get_threshold()[0]
 
     # And once it stops, the process collects as CPython does again
     assert frozen > 0
+    assert young_while_running == YOUNG_THRESHOLD
     assert gc.get_freeze_count() == 0
+    assert gc.get_threshold() == thresholds
 
 
 def test_data_written_before_a_restart_is_there_after_it_and_fresh_forgets_it(tmp_path: Path) -> None:
