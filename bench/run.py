@@ -347,7 +347,7 @@ def stack_rows(report: stack.StackReport) -> list[list[str]]:
 
     def unit(series: stack.Series) -> list[str]:
         return [
-            f"`GetItem` (the unit), {series.name[len('GetItem ') :]}",
+            f"`GetItem` (the unit) {series.name[len('GetItem (') : -1]}",
             f"{series.p50:.1f}",
             f"{series.p99:.1f}",
             "1.0",
@@ -497,7 +497,8 @@ The CPU table above is the after figure for the stack process's share.
   once, before the requests, and this machine's speed drifts by tens of percent within
   seconds. Since then the unit is measured alongside each request (above); five runs of
   that (the last two with two calls not counted per block) gave the read 5.7x to 6.2x and
-  the POST 7.4x to 8.3x: the read is a fifth over its target.
+  the POST 7.4x to 8.3x, and this page's run 5.5x and 7.1x: the read is 10 to 25% over its
+  target.
   What a read is made of (one-off, 2026-12-04 night, timestamps taken in every process on
   one clock, 380 reads alternating with 380 `GetItem`s, in a slow spell: the unit took
   3.05 ms, the read 14.8 ms): client to edge 0.45 ms, edge to the authorizer 0.33 ms; the
@@ -545,7 +546,9 @@ The CPU table above is the after figure for the stack process's share.
   (`dynamodb.update_expressions` and the traversal's type checks, docs/local-stack.md),
   9 min 24 s, 9 min 25 s and 9 min 42 s, three in a row, all 2,037 tests passing each time
   (pytest 556-575 s); a separate pytest run in between had one failure of a stream-batching
-  test on a busy machine (a new boto3 client per write; fixed).
+  test on a busy machine (a new boto3 client per write; fixed). The next night, on a machine
+  slower than the day before (the unit's median 1.7-3.5 ms against 1.7-1.9): 10 min 28 s, all
+  2,042 tests passing, pytest 603 s (missed).
 """
 
 
