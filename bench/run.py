@@ -547,8 +547,11 @@ The CPU table above is the after figure for the stack process's share.
   9 min 24 s, 9 min 25 s and 9 min 42 s, three in a row, all 2,037 tests passing each time
   (pytest 556-575 s); a separate pytest run in between had one failure of a stream-batching
   test on a busy machine (a new boto3 client per write; fixed). The next night, on a machine
-  slower than the day before (the unit's median 1.7-3.5 ms against 1.7-1.9): 10 min 28 s, all
-  2,042 tests passing, pytest 603 s (missed).
+  slower than the day before (the unit's median 1.7-3.5 ms against 1.7-1.9): 10 min 28 s and
+  10 min 38 s, all 2,042 tests passing, pytest 603 and 623 s (missed); the previous night's
+  final tree (b76ddea, 9 min 23 s then) took 10 min 57 s on a clean clone in between (pytest
+  647 s): the machine, not the tree. The slowest tests (`--durations`, that night): the
+  5,000-recipient campaign e2e 187 s, then four e2e scenarios of 40 to 50 s each.
 """
 
 
