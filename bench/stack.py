@@ -280,8 +280,8 @@ def measure(repeats: int = REPEATS) -> StackReport:
             post()
         post_units, posts = [], []
         used: dict[str, float] = {}  # CPU seconds by process over the rounds' POSTs
-        for _ in range(POST_ROUNDS):
-            settle(pid)
+        settle(pid)
+        for _ in range(POST_ROUNDS):  # each round starts on a quiet stack
             post_units += _samples(get_item, POST_ROUND_UNITS)
             before = cpu_seconds(pid)
             posts += _samples(post, repeats // POST_ROUNDS)
@@ -289,7 +289,6 @@ def measure(repeats: int = REPEATS) -> StackReport:
             for name, seconds in cpu_seconds(pid).items():
                 used[name] = used.get(name, 0.0) + seconds - before.get(name, 0.0)
         cpu = cpu_per_message({}, used, len(posts))
-        settle(pid)
         read_units, reads = alternate(get_item, read, repeats // READ_BLOCK, READ_BLOCK)
         return StackReport(
             healthy,

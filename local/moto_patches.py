@@ -705,14 +705,10 @@ def _query_partition(
             ordered = [item for _, item in pairs]
             window = None
             if not _legacy_filters(kwargs):
+                keys = [value for value, _ in pairs]
+                condition = (range_comparison, range_objs)
                 window = _page_window(
-                    self,
-                    [value for value, _ in pairs],
-                    ordered,
-                    (range_comparison, range_objs),
-                    limit,
-                    exclusive_start_key,
-                    scan_index_forward,
+                    self, keys, ordered, condition, limit, exclusive_start_key, scan_index_forward
                 )
             reachable = ordered if window is None else window
             table.all_items = lambda: reachable  # type: ignore[method-assign]
@@ -845,19 +841,29 @@ def _cast_value(self: DynamoType) -> Any:
     return _original_cast_value.fget(self)  # type: ignore[attr-defined]
 
 
+def _plain_size(kind: str, content: Any) -> int | None:
+    """A string's or a number's size as moto's ``DynamoType.size`` counts it (``bytesize``,
+    ``len(str(value))``); None for other types."""
+    if kind == "S":
+        return _bytesize(content)
+    if kind == "N":
+        return len(str(content))
+    return None
+
+
 def _size(self: DynamoType) -> int:
     """moto's ``DynamoType.size``, a string's and a number's without the type questions
     (moto's ``bytesize`` and ``len(str(value))`` branches); other types take moto's path."""
-    if self.type == "S":
-        return bytesize(self.value)
-    if self.type == "N":
-        return len(str(self.value))
-    return int(_original_size(self))
+    size = _plain_size(self.type, self.value)
+    return int(_original_size(self)) if size is None else size
 
 
-def _utf8_length(text: str) -> int:
-    # moto's ``bytesize`` of a str: its UTF-8 length (an ASCII string's is its length).
-    return len(text) if text.isascii() else len(text.encode("utf-8"))
+def _bytesize(value: str | bytes) -> int:
+    """moto's ``bytesize``: a str's UTF-8 length (an ASCII string's is its length, counted
+    without an encoded copy), a bytes' length."""
+    if isinstance(value, bytes):
+        return len(value)
+    return len(value) if value.isascii() else len(value.encode("utf-8"))
 
 
 def _item_size(self: Item) -> int:
@@ -867,17 +873,11 @@ def _item_size(self: Item) -> int:
     moto sizes every item a query or scan walks and again every item it answers, to stop
     at 1 MB: each attribute through a generator, ``bytesize`` (an ``isinstance`` and an
     encoded copy) and a ``size()`` call; half of a 20-message page's query was sizing.
-    Other types, and names or strings that are not ``str``, take moto's path."""
+    Other types take moto's path."""
     total = 0
     for name, value in self.attrs.items():
-        total += _utf8_length(name) if type(name) is str else bytesize(name)
-        kind, content = value.type, value.value
-        if kind == "S" and type(content) is str:
-            total += _utf8_length(content)
-        elif kind == "N":
-            total += len(str(content))
-        else:
-            total += value.size()
+        size = _plain_size(value.type, value.value)
+        total += _bytesize(name) + (value.size() if size is None else size)
     return total
 
 
