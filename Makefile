@@ -103,12 +103,8 @@ typecheck: $(BIN)/.stamp
 	$(BIN)/mypy tests bench
 
 # loadgroup: tests marked xdist_group (the browser tests) share one worker, so one stack and one browser.
-# One worker more than the CPUs: about a quarter of the tests' time is spent waiting on the stacks'
-# timers (SQS delays, retries, forwards that wait), which a third worker fills on 2 cores
-# (docs/benchmarks.md, "What is left"). PYTEST_WORKERS=auto gives one per CPU.
-PYTEST_WORKERS ?= $(shell $(PYTHON) -c 'import os; print((os.cpu_count() or 1) + 1)')
 unit: $(BIN)/.stamp browser-if-root
-	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadgroup
+	$(BIN)/pytest -q -n auto --dist loadgroup
 
 # checkov offline: no version check, no download of guidelines or policies (docs/security.md).
 CHECKOV := CKV_SKIP_PACKAGE_UPDATE_CHECK=true BC_SKIP_MAPPING=TRUE $(CHECKOV_VENV)/bin/checkov \
