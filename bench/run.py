@@ -526,6 +526,19 @@ The CPU table above is the after figure for the stack process's share.
   What would move it: fewer calls per read in the functions (a product decision: the
   authorizer's result is not cached, decision record 0009), or an emulator that answers a
   `Query` for little more than a `GetItem`.
+  A later decomposition (one-off, 2026-12-04 23:05 UTC, `make run`'s stack with a chat of
+  220 messages; four requests alternating in blocks of 10, 200 of each per round, three
+  rounds; medians): `GetItem` 1.97-2.51 ms; the read 12.2-13.1 ms (5.2x-6.2x);
+  `GET /v1/health` (the edge and one invocation, no AWS call) 1.0-1.2 ms; `GET
+  /v1/chats/{id}` (the authorizer's and the chats function's `GetItem`) 7.6-8.5 ms, 3.5-3.9 ms
+  over its two `GetItem`s. The read costs 4.2-4.6 ms more than that `GET`. Inside the chats
+  function's process (one-off, same evening, medians of 200): `GetItem` 1.8 ms, a `Query` of
+  one item 1.9 ms, of 20 items 3.0 ms (3.15 ms with the items decoded into messages), the
+  read's `GetItem` and `Query` on two threads 5.1 ms, one after the other 5.0 ms. So the 19
+  more items cost about half a unit in moto and botocore, the two threads gain nothing
+  against an emulator that serves one request at a time, and about 1.2 ms of the read's
+  extra over the `GET` is outside both calls (the page's 20 messages built, encoded and
+  carried back through the worker, the edge and the client; not yet taken apart).
 - **Real time with an offline member, p99 ≤ 100 ms at 30 messages/s**: missed from issue 15
   until the changes above (578 ms in the 14:33 make bench of 2026-12-04); this page's run
   is the figure since. It is the tighter of the two scenarios: each message goes to four
@@ -552,6 +565,17 @@ The CPU table above is the after figure for the stack process's share.
   final tree (b76ddea, 9 min 23 s then) took 10 min 57 s on a clean clone in between (pytest
   647 s): the machine, not the tree. The slowest tests (`--durations`, that night): the
   5,000-recipient campaign e2e 187 s, then four e2e scenarios of 40 to 50 s each.
+  Later that night (2026-12-04 21:20-23:00 UTC, the same slow machine): pytest with two
+  workers in the tree 604 s and 642 s, all 2,042 passing. Per-test accounting (one-off,
+  `getrusage` around each test): 1,241 s of test time on the two workers, 894 s of it CPU
+  (581 s in pytest's processes, 313 s in the stacks' function workers and Chromium), so
+  about 350 s waiting on the stacks' timers; the campaign e2e 164 s (204 s of CPU), the 14
+  browser tests 160 s (60 s of CPU; 53 s when run alone), the fake provider's 131 tests
+  34 s (1 s of CPU). A third worker filled that waiting: pytest 546 s in the tree, a clean
+  clone's `./.ci/run` 9 min 50 s, but there the campaign-control e2e failed its check of
+  `ratePerSecond` on the provider's clock (5.75 sends a second against at most 5.5): with
+  three workers on two cores, sends granted in one second reached the provider late,
+  bunched into the next. Two workers stay (`-n auto`).
 """
 
 
