@@ -10,6 +10,7 @@ ours. The socket is bound here, before the server starts, so a port in use is an
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import threading
@@ -41,6 +42,47 @@ def _install_log_filter() -> None:
     logger = logging.getLogger("uvicorn.error")
     if not any(isinstance(f, _CompleteDenialResponses) for f in logger.filters):
         logger.addFilter(_CompleteDenialResponses())
+
+
+# uvicorn's server checks whether to stop once per tick (0.1 s), from its main loop.
+_TICK_SECONDS = 0.1
+
+
+class _PromptServer(uvicorn.Server):
+    """uvicorn's server, whose stop is noticed at once rather than at its next tick.
+
+    uvicorn's ``main_loop`` sleeps 0.1 s between ticks, and ``should_exit``, set from
+    another thread, is read at the next one: each stop waited for up to a tick, and a test
+    run stops a few hundred servers. Here each tick's wait also ends when ``wake`` is
+    called (from any thread); what a tick does is uvicorn's own ``on_tick``.
+    """
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._woken: asyncio.Event | None = None
+
+    async def main_loop(self) -> None:
+        woken = asyncio.Event()
+        with self._lock:
+            self._loop, self._woken = asyncio.get_running_loop(), woken
+        counter = 0
+        should_exit = await self.on_tick(counter)
+        while not should_exit:
+            counter = (counter + 1) % 864000
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(woken.wait(), _TICK_SECONDS)
+            woken.clear()
+            should_exit = await self.on_tick(counter)
+
+    def wake(self) -> None:
+        """End the current tick's wait now (thread-safe; nothing happens before the loop runs)."""
+        with self._lock:
+            loop, woken = self._loop, self._woken
+        if loop is not None and woken is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nothing to wake
+                loop.call_soon_threadsafe(woken.set)
 
 
 class AsgiServer:
@@ -78,7 +120,7 @@ class AsgiServer:
             timeout_graceful_shutdown=2,
         )
         _install_log_filter()  # after uvicorn.Config, which configures uvicorn's loggers
-        self._server = uvicorn.Server(self._config)
+        self._server = _PromptServer(self._config)
         self._thread: threading.Thread | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self._failure: BaseException | None = None
@@ -116,6 +158,7 @@ class AsgiServer:
 
     def stop(self) -> None:
         self._server.should_exit = True
+        self._server.wake()
         if self._thread is not None:
             self._thread.join(timeout=_STOP_TIMEOUT_SECONDS)
         self._socket.close()

@@ -33,6 +33,8 @@ from local import moto_patches
 # Operations that never create work for a poller (the pollers' own calls among them).
 _QUIET_PREFIXES = ("Get", "Describe", "List", "Query", "Scan", "BatchGet", "ReceiveMessage", "DeleteMessage")
 _STATE_VERSION = 1
+# How often cheroot's selector loop wakes up when nothing happens (see EmulatedAws).
+SELECT_INTERVAL_SECONDS = 0.05
 
 
 class ChangeSignal:
@@ -146,6 +148,9 @@ class EmulatedAws:
         # `Connection: close` beyond that; every worker and poller holds its own, so with the
         # whole template running a third of the functions' AWS calls paid a new TCP connect.
         self._server.keep_alive_conn_limit = 4096
+        # cheroot's selector loop notices a stop (and expires idle connections) once per
+        # interval, 0.5 s by default: every stop of the stack waited that long.
+        self._server.expiration_interval = SELECT_INTERVAL_SECONDS
         self._server.prepare()
         self._thread: threading.Thread | None = None
 

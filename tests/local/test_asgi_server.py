@@ -6,6 +6,9 @@ import http.client
 import time
 from typing import Any
 
+import pytest
+
+from local import asgi_server
 from local.asgi_server import AsgiServer
 
 
@@ -40,3 +43,34 @@ def test_port_zero_gives_a_free_port_known_before_start() -> None:
         assert server.url == f"http://127.0.0.1:{server.port}"
     finally:
         server.stop()
+
+
+def test_stop_does_not_wait_for_uvicorns_next_tick(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a running server whose ticks are 30 s apart (uvicorn reads its stop flag once a tick)
+    monkeypatch.setattr(asgi_server, "_TICK_SECONDS", 30.0)
+    server = AsgiServer(two_part_response, name="test")
+    port = server.port
+    server.start()
+    time.sleep(0.2)  # well into the first tick's wait
+
+    # When it is stopped
+    started = time.monotonic()
+    server.stop()
+
+    # Then it stops long before the tick would have ended, and no longer accepts connections
+    assert time.monotonic() - started < 10.0
+    with pytest.raises(ConnectionRefusedError):
+        http.client.HTTPConnection("127.0.0.1", port, timeout=2).connect()
+
+
+def test_a_server_stopped_as_soon_as_it_started_stops() -> None:
+    # Given servers told to stop as soon as they started (the wake-up may come before the loop waits)
+    for _ in range(5):
+        server = AsgiServer(two_part_response, name="test")
+        port = server.port
+        server.start()
+
+        # When each is stopped, Then the stop returns and the port refuses connections
+        server.stop()
+        with pytest.raises(ConnectionRefusedError):
+            http.client.HTTPConnection("127.0.0.1", port, timeout=2).connect()
