@@ -10,9 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from samtranslator.yaml_helper import yaml_parse
-
-from local.template import ROOT, TEMPLATE_PATH
+from local.template import ROOT, TEMPLATE_PATH, parse_template
 
 PARAMETER_OVERRIDES = "CHATFLOW_PARAMETER_OVERRIDES"
 _EXAMPLE = f'{PARAMETER_OVERRIDES}="SmsRatePerSecond=2 AuthMode=phone"'
@@ -74,7 +72,7 @@ def check_parameters(parameters: Mapping[str, str], template_path: Path) -> None
     a value outside its ``AllowedValues``, ``AllowedPattern``, length or number bounds."""
     if not parameters:
         return
-    document = yaml_parse(template_path.read_text(encoding="utf-8")) or {}
+    document = parse_template(template_path.read_text(encoding="utf-8"))
     declared: dict[str, dict[str, Any]] = dict(document.get("Parameters") or {})
     for name, value in parameters.items():
         if name not in declared:

@@ -31,7 +31,7 @@ from local.functions import FunctionRunner
 from local.provision import Provisioned, provision
 from local.sources import AsyncSource, Source, SqsSource, StreamSource
 from local.specs import REGION
-from local.template import Template, TemplateError
+from local.template import Template, TemplateError, parse_template
 
 Log = Callable[[str], None]
 SNAPSHOT_SECONDS = 2.0
@@ -230,9 +230,7 @@ class StackServer:
         return parameters
 
     def _declared_parameters(self) -> dict[str, dict[str, Any]]:
-        from samtranslator.yaml_helper import yaml_parse
-
-        document = yaml_parse(self.config.template_path.read_text(encoding="utf-8"))
+        document = parse_template(self.config.template_path.read_text(encoding="utf-8"))
         return dict(document.get("Parameters") or {})
 
     def _webhook_secret(self, template: Template) -> str:
