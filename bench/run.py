@@ -551,7 +551,8 @@ The CPU table above is the after figure for the stack process's share.
   most runs, not all: the make bench of 23:25 that night had it at 213 ms; the section run
   alone right after gave 329, 197 (cheroot's interval back at 0.5 s), 175, 66 and 63 ms
   (this page), and 106 and 93 ms with the `local/` of 62db2ee (before the prompt stops) in
-  between: too few runs to tell the two trees apart within this spread. It is the tighter
+  between; later, on a quieter machine, three runs each, alternating trees: 48, 92 and
+  67 ms with this tree, 67, 56 and 87 ms with 62db2ee's: the same. It is the tighter
   of the two scenarios: each message goes to four connected members (1.5 in the other),
   and the stack's processes keep more than half of the machine's two cores busy at 30
   messages/s (CPU per message above; the benchmark's own process, with its 20 sockets,
