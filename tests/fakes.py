@@ -434,9 +434,10 @@ class FakeSearchIndex:
         self._lock = threading.Lock()
         self.entries: dict[str, set[tuple[str, MessageRef]]] = {}
 
-    def index(self, ref: MessageRef, words: Sequence[str]) -> None:
+    def index(self, messages: Mapping[MessageRef, Sequence[str]]) -> None:
         with self._lock:
-            self.entries.setdefault(ref.chat_id, set()).update((w, ref) for w in words)
+            for ref, words in messages.items():
+                self.entries.setdefault(ref.chat_id, set()).update((w, ref) for w in words)
 
     def find(self, chat_ids: Sequence[str], prefix: str, *, max_entries: int) -> IndexHits:
         with self._lock:

@@ -1,7 +1,8 @@
 """Projections of the chats table's stream: inboxes ordered by activity, and the search index
 (``chatflow.application.projections``). Records are handled one by one with partial batch
-failures, a chat's changes in one batch folded into its first; both projections are
-idempotent, so retries and redeliveries are harmless.
+failures, a chat's changes in one batch folded into its first and the batch's new messages
+into the first of them (``fold_batch``); both projections are idempotent, so retries and
+redeliveries are harmless.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from chatflow.adapters.streams import chat_change
-from chatflow.application.projections import fold_chat_changes
+from chatflow.application.projections import fold_batch
 from chatflow.composition import Composition
 from chatflow.observability import logger
 from chatflow.settings import AwsSettings, SearchSettings, TableSettings
@@ -28,9 +29,9 @@ processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
 
 def planned_changes(event: dict[str, Any]) -> dict[int, object]:
     """Each record's work, by the identity of its dict in the event (the batch processor hands
-    each record back wrapped around that same dict): its change, its chat's changes folded
-    into the first (``fold_chat_changes``), ``None`` for nothing, or the error decoding it
-    raised (raised again when that record is handled, so that it alone fails)."""
+    each record back wrapped around that same dict): its change, what ``fold_batch`` folded
+    into it, ``None`` for nothing, or the error decoding it raised (raised again when that
+    record is handled, so that it alone fails)."""
     records = list(DynamoDBStreamEvent(event).records)
     decoded: list[object] = []
     for record in records:
@@ -38,9 +39,7 @@ def planned_changes(event: dict[str, Any]) -> dict[int, object]:
             decoded.append(chat_change(record))
         except Exception as exc:  # a record that cannot be decoded fails alone, below
             decoded.append(exc)
-    return {
-        id(record.raw_event): work for record, work in zip(records, fold_chat_changes(decoded), strict=True)
-    }
+    return {id(record.raw_event): work for record, work in zip(records, fold_batch(decoded), strict=True)}
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -1,15 +1,18 @@
-"""Inboxes moved by ChatActivityFunction from the chats table's stream: a chat changed several
-times in one batch (a burst of messages, a member removed meanwhile) moves each member's
-inbox once, to where the last change leaves it, and a failure retries every change it folded."""
+"""Inboxes moved and messages indexed by ChatActivityFunction from the chats table's stream: a
+chat changed several times in one batch (a burst of messages, a member removed meanwhile)
+moves each member's inbox once, to where the last change leaves it; a batch's messages are
+indexed together, a few writes for many messages; a failure retries every change it folded."""
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
 import pytest
 
 from chatflow.adapters.chat_store import DynamoChatRepository
+from chatflow.adapters.search_store import DynamoSearchIndex
 from local.stack import InProcessStack
 from tests.integration.conftest import ApiClient
 
@@ -129,3 +132,68 @@ def test_when_a_folded_inbox_move_fails_the_batch_is_retried_from_the_chats_firs
     # change folded into it again (it retries from the lowest failed sequence number)
     failed = [failure["itemIdentifier"] for failure in response["batchItemFailures"]]
     assert failed == [metas[0]["dynamodb"]["SequenceNumber"]]
+
+
+def found(api: ApiClient, token: str, q: str) -> list[str]:
+    response = api.call("GET", "/v1/search", token=token, query={"q": q, "limit": 100})
+    assert response.status == 200, response.body
+    return [message["text"] for message in response.json()["items"]]
+
+
+def test_a_batchs_messages_are_indexed_together_in_a_few_writes(api: ApiClient, calls: list[str]) -> None:
+    # Given a burst of 20 messages of two words each from Alice and Bob, pending in one batch
+    alice = api.sign_in(ALICE)
+    bob = api.sign_in(BOB)
+    chat_id = api.open_direct(alice, BOB)
+    api.stack.drain_streams()
+    stream = ChatsStream(api.stack)
+    texts = [f"burst{n} together" for n in range(20)]
+    for n, text in enumerate(texts):
+        send(api, (alice, bob)[n % 2], chat_id, text)
+    batch = stream.batch()
+    assert sum(r["dynamodb"]["Keys"]["SK"]["S"].startswith("MSG#") for r in batch["Records"]) == 20
+
+    # When the function handles that batch
+    calls.clear()
+    response = api.stack.invoke("ChatActivityFunction", batch)
+
+    # Then every record succeeded, the 40 index entries went out 25 to a call (not one call
+    # or more per message), and every message is found
+    assert response == {"batchItemFailures": []}
+    assert calls.count("BatchWriteItem") == math.ceil(40 / 25)
+    assert sorted(found(api, alice, "together")) == sorted(texts)
+    assert found(api, alice, "burst7") == ["burst7 together"]
+
+
+def test_when_indexing_a_batchs_messages_fails_it_is_retried_from_its_first_message(
+    api: ApiClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given three messages pending in one batch
+    alice = api.sign_in(ALICE)
+    chat_id = api.open_direct(alice, BOB)
+    api.stack.drain_streams()
+    stream = ChatsStream(api.stack)
+    for text in ("one", "two", "three"):
+        send(api, alice, chat_id, text)
+    batch = stream.batch()
+    messages = [r for r in batch["Records"] if r["dynamodb"]["Keys"]["SK"]["S"].startswith("MSG#")]
+    assert len(messages) == 3
+
+    # When writing the index fails
+    with monkeypatch.context() as patch:
+
+        def unavailable(self: DynamoSearchIndex, *args: Any, **kwargs: Any) -> None:
+            raise RuntimeError("DynamoDB is unavailable")
+
+        patch.setattr(DynamoSearchIndex, "index", unavailable)
+        response = api.stack.invoke("ChatActivityFunction", batch)
+
+    # Then the failure reported is the batch's first message, so that Lambda delivers every
+    # message folded into it again; delivered again, all three are found
+    failed = [failure["itemIdentifier"] for failure in response["batchItemFailures"]]
+    assert failed == [messages[0]["dynamodb"]["SequenceNumber"]]
+    assert found(api, alice, "three") == []
+    assert api.stack.invoke("ChatActivityFunction", batch) == {"batchItemFailures": []}
+    assert sorted(found(api, alice, "one two three")) == []
+    assert sorted(found(api, alice, "t")) == ["three", "two"]
+    assert found(api, alice, "one") == ["one"]

@@ -46,8 +46,8 @@ def test_indexing_a_message_twice_stores_its_entries_once(table: str, client: Dy
     words = ["hello", "again", "hello", "world"]
 
     # When it is indexed twice (a redelivered stream record)
-    index.index(ref("c1", 1), words)
-    index.index(ref("c1", 1), words)
+    index.index({ref("c1", 1): words})
+    index.index({ref("c1", 1): words})
 
     # Then there is one entry per distinct word
     assert stored_items(client, table) == 3
@@ -56,10 +56,8 @@ def test_indexing_a_message_twice_stores_its_entries_once(table: str, client: Dy
 def test_a_prefix_finds_every_word_it_begins_and_nothing_else(table: str, client: DynamoDBClient) -> None:
     # Given messages with "hello", "help", "shell" in one chat and "hello" in another
     index = DynamoSearchIndex(table, client)
-    index.index(ref("c1", 1), ["hello", "bob"])
-    index.index(ref("c1", 2), ["help"])
-    index.index(ref("c1", 3), ["shell"])
-    index.index(ref("c2", 1), ["hello"])
+    index.index({ref("c1", 1): ["hello", "bob"], ref("c1", 2): ["help"], ref("c1", 3): ["shell"]})
+    index.index({ref("c2", 1): ["hello"]})
 
     # When "hel" is looked up in the first chat
     hits = index.find(["c1"], "hel", max_entries=100)
@@ -74,7 +72,7 @@ def test_many_chats_are_read_and_merged(table: str, client: DynamoDBClient) -> N
     index = DynamoSearchIndex(table, client, concurrency=4)
     chats = [f"c{n}" for n in range(25)]
     for chat_id in chats:
-        index.index(ref(chat_id, 1), ["report"])
+        index.index({ref(chat_id, 1): ["report"]})
 
     # When they are all searched
     hits = index.find(chats, "rep", max_entries=1000)
@@ -88,7 +86,7 @@ def test_reading_stops_past_the_budget(table: str, client: DynamoDBClient) -> No
     # Given 12 messages under "alpha"
     index = DynamoSearchIndex(table, client)
     for seq in range(1, 13):
-        index.index(ref("c1", seq), ["alpha"])
+        index.index({ref("c1", seq): ["alpha"]})
 
     # When they are looked up with a budget of 10 entries
     hits = index.find(["c1"], "alpha", max_entries=10)

@@ -32,9 +32,13 @@ def search(chats: FakeChatRepository, index: FakeSearchIndex, cursors: CursorCod
 
 def index_everything(chats: FakeChatRepository, index: FakeSearchIndex) -> None:
     """What ChatActivityFunction does from the stream: index every stored message."""
-    for stored in chats.messages.values():
-        for message in stored.values():
-            index.index(MessageRef.of(message), index_words(message.text))
+    index.index(
+        {
+            MessageRef.of(message): index_words(message.text)
+            for stored in chats.messages.values()
+            for message in stored.values()
+        }
+    )
 
 
 def send(messaging: MessagingService, chat_id: str, *texts: str, sender: str = ALICE) -> None:

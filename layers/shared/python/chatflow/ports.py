@@ -132,8 +132,9 @@ class ChatRepository(Protocol):
 class SearchIndex(Protocol):
     """Per chat, one entry per distinct word of each message (chatflow.domain.search)."""
 
-    def index(self, ref: MessageRef, words: Sequence[str]) -> None:
-        """Store the message's entries; storing the same ones again changes nothing."""
+    def index(self, messages: Mapping[MessageRef, Sequence[str]]) -> None:
+        """Store each message's entries (its words), all in as few writes as they fit;
+        storing the same ones again changes nothing."""
         ...
 
     def find(self, chat_ids: Sequence[str], prefix: str, *, max_entries: int) -> IndexHits:

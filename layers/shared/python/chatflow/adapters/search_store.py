@@ -13,7 +13,7 @@ same message twice writes the same keys, so redeliveries change nothing.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -61,9 +61,11 @@ class DynamoSearchIndex:
         self._client = client
         self._concurrency = concurrency
 
-    def index(self, ref: MessageRef, words: Sequence[str]) -> None:
-        # Distinct keys: BatchWriteItem refuses a request that names one key twice.
-        requests = [{"PutRequest": {"Item": to_raw(entry_key(w, ref))}} for w in dict.fromkeys(words)]
+    def index(self, messages: Mapping[MessageRef, Sequence[str]]) -> None:
+        # Distinct keys: BatchWriteItem refuses a request that names one key twice (a word
+        # repeated in a message; each message's entries name it, so messages never clash).
+        keys = {(w, ref): None for ref, words in messages.items() for w in words}
+        requests = [{"PutRequest": {"Item": to_raw(entry_key(w, ref))}} for w, ref in keys]
         batch_write(self._client, self._table, requests)
 
     def find(self, chat_ids: Sequence[str], prefix: str, *, max_entries: int) -> IndexHits:

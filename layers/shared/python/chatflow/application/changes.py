@@ -26,6 +26,14 @@ class MessageStored:
 
 
 @dataclass(frozen=True)
+class MessagesStored:
+    """Several new messages handled as one change: a stream batch's messages, indexed
+    together (``chatflow.application.projections.fold_batch``)."""
+
+    messages: tuple[Message, ...]
+
+
+@dataclass(frozen=True)
 class PresenceChanged:
     """A user's presence item changed (a connection came or went)."""
 
