@@ -35,6 +35,10 @@ from local.template import Template, TemplateError, parse_template
 
 Log = Callable[[str], None]
 SNAPSHOT_SECONDS = 2.0
+# A snapshot's fork stops every request and its child's pickling takes a core: it waits for a
+# moment with no request for this long, or at most SNAPSHOT_MAX_WAIT_SECONDS under constant load.
+SNAPSHOT_QUIET_SECONDS = 0.25
+SNAPSHOT_MAX_WAIT_SECONDS = 10.0
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "local",
     "AWS_SECRET_ACCESS_KEY": "local",
@@ -45,6 +49,26 @@ FAKE_CREDENTIALS = {
 PARAMETERS_FILE = "parameters.json"
 # Signs the fake provider's receipts when the template has no SMS provider secret.
 RECEIPTS_SECRET = "chatflow-local-receipts-secret"  # noqa: S105 - local only, not a credential
+
+
+def wait_for_quiet(
+    last_activity: Callable[[], float],
+    wait: Callable[[float], bool],
+    quiet: float,
+    limit: float,
+    clock: Callable[[], float] = time.monotonic,
+) -> bool:
+    """Return once nothing has been active for ``quiet`` seconds (``last_activity``: the
+    ``clock`` time of the latest activity), or ``limit`` seconds from now at the latest: True;
+    False as soon as ``wait(seconds)`` (a stop event's ``wait``) answers True."""
+    deadline = clock() + limit
+    while True:
+        now = clock()
+        idle = now - last_activity()
+        if idle >= quiet or now >= deadline:
+            return True
+        if wait(min(quiet - idle, deadline - now)):
+            return False
 
 
 def _stop_together(servers: list[HttpEdge | WebSocketEdge]) -> None:
@@ -300,16 +324,37 @@ class StackServer:
     def save(self, *, in_background: bool = False) -> None:
         if not self.config.persist or self.aws is None:
             return
-        checkpoints = {name: dict(positions) for name, positions in list(self._checkpoints.items())}
-        version = (self.aws.changes.generation, json.dumps(checkpoints, sort_keys=True))
+        checkpoints = self._checkpoints_now()
+        version = self._version(checkpoints)
         if version == self._saved_version:
             return
         self.aws.save(self.config.state_file, {"checkpoints": checkpoints}, in_background=in_background)
         self._saved_version = version
 
+    def _checkpoints_now(self) -> dict[str, dict[str, str]]:
+        return {name: dict(positions) for name, positions in list(self._checkpoints.items())}
+
+    def _version(self, checkpoints: dict[str, dict[str, str]]) -> tuple[int, str]:
+        assert self.aws is not None
+        return self.aws.changes.generation, json.dumps(checkpoints, sort_keys=True)
+
     def _snapshots(self) -> None:
         interval = SNAPSHOT_SECONDS
+        aws = self.aws
         while not self._stop.wait(interval):
+            if aws is None or self._version(self._checkpoints_now()) == self._saved_version:
+                continue
+            # Something to save: at a moment without requests, so that none waits for the fork
+            # or shares the cores with the child's pickling (the real-time benchmark's slowest
+            # frames came during snapshots); under constant load, every 10 s or so.
+            quiet = wait_for_quiet(
+                lambda: aws.last_request_at,
+                self._stop.wait,
+                quiet=SNAPSHOT_QUIET_SECONDS,
+                limit=SNAPSHOT_MAX_WAIT_SECONDS,
+            )
+            if not quiet:
+                return  # stopping: the stop saves
             started = time.perf_counter()
             try:
                 self.save(in_background=True)

@@ -8,9 +8,10 @@ import urllib.request
 from pathlib import Path
 
 import boto3
+import pytest
 
 from local.collector import FREEZE_SECONDS, YOUNG_THRESHOLD
-from local.stack_server import StackServer
+from local.stack_server import StackServer, wait_for_quiet
 from local.template import ROOT
 from tests.local.conftest import Lines, eventually, free_config, http
 
@@ -140,6 +141,69 @@ def test_data_written_before_a_restart_is_there_after_it_and_fresh_forgets_it(tm
     with StackServer(free_config(tmp_path, fresh=True), log=Lines()) as stack:
         forgotten = http("GET", f"{stack.outputs['HttpApiUrl']}/v1/users/me", headers=auth)
     assert forgotten[0] == 401
+
+
+class FakeClock:
+    """A clock that only moves when waited on; ``activity`` are the times requests came."""
+
+    def __init__(self, activity: list[float]) -> None:
+        self.now = 100.0
+        self.activity = activity
+        self.waits: list[float] = []
+
+    def last_activity(self) -> float:
+        return max((t for t in self.activity if t <= self.now), default=0.0)
+
+    def wait(self, seconds: float) -> bool:
+        assert seconds > 0
+        self.waits.append(seconds)
+        self.now += seconds
+        return False
+
+
+def test_a_snapshot_waits_for_a_quiet_moment_when_requests_are_coming() -> None:
+    # Given requests until 100.4 s, then none
+    clock = FakeClock([99.9, 100.1, 100.3, 100.4])
+
+    # When a snapshot wants 0.25 s without requests, 10 s at most
+    done = wait_for_quiet(clock.last_activity, clock.wait, 0.25, 10.0, clock=lambda: clock.now)
+
+    # Then it goes ahead 0.25 s after the last request, not before
+    assert done
+    assert clock.now >= 100.65
+    assert clock.now < 100.66
+
+
+def test_under_constant_requests_a_snapshot_waits_no_longer_than_its_limit() -> None:
+    # Given a request every 0.1 s, on and on
+    clock = FakeClock([100.0 + n / 10 for n in range(1000)])
+
+    # When a snapshot wants 0.25 s without requests, 10 s at most
+    done = wait_for_quiet(clock.last_activity, clock.wait, 0.25, 10.0, clock=lambda: clock.now)
+
+    # Then it goes ahead after 10 s
+    assert done
+    assert clock.now == pytest.approx(110.0)
+
+
+def test_a_quiet_stack_snapshots_at_once_and_a_stopping_one_not_at_all() -> None:
+    quiet = FakeClock([50.0])
+    assert wait_for_quiet(quiet.last_activity, quiet.wait, 0.25, 10.0, clock=lambda: quiet.now)
+    assert quiet.waits == []
+    stopping = wait_for_quiet(lambda: 100.0, lambda seconds: True, 0.25, 10.0, clock=lambda: 100.0)
+    assert not stopping
+
+
+def test_a_running_stack_snapshots_its_state_once_quiet(tmp_path: Path) -> None:
+    # Given a running stack where a user signed in
+    with StackServer(free_config(tmp_path), log=Lines()) as stack:
+        state = tmp_path / "aws-state.pickle"
+        _sign_in(stack.outputs["HttpApiUrl"], PHONE)
+
+        # When it has been quiet for a while
+        # Then the state is saved while it runs (a kill -9 now would lose nothing)
+        eventually(state.exists, timeout=15)
+        assert state.stat().st_size > 0
 
 
 def test_an_unreadable_state_file_starts_clean_and_keeps_the_file(tmp_path: Path) -> None:
