@@ -485,6 +485,27 @@ that day, had the `POST` at 11.1x, the read at 5.7x, the offline-member scenario
     garbage cycles among frozen objects are still freed. p99 90, 69 and 89 ms in three
     runs (direct chats and groups: 35, 41 and 40 ms, was 98.8).
 
+**Then, on 2026-12-05** (the offline-member scenario gave p99 116, 65 and 64 ms that night on
+an idle machine). One-off runs of it with every invocation, snapshot and collection of the
+stack's process logged on one clock: every frame slower than 0.7 times the run's p99 came
+while ChatActivityFunction was handling a batch (its batches ran 35% of the time, a median
+241 ms each: the batch's 30 messages indexed for search with a `BatchWriteItem` each, then
+the inbox moves), and a quarter of them during a state snapshot (6% of the time). Two
+changes:
+
+- ChatActivityFunction indexes a batch's new messages together (a product change: decision
+  record 0011, docs/search.md): 3 `BatchWriteItem` calls a batch instead of 30. Its batches
+  then ran 17% of the time, a median 118-128 ms; p99 42.5, 51.4 and 48.2 ms in three runs.
+- A snapshot waits for a moment without requests (0.25 s; 10 s at most under constant load;
+  docs/local-stack.md): 4 snapshots in the series instead of 15. Runs alternating between
+  a snapshot every 2 s and none at all had given 107, 65 and 51 ms against 48, 45 and 41 ms.
+  After: 43, 52 and 53 ms, then 52.6, 57.4 and 42.9 ms with `python -m bench.run realtime`.
+
+Most of the slowest frames still come during ChatActivityFunction's inbox moves (one
+conditional `UpdateItem` per member of each chat changed in the batch, 24 here). With another
+process keeping one of the two cores busy throughout, both scenarios' p99 were 256 to 409 ms
+(two runs of the section): the target assumes the machine to itself.
+
 The CPU table above is the after figure for the stack process's share.
 
 **What is left** (the targets this run misses are marked MISSED in the summary):
@@ -546,17 +567,27 @@ The CPU table above is the after figure for the stack process's share.
   1.71 and 2.08 ms for the same handlers called in a loop in their workers' environment
   (their `GetItem` 1.65 and 1.83 ms): a function invoked once per request, in a process
   that has just woken, runs about 1 ms slower, twice per read.
+  On 2026-12-05 (idle machine) `python -m bench.run stack` gave the read 5.8x, 4.8x and 5.0x
+  in three runs. A read taken apart on one clock then (one-off, 400 reads, medians; the read
+  9.3 ms): client to edge 0.33 ms, edge to the authorizer's worker 0.30, the authorizer
+  2.10 (its `GetItem`: 1.65 in a warm loop, the handler's own code 0.02), back and on to the
+  chats function 0.26, the chats function 5.71 (its `GetItem` and `Query` on two threads;
+  5.5 in a warm loop), back to the client 0.69. The edge and the hops between processes
+  are 1.6 ms of the read, the three calls with the page's 19 more items about 7.5 (moto
+  0.6 ms more for them, botocore's parsing 0.45 ms more, the page built 0.3 ms more).
 - **Real time with an offline member, p99 ≤ 100 ms at 30 messages/s**: missed from issue 15
-  until the changes above (578 ms in the 14:33 make bench of 2026-12-04), met since in
-  most runs, not all: the make bench of 23:25 that night had it at 213 ms; the section run
-  alone right after gave 329, 197 (cheroot's interval back at 0.5 s), 175, 66 and 63 ms
-  (this page), and 106 and 93 ms with the `local/` of 62db2ee (before the prompt stops) in
-  between; later, on a quieter machine, three runs each, alternating trees: 48, 92 and
-  67 ms with this tree, 67, 56 and 87 ms with 62db2ee's: the same. It is the tighter
-  of the two scenarios: each message goes to four connected members (1.5 in the other),
-  and the stack's processes keep more than half of the machine's two cores busy at 30
-  messages/s (CPU per message above; the benchmark's own process, with its 20 sockets,
-  comes on top).
+  until the changes above (578 ms in the 14:33 make bench of 2026-12-04), met in most runs
+  since, not all: the make bench of 23:25 that night had it at 213 ms; the section run
+  alone right after gave 329, 197 (cheroot's interval back at 0.5 s), 175, 66 and 63 ms,
+  and 106 and 93 ms with the `local/` of 62db2ee (before the prompt stops) in between;
+  later, on a quieter machine, three runs each, alternating trees: 48, 92 and 67 ms with
+  that tree, 67, 56 and 87 ms with 62db2ee's: the same. On 2026-12-05, before the two
+  changes above: 116, 65 and 64 ms; after the first, 42 to 107 ms in ten runs (snapshots
+  still every 2 s); after both, six runs between 43 and 57 ms, and this page's. It is the
+  tighter of the two scenarios: each message goes to four connected members (1.5 in the
+  other), and the stack's processes keep more than half of the machine's two cores busy
+  at 30 messages/s (CPU per message above; the benchmark's own process, with its 20
+  sockets, comes on top).
 - **`make test` on a clean clone ≤ 10 min**: at the edge since issue 15 (about 450 more
   tests, and its e2e and browser scenarios). `time ./.ci/run` on 2026-12-04 afternoon: 9 min
   11 s (one failure, a test of a campaign's rate reading the provider's clock, since fixed),
