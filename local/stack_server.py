@@ -341,8 +341,10 @@ class StackServer:
     def _snapshots(self) -> None:
         interval = SNAPSHOT_SECONDS
         aws = self.aws
+        if not self.config.persist or aws is None:
+            return
         while not self._stop.wait(interval):
-            if aws is None or self._version(self._checkpoints_now()) == self._saved_version:
+            if self._version(self._checkpoints_now()) == self._saved_version:
                 continue
             # Something to save: at a moment without requests, so that none waits for the fork
             # or shares the cores with the child's pickling (the real-time benchmark's slowest

@@ -27,8 +27,8 @@ class MessageStored:
 
 @dataclass(frozen=True)
 class MessagesStored:
-    """Several new messages handled as one change: a stream batch's messages, indexed
-    together (``chatflow.application.projections.fold_batch``)."""
+    """A stream batch's new messages (one or more) handled as one change, indexed together
+    (``chatflow.application.projections.fold_batch``)."""
 
     messages: tuple[Message, ...]
 

@@ -49,16 +49,16 @@ def fold_chat_changes(changes: Sequence[object]) -> list[object | None]:
 
 
 def fold_new_messages(changes: Sequence[object]) -> list[object | None]:
-    """One batch's changes with every new message folded into the first one's record, as
-    ``MessagesStored``: their index entries go out together, 25 to a ``BatchWriteItem``,
-    instead of at least one call per message (at 30 messages a second, 30 calls a batch
-    became 3). If the fold fails, the stream is retried from its record, the batch's first
-    new message, so every message it folded comes again, as with ``fold_chat_changes``."""
+    """One batch's changes with every new message (``MessageStored``) folded into the first
+    one's record, as ``MessagesStored``: their index entries go out together, 25 to a
+    ``BatchWriteItem``, instead of at least one call per message (at 30 messages a second, 30
+    calls a batch became 3). If the fold fails, the stream is retried from its record, the
+    batch's first new message, so every message it folded comes again, as with
+    ``fold_chat_changes``."""
     planned: list[object | None] = list(changes)
     stored = [(index, change) for index, change in enumerate(changes) if isinstance(change, MessageStored)]
-    if len(stored) > 1:
-        first_index = stored[0][0]
-        planned[first_index] = MessagesStored(tuple(change.message for _, change in stored))
+    if stored:
+        planned[stored[0][0]] = MessagesStored(tuple(change.message for _, change in stored))
         for index, _ in stored[1:]:
             planned[index] = None
     return planned
@@ -85,8 +85,6 @@ class ChatProjections:
     def on_change(self, change: object) -> None:
         if isinstance(change, ChatChanged):
             self.project_inbox(change)
-        elif isinstance(change, MessageStored):
-            self.index_messages((change.message,))
         elif isinstance(change, MessagesStored):
             self.index_messages(change.messages)
 
