@@ -38,7 +38,7 @@ use_emulated_aws(
 from moto import mock_aws  # after the credentials above
 
 from chatflow.adapters import aws
-from chatflow.adapters.chat_store import message_item, msg_sk, rate_key
+from chatflow.adapters.chat_store import chat_key, message_item, msg_sk, rate_key
 from chatflow.adapters.dynamo import batch_write, to_raw, to_value
 from chatflow.domain.chats import Message
 from chatflow.domain.clock import from_iso, to_iso
@@ -247,7 +247,7 @@ class Bench:
         """
         client = aws.dynamodb(REGION)
         table = self.stack.template.physical_ids["ChatsTable"]
-        chat = client.get_item(TableName=table, Key=to_raw({"PK": f"CHAT#{chat_id}", "SK": "META"}))["Item"]
+        chat = client.get_item(TableName=table, Key=chat_key(chat_id))["Item"]
         first = int(chat["lastSeq"]["N"]) + 1
         sent_at = from_iso(chat["lastActivityAt"]["S"])
         items = []
@@ -267,7 +267,7 @@ class Bench:
         assert last is not None
         client.update_item(
             TableName=table,
-            Key=to_raw({"PK": f"CHAT#{chat_id}", "SK": "META"}),
+            Key=chat_key(chat_id),
             UpdateExpression="SET lastSeq = :seq, lastMessage = :msg, lastActivityAt = :at",
             ExpressionAttributeValues={
                 ":seq": to_value(last.seq),

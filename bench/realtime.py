@@ -39,6 +39,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from bench.stack import call_api, cpu_per_message, cpu_seconds, local_stack, settle
+from chatflow.adapters.chat_store import chat_key
 from local.specs import REGION
 from local.stack import InProcessStack
 
@@ -248,7 +249,7 @@ def measure_fanout_cost() -> FanoutCost:
         record = {
             "eventName": "MODIFY",
             "eventSource": "aws:dynamodb",
-            "dynamodb": {"Keys": _meta_key(chat_id), "OldImage": before, "NewImage": _meta(chat_id)},
+            "dynamodb": {"Keys": chat_key(chat_id), "OldImage": before, "NewImage": _meta(chat_id)},
         }
         calls: Counter[str] = Counter()
         with _counting(calls):
@@ -256,13 +257,9 @@ def measure_fanout_cost() -> FanoutCost:
         return FanoutCost(GROUP_SIZE, GROUP_CONNECTED, calls)
 
 
-def _meta_key(chat_id: str) -> dict[str, Any]:
-    return {"PK": {"S": f"CHAT#{chat_id}"}, "SK": {"S": "META"}}
-
-
 def _meta(chat_id: str) -> dict[str, Any]:
     client = boto3.client("dynamodb", region_name=REGION)
-    return dict(client.get_item(TableName="ChatsTable", Key=_meta_key(chat_id))["Item"])
+    return dict(client.get_item(TableName="ChatsTable", Key=chat_key(chat_id))["Item"])
 
 
 if __name__ == "__main__":

@@ -40,6 +40,8 @@ import boto3
 import urllib3
 from botocore.config import Config
 
+from chatflow.adapters.chat_store import chat_key
+
 ROOT = Path(__file__).resolve().parent.parent
 REPEATS = 200
 # The POSTs go in rounds, each on a quiet stack: 25 GetItems, then a quarter of the POSTs one
@@ -264,7 +266,7 @@ def measure(repeats: int = REPEATS) -> StackReport:
         token = call_api("POST", f"{url}/v1/sessions", {"phoneNumber": alice})["token"]
         call_api("POST", f"{url}/v1/sessions", {"phoneNumber": bob})
         chat = call_api("POST", f"{url}/v1/chats", {"type": "direct", "members": [bob]}, token)["chatId"]
-        key = {"PK": {"S": f"CHAT#{chat}"}, "SK": {"S": "META"}}
+        key = chat_key(chat)
 
         def get_item() -> None:
             dynamodb.get_item(TableName="ChatsTable", Key=key)

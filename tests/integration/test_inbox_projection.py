@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from chatflow.adapters.chat_store import DynamoChatRepository
+from chatflow.adapters.chat_store import CHAT_SK, DynamoChatRepository
 from chatflow.adapters.search_store import DynamoSearchIndex
 from local.stack import InProcessStack
 from tests.integration.conftest import ApiClient
@@ -140,7 +140,7 @@ def test_when_a_folded_inbox_move_fails_the_batch_is_retried_from_the_chats_firs
 ) -> None:
     # Given a burst of three messages in one chat, pending in one batch
     _, batch = a_burst_of_three(api)
-    metas = sequence_numbers(batch, "META")
+    metas = sequence_numbers(batch, CHAT_SK)
     assert len(metas) == 3
 
     # When moving the inboxes fails

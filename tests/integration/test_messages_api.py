@@ -197,6 +197,47 @@ def test_history_of_a_chat_without_messages_is_empty(api: ApiClient) -> None:
     assert response.json() == {"items": [], "nextCursor": None}
 
 
+def test_a_history_that_fills_its_first_page_exactly_ends_with_an_empty_page(api: ApiClient) -> None:
+    # Given three messages
+    alice = api.sign_in(ALICE)
+    chat_id = api.open_direct(alice, BOB)
+    for i in range(3):
+        assert api.send(alice, chat_id, f"m{i + 1}").status == 201
+
+    # When Alice pages through the history three at a time
+    pages = api.all_pages(f"/v1/chats/{chat_id}/messages", alice, limit=3)
+
+    # Then the first page holds all three, and nothing comes after it
+    assert [m["seq"] for m in pages[0]] == [3, 2, 1]
+    assert all(page == [] for page in pages[1:])
+
+
+def test_opening_a_chat_reads_the_chat_and_its_newest_page_in_one_query(
+    api: ApiClient, calls: list[str]
+) -> None:
+    # Given a chat with history, read once (the chats function is warm)
+    alice = api.sign_in(ALICE)
+    chat_id = api.open_direct(alice, BOB)
+    for i in range(5):
+        assert api.send(alice, chat_id, f"m{i + 1}").status == 201
+    path = f"/v1/chats/{chat_id}/messages"
+    assert api.call("GET", path, token=alice).status == 200
+
+    # When Alice opens the chat, then reads the next page
+    calls.clear()
+    newest = api.call("GET", path, token=alice, query={"limit": 2}).json()
+    opening = sorted(calls)
+    calls.clear()
+    older = api.call("GET", path, token=alice, query={"limit": 2, "cursor": newest["nextCursor"]}).json()
+
+    # Then opening it costs the authorizer's GetItem and one Query, and an older page (which the
+    # Query cannot reach the chat from) the chat's GetItem beside its Query
+    assert [m["seq"] for m in newest["items"]] == [5, 4]
+    assert [m["seq"] for m in older["items"]] == [3, 2]
+    assert opening == ["GetItem", "Query"]
+    assert sorted(calls) == ["GetItem", "GetItem", "Query"]
+
+
 def test_after_seq_returns_later_messages_oldest_first(api: ApiClient) -> None:
     # Given five messages
     alice = api.sign_in(ALICE)

@@ -1491,8 +1491,21 @@ def test_requests_are_dispatched_to_the_same_actions_with_method_names_listed_on
 # ---- Query: the page's window of one partition ---------------------------------------------------
 
 # Sort keys of one partition, written out of order: runs that share a prefix (the chats table's
-# CMID#, META and MSG# items), a prefix that is itself a key, and keys on both sides of them.
-STRING_KEYS = ("MSG#0003", "CMID#b", "MSG#0001", "META", "A", "MSG#0010", "CMID#a", "MSG", "MSG#0002", "z")
+# CMID#, MSG# and ~META items; META was its key before), a prefix that is itself a key, and keys on
+# both sides of them.
+STRING_KEYS = (
+    "MSG#0003",
+    "CMID#b",
+    "MSG#0001",
+    "META",
+    "A",
+    "MSG#0010",
+    "CMID#a",
+    "MSG",
+    "MSG#0002",
+    "~META",
+    "z",
+)
 NUMBER_KEYS = ("10", "-3", "2", "0.5", "100", "0", "7")
 # Key conditions, each with its values by sort key type; None where it has no value of that type.
 KEY_CONDITIONS: dict[str, dict[str, tuple[Any, ...] | None]] = {

@@ -1,9 +1,11 @@
 """Chats, messages and inboxes in the chats table.
 
 Items (PK / SK), and why (see docs/architecture.md for every access pattern):
-- ``CHAT#<id>`` / ``META``: the chat, its members with their delivered/read markers,
+- ``CHAT#<id>`` / ``~META``: the chat, its members with their delivered/read markers,
   ``lastSeq`` and ``lastMessage``. One item, so a single read answers "is the caller a
-  member", "what is the next seq" and "what is every message's status".
+  member", "what is the next seq" and "what is every message's status". Its sort key
+  sorts after every message's (``~`` is above the digits), so the newest page of a
+  history, the read a client makes on opening a chat, is one Query that starts with it.
 - ``CHAT#<id>`` / ``MSG#<seq:012d>``: a message; history is one Query in either direction.
 - ``CMID#<sender>#<clientMessageId>`` / ``CMID``: the idempotency record of a message.
 - ``RATE#<phone>`` / ``SEND``: a user's send limit, one number (``tat``, the theoretical
@@ -43,12 +45,14 @@ if TYPE_CHECKING:
 ACTIVITY_INDEX = "ByActivity"
 SEQ_WIDTH = 12
 _LAST_SEQ_KEY = "MSG#" + "9" * SEQ_WIDTH
+# The chat's own item: above every message of its partition (see the module's docstring).
+CHAT_SK = "~META"
 # A transaction holds at most 100 items: the chat plus up to 99 inbox entries.
 _MAX_TRANSACT_MEMBERS = 99
 
 
 def chat_key(chat_id: str) -> dict[str, Any]:
-    return to_raw({"PK": f"CHAT#{chat_id}", "SK": "META"})
+    return to_raw({"PK": f"CHAT#{chat_id}", "SK": CHAT_SK})
 
 
 def rate_key(sender: str) -> dict[str, Any]:
@@ -166,7 +170,7 @@ class DynamoChatRepository:
         in calls; a TransactGetItems would cost twice the read capacity for an isolation the
         send does not need (its write is conditional on both items)."""
         items = batch_get(self._client, self._table, [chat_key(chat_id), rate_key(sender)], consistent=True)
-        chat = next((chat_from_item(i) for i in items if i["SK"] == "META"), None)
+        chat = next((chat_from_item(i) for i in items if i["SK"] == CHAT_SK), None)
         tat = next((int(i["tat"]) for i in items if i["SK"] == "SEND"), None)
         return chat, tat
 
@@ -177,7 +181,7 @@ class DynamoChatRepository:
     def create_chat(self, chat: Chat) -> None:
         meta = {
             "PK": f"CHAT#{chat.chat_id}",
-            "SK": "META",
+            "SK": CHAT_SK,
             "chatId": chat.chat_id,
             "type": chat.type,
             "name": chat.name,
@@ -367,17 +371,52 @@ class DynamoChatRepository:
     def chat_with_messages(
         self, chat_id: str, *, limit: int, position: Position | None, after_seq: int | None
     ) -> tuple[Chat | None, Callable[[], Page[Message]]]:
-        """The ``Query`` of the page runs on a pool thread while this one reads the chat: a
-        history read waits for one DynamoDB round trip, not two. (boto3 clients are
-        thread-safe; a page whose chat the caller may not see is read and dropped.)"""
-        page = _io_pool().submit(
+        """The chat and a page of its history.
+
+        The newest page (no cursor, no ``afterSeq``: the read of a chat being opened) is one
+        strongly consistent ``Query`` down from the chat's item, which sorts above its
+        messages, through the newest ``limit`` messages: one call instead of two. Any other
+        page does not reach the chat's item; its ``Query`` runs on a pool thread while this
+        one reads the chat, so it waits for one DynamoDB round trip, not two (boto3 clients
+        are thread-safe; a page whose chat the caller may not see is read and dropped)."""
+        if position is None and after_seq is None:
+            chat, page = self._chat_and_newest(chat_id, limit)
+            return chat, lambda: page
+        future = _io_pool().submit(
             self.list_messages, chat_id, limit=limit, position=position, after_seq=after_seq
         )
-        return self.get_chat(chat_id), page.result
+        return self.get_chat(chat_id), future.result
+
+    def _chat_and_newest(self, chat_id: str, limit: int) -> tuple[Chat | None, Page[Message]]:
+        # The chat's item counts towards Limit: it is the first item read.
+        query = self._history_query(chat_id, limit=limit + 1, position=None, after_seq=None, high=CHAT_SK)
+        with dynamo_errors():
+            response = self._client.query(**query, ConsistentRead=True)
+        items = [from_raw(raw) for raw in response.get("Items", [])]
+        if not items or items[0]["SK"] != CHAT_SK:
+            return None, Page([], None)
+        return chat_from_item(items[0]), self._page(items[1:], response.get("LastEvaluatedKey"))
 
     def list_messages(
         self, chat_id: str, *, limit: int, position: Position | None, after_seq: int | None
     ) -> Page[Message]:
+        query = self._history_query(chat_id, limit=limit, position=position, after_seq=after_seq)
+        with dynamo_errors():
+            response = self._client.query(**query)
+        items = [from_raw(raw) for raw in response.get("Items", [])]
+        return self._page(items, response.get("LastEvaluatedKey"))
+
+    def _history_query(
+        self,
+        chat_id: str,
+        *,
+        limit: int,
+        position: Position | None,
+        after_seq: int | None,
+        high: str = _LAST_SEQ_KEY,
+    ) -> dict[str, Any]:
+        """A history page's ``Query``: newest first, or oldest first after ``after_seq``; from
+        ``position`` (a cursor's) on when given."""
         pk = f"CHAT#{chat_id}"
         query: dict[str, Any] = {
             "TableName": self._table,
@@ -385,7 +424,7 @@ class DynamoChatRepository:
             "ExpressionAttributeValues": {
                 ":pk": to_value(pk),
                 ":low": to_value(msg_sk((after_seq or 0) + 1)),
-                ":high": to_value(_LAST_SEQ_KEY),
+                ":high": to_value(high),
             },
             "ScanIndexForward": after_seq is not None,
             "Limit": limit,
@@ -395,11 +434,12 @@ class DynamoChatRepository:
             if not isinstance(seq, int):
                 raise InvalidCursor("The cursor is not valid for this list: omit it to start again.")
             query["ExclusiveStartKey"] = to_raw({"PK": pk, "SK": msg_sk(seq)})
-        with dynamo_errors():
-            response = self._client.query(**query)
-        messages = [message_from_item(from_raw(raw)) for raw in response.get("Items", [])]
-        last = response.get("LastEvaluatedKey")
-        next_position = {"seq": int(from_raw(last)["SK"][4:])} if last else None
+        return query
+
+    @staticmethod
+    def _page(items: list[Item], last_key: dict[str, Any] | None) -> Page[Message]:
+        messages = [message_from_item(item) for item in items]
+        next_position = {"seq": int(from_raw(last_key)["SK"][4:])} if last_key else None
         return Page(messages, next_position)
 
     def list_inbox(self, phone_number: str, *, limit: int, position: Position | None) -> Page[str]:

@@ -1,6 +1,6 @@
 """DynamoDB stream records (Powertools' ``DynamoDBRecord``) decoded into the changes they mean.
 
-The tables' key layouts (``META``, ``MSG#``, ``CONN``, ``PRESENCE``, ``CMD#``, ``REJ#``)
+The tables' key layouts (``~META``, ``MSG#``, ``CONN``, ``PRESENCE``, ``CMD#``, ``REJ#``)
 are the adapters' knowledge: the functions and services see ``chatflow.application.changes``.
 Each decoder imports its table's store when called: a function loads only its tables' code.
 """
@@ -45,12 +45,12 @@ def _images(raw: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str, Any] 
 
 
 def chat_change(record: DynamoDBRecord) -> ChatTableChange | None:
-    """A chats table record: a chat's ``META`` item, or a new message; None for the rest."""
-    from chatflow.adapters.chat_store import chat_from_item, message_from_item
+    """A chats table record: a chat's ``~META`` item, or a new message; None for the rest."""
+    from chatflow.adapters.chat_store import CHAT_SK, chat_from_item, message_from_item
 
     raw = _raw(record)
     sort_key = _sort_key(raw)
-    if sort_key == "META":
+    if sort_key == CHAT_SK:
         old, new = _images(raw)
         return ChatChanged(chat_from_item(old) if old else None, chat_from_item(new) if new else None)
     if sort_key.startswith("MSG#") and record.event_name == DynamoDBRecordEventName.INSERT:
