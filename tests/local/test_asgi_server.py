@@ -36,6 +36,54 @@ def test_small_responses_do_not_wait_for_a_delayed_ack() -> None:
     assert elapsed < 0.4
 
 
+async def request_line(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Answers with the request's method and target, as the app saw them."""
+    body = f"{scope['method']} {scope['raw_path'].decode()}".encode()
+    await send(
+        {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"%d" % len(body))]}
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def answer(client: http.client.HTTPConnection, method: str, target: str) -> tuple[int, bytes]:
+    client.request(method, target)
+    response = client.getresponse()
+    return response.status, response.read()
+
+
+def test_a_method_httptools_does_not_know_reaches_the_app() -> None:
+    # Given a server and a client
+    with AsgiServer(request_line, name="test") as server:
+        client = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+
+        # When the client's first request has a method outside llhttp's list
+        status, body = answer(client, "X-ANYTHING", "/p")
+        client.close()
+
+    # Then the app answers it (uvicorn's httptools protocol would answer 400 itself)
+    assert (status, body) == (200, b"X-ANYTHING /p")
+
+
+def test_a_kept_alive_connection_goes_on_after_a_request_httptools_refused() -> None:
+    # Given a server and a keep-alive client that has made a request
+    with AsgiServer(request_line, name="test") as server:
+        client = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+        first = answer(client, "GET", "/a")
+        connection = client.sock
+
+        # When it then sends a request httptools refuses, then ordinary ones, on that connection
+        refused = answer(client, "X-ANYTHING", "/b")
+        after = [answer(client, "POST", "/c"), answer(client, "GET", "/d")]
+        still_the_same = client.sock is connection
+        client.close()
+
+    # Then the app answers each one, on the one connection
+    assert first == (200, b"GET /a")
+    assert refused == (200, b"X-ANYTHING /b")
+    assert after == [(200, b"POST /c"), (200, b"GET /d")]
+    assert still_the_same
+
+
 def test_port_zero_gives_a_free_port_known_before_start() -> None:
     server = AsgiServer(two_part_response, name="test")
     try:
