@@ -506,12 +506,41 @@ conditional `UpdateItem` per member of each chat changed in the batch, 24 here).
 process keeping one of the two cores busy throughout, both scenarios' p99 were 256 to 409 ms
 (two runs of the section): the target assumes the machine to itself.
 
+**Later on 2026-12-05: the read and the edge.** `python -m bench.run stack` gave the read 5.5x,
+6.0x and 5.7x (POST 8.0x, 7.0x, 8.3x) on the morning's tree. The read's CPU, per read on
+/proc (one-off, 1,000 reads): the stack's process 6.8 ms, ChatsFunction 5.3,
+AuthorizerFunction 2.0, the client 0.7, where a `GetItem` costs the stack 1.1 and the client
+1.1; on one clock (rtime, medians), the chats function took 5.4-6.3 ms for its `GetItem` and
+`Query` of 20 items, the authorizer 1.9-2.4, the edge and the hops between processes 1.8.
+Two changes:
+
+- Opening a chat is one `Query` (a product change, decision record 0016): the chat's item
+  has the sort key `~META`, above its messages, so the newest page is one strongly
+  consistent `Query` that starts with it, where it was a `GetItem` and a `Query` on two
+  threads. The chats function then took 4.4-4.6 ms; the read 4.6x, 5.1x and 4.5x in three
+  runs, and 5.1x in the make bench of 03:42 (POST 7.9x).
+- The edge parses requests with httptools, and hands a request it refuses to h11
+  (docs/local-stack.md): uvicorn's h11 protocol was about 40% of the edge's CPU of a request
+  (parsing the request, writing the answer); in-process, a round trip through the server
+  went from 356 to 203 µs. The read 4.9x, 4.7x and 4.8x (POST 8.0x, 7.0x and 7.5x) in three
+  runs of a slower spell (the unit 1.8-2.2 ms), and this page's run.
+
+After both (one-off, /proc, 1,000 reads, the unit 1.63 ms before the edge change): the stack's
+process 4.0 ms per read, ChatsFunction 2.7, AuthorizerFunction 1.4, the client 0.5.
+
 The CPU table above is the after figure for the stack process's share.
 
 **What is left** (the targets this run misses are marked MISSED in the summary):
 
-- **A 20-message read ≤ 5x GetItem and a message POST ≤ 8x**: both at the edge; the read is
-  met in this page's run (4.9x) and missed in most others. On 2026-12-04 the tree of 14:33
+- **A 20-message read ≤ 5x GetItem and a message POST ≤ 8x**: met in this page's run (4.7x and
+  7.5x), with little margin: since the changes of 2026-12-05 (above) six runs of the section
+  gave the read 4.5x to 5.1x and the POST 7.0x to 8.0x, and this machine's speed drifts by
+  tens of percent within seconds. A read is now two boto3 calls against moto (the
+  authorizer's `GetItem`, the chats function's `Query` of 21 items, about 1.1 and 1.7 units)
+  plus two invocations and the edge; a POST three calls (`GetItem`, `BatchGetItem`,
+  `TransactWriteItems` of 4 items, the last alone about 2.8 units) while the stream work of
+  the POSTs before it runs beside it. Before that, the read was met in the run of 2026-12-04
+  23:25 (4.9x) and missed in most others. On 2026-12-04 the tree of 14:33
   gave 7.7x-8.8x and 5.2x-5.6x that afternoon, 9.2x-9.4x and 5.8x-6.3x at 16:30; eight runs
   that evening 7.8x-8.5x and 5.2x-5.8x. That night the same benchmark gave 6.6x / 3.1x, then
   10.2x / 5.9x and 9.5x / 5.5x in three runs of one tree: the unit's median moved from 1.7
