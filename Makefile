@@ -103,8 +103,9 @@ typecheck: $(BIN)/.stamp
 	$(BIN)/mypy tests bench
 
 # loadgroup: tests marked xdist_group (the browser tests) share one worker, so one stack and one browser.
+# --durations: the slowest tests in every log, for the 10-minute budget of make test.
 unit: $(BIN)/.stamp browser-if-root
-	$(BIN)/pytest -q -n auto --dist loadgroup
+	$(BIN)/pytest -q -n auto --dist loadgroup --durations=20
 
 # checkov offline: no version check, no download of guidelines or policies (docs/security.md).
 CHECKOV := CKV_SKIP_PACKAGE_UPDATE_CHECK=true BC_SKIP_MAPPING=TRUE $(CHECKOV_VENV)/bin/checkov \
