@@ -525,8 +525,8 @@ Two changes:
   went from 356 to 203 µs. The read 4.9x, 4.7x and 4.8x (POST 8.0x, 7.0x and 7.5x) in three
   runs of a slower spell (the unit 1.8-2.2 ms), and this page's run.
 
-After both (one-off, /proc, 1,000 reads, the unit 1.63 ms before the edge change): the stack's
-process 4.0 ms per read, ChatsFunction 2.7, AuthorizerFunction 1.4, the client 0.5.
+After the first, before the edge change (one-off, /proc, 1,000 reads, the unit 1.63 ms): the
+stack's process 4.0 ms per read, ChatsFunction 2.7, AuthorizerFunction 1.4, the client 0.5.
 
 The CPU table above is the after figure for the stack process's share.
 
