@@ -164,6 +164,30 @@ def test_openapi_documents_a_success_response_for_every_route(api: ApiClient) ->
                 assert schema == {"$ref": "#/components/schemas/ErrorResponse"}, (method, path, code)
 
 
+def test_openapi_documents_the_answers_every_route_can_give(api: ApiClient) -> None:
+    # Given the OpenAPI document (schemathesis reads it to judge the API's answers)
+    document = openapi(api)
+    operations = [(m, p, op) for p, ops in document["paths"].items() for m, op in ops.items()]
+
+    # Then a 204 is documented without a body, as it is answered
+    no_content = [(m, p) for m, p, op in operations if "204" in op["responses"]]
+    assert no_content == [
+        ("delete", "/v1/chats/{chatId}/members/{phoneNumber}"),
+        ("post", "/v1/chats/{chatId}/receipts"),
+        ("delete", "/v1/sessions/current"),
+    ]
+    assert all("content" not in document["paths"][p][m]["responses"]["204"] for m, p in no_content)
+
+    # And every route that takes a body documents the 413 of a body over 64 KiB
+    for method, path, operation in operations:
+        if "requestBody" in operation:
+            assert "413" in operation["responses"], (method, path)
+
+    # And the provider's signed webhooks document the 401 of a bad signature
+    for path in ("/v1/sms/receipts", "/v1/sms/inbound"):
+        assert "401" in document["paths"][path]["post"]["responses"], path
+
+
 def test_openapi_marks_which_routes_need_a_bearer_token(api: ApiClient) -> None:
     # Given the OpenAPI document
     document = openapi(api)

@@ -11,7 +11,7 @@ import json
 from functools import cache
 from typing import NoReturn
 
-from chatflow.api.http import PUBLIC_ROUTES, build_resolver
+from chatflow.api.http import MAX_BODY_BYTES, PUBLIC_ROUTES, build_resolver
 from chatflow.api.meta_routes import meta_router
 
 
@@ -50,10 +50,19 @@ def openapi_json() -> str:
             security=[{"bearerAuth": []}],
         )
     )
+    too_large = {
+        "description": f"Body over {MAX_BODY_BYTES // 1024} KiB (payload_too_large)",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}},
+    }
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
+            responses = operation.setdefault("responses", {})
             # Invalid input is answered 400 (chatflow.api.errors), never Powertools' default 422.
-            operation.get("responses", {}).pop("422", None)
+            responses.pop("422", None)
+            # Powertools gives every answer the handler's return type as JSON; a 204 has no body.
+            responses.get("204", {}).pop("content", None)
+            if "requestBody" in operation:
+                responses.setdefault("413", too_large)
             if f"{method.upper()} {path}" in PUBLIC_ROUTES:
                 operation["security"] = []  # contract §0: these routes need no token
     return json.dumps(document)

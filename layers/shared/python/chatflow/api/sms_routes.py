@@ -16,6 +16,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from chatflow.api.errors import error_response
 from chatflow.api.http import Handler, proxy_result
+from chatflow.api.params import error_doc, ok_doc
 from chatflow.api.sms_models import InboundOut, InboundRequest, ReceiptOut, ReceiptRequest
 from chatflow.domain.sms import signature_matches
 from chatflow.domain.webhooks import InboundSms, WebhookService
@@ -25,6 +26,11 @@ SIGNED = (
     "Called by the SMS provider. Header X-Signature: hex HMAC-SHA256 of the raw body with the "
     "webhook secret; a missing or bad signature is 401 invalid_signature."
 )
+
+_SIGNED_ERRORS = {
+    400: error_doc("Invalid input"),
+    401: error_doc("Missing or bad X-Signature (invalid_signature)"),
+}
 
 
 def signed(handler: Handler, secret: Callable[[], str]) -> Handler:
@@ -51,6 +57,7 @@ def sms_router(service: Callable[[], WebhookService]) -> Router:
         tags=["sms"],
         summary="Delivery receipt from the SMS provider",
         description=SIGNED,
+        responses=ok_doc(ReceiptOut) | _SIGNED_ERRORS,
     )
     def receipt(body: ReceiptRequest) -> ReceiptOut:
         at = body.timestamp if body.timestamp.tzinfo else body.timestamp.replace(tzinfo=UTC)
@@ -71,6 +78,7 @@ def sms_router(service: Callable[[], WebhookService]) -> Router:
         " that member's message of the chat (the most recent such chat), via sms, once per inbound id"
         " (action message); text that reaches no chat is stored nowhere and gets one notice SMS a day"
         " (action none, ignoredBecause says why).",
+        responses=ok_doc(InboundOut) | _SIGNED_ERRORS,
     )
     def inbound(body: InboundRequest) -> InboundOut:
         raw = (router.current_event.decoded_body or "").encode("utf-8")
