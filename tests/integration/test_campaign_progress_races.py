@@ -213,3 +213,65 @@ def test_the_same_delivery_twice_at_once_is_counted_once(api: ApiClient, campaig
     assert outcomes == [False, True]
     counts, _ = _state(api, campaign)
     assert counts == NO_COUNTS | {"total": 4, "queued": 3, "delivered": 1}
+
+
+def test_the_campaign_completes_when_its_last_recipient_leaves_the_queue_and_not_before(
+    api: ApiClient, campaign: str, calls: list[str]
+) -> None:
+    token = api.sign_in(OPERATOR)
+    for iccid in ICCIDS[:-1]:
+        # Given recipients leaving the queue while others are still in it
+        calls.clear()
+        assert _apply(api, _sent(campaign, iccid))
+
+        # Then each is one read of the recipient, the move, one read of the campaign: no
+        # write tried to complete it (DynamoDB charges a refused write as a write)
+        assert calls == ["GetItem", "TransactWriteItems", "GetItem"]
+        assert api.call("GET", f"/v1/campaigns/{campaign}", token=token).json()["status"] == "sending"
+
+    # When the last one leaves it
+    calls.clear()
+    assert _apply(api, _sent(campaign, ICCIDS[-1]))
+
+    # Then that move completes the campaign
+    assert calls == ["GetItem", "TransactWriteItems", "GetItem", "UpdateItem"]
+    done = api.call("GET", f"/v1/campaigns/{campaign}", token=token).json()
+    assert done["status"] == "completed"
+    assert done["counts"] == NO_COUNTS | {"total": 4, "sent": 4}
+
+
+def test_the_last_two_recipients_leaving_the_queue_at_once_complete_the_campaign(
+    api: ApiClient, campaign: str
+) -> None:
+    # Given a campaign with two recipients left in the queue
+    for iccid in ICCIDS[:2]:
+        _apply(api, _sent(campaign, iccid))
+    client = chatflow.adapters.aws.dynamodb(REGION)
+    both_moved, both_completing = threading.Barrier(2, timeout=10), threading.Barrier(2, timeout=10)
+    completions: list[str] = []
+
+    def after_move(**_: Any) -> None:
+        both_moved.wait()  # neither reads the campaign before both moves are written
+
+    def completing(params: dict[str, Any], **_: Any) -> None:
+        completions.append(params["ExpressionAttributeValues"][":status"]["S"])
+        both_completing.wait()  # neither completes it before both have read it
+
+    client.meta.events.register("after-call.dynamodb.TransactWriteItems", after_move)
+    client.meta.events.register("provide-client-params.dynamodb.UpdateItem", completing)
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            # When both leave it at the same moment, and both then find the queue empty
+            results = [pool.submit(_apply, api, _sent(campaign, iccid)) for iccid in ICCIDS[2:]]
+            outcomes = [r.result(timeout=10) for r in results]
+    finally:
+        client.meta.events.unregister("after-call.dynamodb.TransactWriteItems", after_move)
+        client.meta.events.unregister("provide-client-params.dynamodb.UpdateItem", completing)
+
+    # Then both moved, both tried to complete the campaign (one was refused), and it is
+    # completed with every recipient sent
+    assert outcomes == [True, True]
+    assert completions == ["completed", "completed"]
+    done = api.call("GET", f"/v1/campaigns/{campaign}", token=api.sign_in(OPERATOR)).json()
+    assert done["status"] == "completed"
+    assert done["counts"] == NO_COUNTS | {"total": 4, "sent": 4}

@@ -448,12 +448,15 @@ class DynamoCampaignRepository:
             raise call.error
         return True
 
-    def _settle(self, campaign_id: str) -> None:
-        """``completed`` when nothing is queued and nothing loads; back to ``draft`` when empty."""
+    def _settle(self, campaign_id: str, *, emptied: bool = False) -> None:
+        """``completed`` when nothing is queued and nothing loads; back to ``draft`` when empty
+        (never the case after a recipient left the queue: ``emptied``)."""
         for condition, status in (
             ("#t = :zero AND attribute_not_exists(loadingUpload)", "draft"),
             ("#t > :zero AND #q = :zero AND attribute_not_exists(loadingUpload)", "completed"),
         ):
+            if emptied and status == "draft":
+                continue
             with dynamo_errors(expect=REFUSED_WRITE) as call:
                 self._client.update_item(
                     TableName=self._table,
@@ -556,14 +559,32 @@ class DynamoCampaignRepository:
             if current not in progress.from_statuses:
                 return False  # already there or past it: a duplicate or late event
             if self._move(progress, key, current):
-                if current == "queued":
-                    self._settle(progress.campaign_id)  # only leaving "queued" can empty the queue
+                if current == "queued" and self._emptied(progress.campaign_id):
+                    self._settle(progress.campaign_id, emptied=True)
                 return True
             time.sleep(random.uniform(0, 0.01 * 2**attempt))  # noqa: S311 - jitter, not a secret
         raise ConcurrentUpdate(
             f"recipient {progress.iccid} of campaign {progress.campaign_id} kept changing while "
             f"moving it to {progress.to}: the event will be retried"
         )
+
+    def _emptied(self, campaign_id: str) -> bool:
+        """Whether the campaign is sending with nothing queued and nothing loading, read after
+        a recipient left the queue. Read consistently after its own move, so the last of the
+        moves always sees the queue empty; the update that completes the campaign is
+        conditional on the same, so two moves that both see it empty complete it once. One read
+        (a fifth of a write's price) after each move, where two conditional writes were tried:
+        DynamoDB charges a refused write as a write, and they were refused until the last."""
+        with dynamo_errors():
+            raw = self._client.get_item(
+                TableName=self._table,
+                Key=_meta_key(campaign_id),
+                ConsistentRead=True,
+                ProjectionExpression="#s, queued, loadingUpload",
+                ExpressionAttributeNames={"#s": "status"},
+            )
+        item = from_raw(raw.get("Item") or {})
+        return item.get("status") == "sending" and item.get("queued") == 0 and "loadingUpload" not in item
 
     def _move(self, progress: Progress, key: dict[str, Any], current: str) -> bool:
         """One conditional transaction: recipient ``current`` → ``progress.to`` and the counts;
