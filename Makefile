@@ -96,11 +96,11 @@ format: $(BIN)/.stamp
 	$(BIN)/ruff check --fix .
 
 typecheck: $(BIN)/.stamp
-	$(BIN)/mypy layers/shared/python/chatflow local
-	$(BIN)/mypy chatflow_cli
+	$(BESIDE_TESTS) $(BIN)/mypy layers/shared/python/chatflow local
+	$(BESIDE_TESTS) $(BIN)/mypy chatflow_cli
 	# Every function has its own app.py: check each as its own program.
-	for fn in functions/*/app.py; do $(BIN)/mypy "$$fn" || exit 1; done
-	$(BIN)/mypy tests bench
+	for fn in functions/*/app.py; do $(BESIDE_TESTS) $(BIN)/mypy "$$fn" || exit 1; done
+	$(BESIDE_TESTS) $(BIN)/mypy tests bench
 
 # loadgroup: tests marked xdist_group (the browser tests) share one worker, so one stack and one browser.
 # --durations: the slowest tests in every log, for the 10-minute budget of make test.
@@ -108,13 +108,13 @@ unit: $(BIN)/.stamp browser-if-root
 	$(BIN)/pytest -q -n auto --dist loadgroup --durations=20
 
 # checkov offline: no version check, no download of guidelines or policies (docs/security.md).
-CHECKOV := CKV_SKIP_PACKAGE_UPDATE_CHECK=true BC_SKIP_MAPPING=TRUE $(CHECKOV_VENV)/bin/checkov \
+CHECKOV := env CKV_SKIP_PACKAGE_UPDATE_CHECK=true BC_SKIP_MAPPING=TRUE $(CHECKOV_VENV)/bin/checkov \
 	--framework cloudformation --skip-download --quiet --compact
 
 validate: $(SAM_VENV)/.stamp $(CHECKOV_VENV)/.stamp
-	$(SAM) validate --region $(REGION)
-	$(SAM) validate --lint --region $(REGION)
-	$(CHECKOV) -f template.yaml
+	$(BESIDE_TESTS) $(SAM) validate --region $(REGION)
+	$(BESIDE_TESTS) $(SAM) validate --lint --region $(REGION)
+	$(BESIDE_TESTS) $(CHECKOV) -f template.yaml
 	@# checkov leaves out resources whose Condition it finds false with the parameters' defaults
 	@# (the web client's): they are checked in a copy whose DeployWebClient defaults to "true".
 	@dir=$$(mktemp -d); trap 'rm -rf "$$dir"' EXIT; \
@@ -123,13 +123,14 @@ validate: $(SAM_VENV)/.stamp $(CHECKOV_VENV)/.stamp
 	  echo 'make validate: no DeployWebClient Default: "false" to turn on in template.yaml' >&2; exit 1; \
 	fi; \
 	echo "checkov -f template.yaml with DeployWebClient=true"; \
-	$(CHECKOV) -f "$$dir/template.yaml"
+	$(BESIDE_TESTS) $(CHECKOV) -f "$$dir/template.yaml"
 
 # lint first (seconds), then the types, the tests and the template's checks side by side: the
-# tests wait on the stacks' timers part of the time, which mypy, sam validate and checkov fill
-# (about 35 s of CPU). Each target's output is printed whole, when it ends.
+# tests wait on the stacks' timers part of the time (a fifth of the cores sat idle), which mypy,
+# sam validate and checkov fill (about 65 s of CPU), at the lowest priority (BESIDE_TESTS) so that
+# they take no CPU the tests want. Each target's output is printed whole, when it ends.
 check: lint
-	@$(MAKE) --no-print-directory -j3 --output-sync=target typecheck unit validate
+	@$(MAKE) --no-print-directory -j3 --output-sync=target typecheck unit validate BESIDE_TESTS="nice -n 19"
 
 test: check
 
