@@ -467,6 +467,34 @@ def test_a_contact_already_online_shows_online_when_the_page_opens(
     expect(f.locator(".chat-subtitle")).to_have_text("online")
 
 
+def test_a_click_on_a_chat_opens_it_even_if_the_list_changes_under_the_pointer(
+    stack: StackServer, new_page: NewPage
+) -> None:
+    # Given Gina's chat list, with a chat from Hank
+    gina, hank = "+14155550197", "+14155550198"
+    h = new_page()
+    sign_in(stack, h, hank)
+    open_direct_chat(h, gina)
+    send(h, "First")
+    g = new_page()
+    sign_in(stack, g, gina)
+    item = g.locator(".chat-item", has_text=hank)
+    expect(item).to_contain_text("First")
+
+    # When she presses on it, a message arrives and the item is redrawn, then she lets go
+    box = item.bounding_box()
+    assert box is not None
+    g.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    g.mouse.down()
+    send(h, "Second")
+    expect(item).to_contain_text("Second")
+    g.mouse.up()
+
+    # Then the chat opens: the click was not lost with the redrawn parts of the item
+    expect(g.locator(".chat-title")).to_have_text(hank)
+    expect(g.locator(".message", has_text="Second")).to_have_count(1)
+
+
 def test_a_reply_by_sms_shows_via_sms(stack: StackServer, new_page: NewPage) -> None:
     # Given Alice in the app, writing to a number that has no app (forwarded by SMS)
     alice, bob = "+14155550181", "+14155550182"
