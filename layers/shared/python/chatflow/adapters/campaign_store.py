@@ -66,6 +66,11 @@ _ESTIMATE = {"messages": "estMessages", "segments": "estSegments", "gsm7": "estG
 # A progress write refused because another event moved the recipient first is re-read and
 # tried again; each retry follows a move, so a handful is plenty (statuses only go forward).
 _APPLY_ROUNDS = 8
+# A sending campaign settles (UpdateItem conditional on ``#s = :sending AND`` this).
+_SETTLED_WHEN = {
+    "draft": "#t = :zero AND attribute_not_exists(loadingUpload)",
+    "completed": "#t > :zero AND #q = :zero AND attribute_not_exists(loadingUpload)",
+}
 
 
 def _meta_key(campaign_id: str) -> dict[str, Any]:
@@ -448,15 +453,11 @@ class DynamoCampaignRepository:
             raise call.error
         return True
 
-    def _settle(self, campaign_id: str, *, emptied: bool = False) -> None:
+    def _settle(self, campaign_id: str, statuses: Sequence[str] = ("draft", "completed")) -> None:
         """``completed`` when nothing is queued and nothing loads; back to ``draft`` when empty
-        (never the case after a recipient left the queue: ``emptied``)."""
-        for condition, status in (
-            ("#t = :zero AND attribute_not_exists(loadingUpload)", "draft"),
-            ("#t > :zero AND #q = :zero AND attribute_not_exists(loadingUpload)", "completed"),
-        ):
-            if emptied and status == "draft":
-                continue
+        (of ``statuses``, the first whose condition holds)."""
+        for status in statuses:
+            condition = _SETTLED_WHEN[status]
             with dynamo_errors(expect=REFUSED_WRITE) as call:
                 self._client.update_item(
                     TableName=self._table,
@@ -560,7 +561,7 @@ class DynamoCampaignRepository:
                 return False  # already there or past it: a duplicate or late event
             if self._move(progress, key, current):
                 if current == "queued" and self._emptied(progress.campaign_id):
-                    self._settle(progress.campaign_id, emptied=True)
+                    self._settle(progress.campaign_id, ("completed",))  # not empty: one left it
                 return True
             time.sleep(random.uniform(0, 0.01 * 2**attempt))  # noqa: S311 - jitter, not a secret
         raise ConcurrentUpdate(
