@@ -172,20 +172,20 @@ class EmulatedAws:
             # moto would store nothing. urllib sends this type by default.
             environ["CONTENT_TYPE"] = "application/octet-stream"
         length = int(environ.get("CONTENT_LENGTH") or 0)
-        body = environ["wsgi.input"].read(length) if length else b""
-        environ["wsgi.input"] = io.BytesIO(body)
+        request = environ["wsgi.input"].read(length) if length else b""
+        environ["wsgi.input"] = io.BytesIO(request)
         with self._lock:
             response = self._dispatcher(environ, start_response)
             try:
-                body = b"".join(response)
+                answer = b"".join(response)
             finally:
                 close = getattr(response, "close", None)
                 if close is not None:
                     close()
         self.last_request_at = time.monotonic()
         if method not in ("GET", "HEAD") and not operation.startswith(_QUIET_PREFIXES):
-            self.changes.bump(_topics(operation, environ, body))
-        return [body]
+            self.changes.bump(_topics(operation, environ, request))
+        return [answer]
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._server.serve, name="moto", daemon=True)

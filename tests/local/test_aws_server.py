@@ -292,3 +292,63 @@ def test_every_worker_and_poller_keeps_its_connection_however_many_there_are() -
     finally:
         aws.stop()
         EmulatedAws.reset()
+
+
+def test_a_write_wakes_the_pollers_of_what_it_wrote_and_only_them() -> None:
+    # Given the emulated AWS serving two tables and a queue, and the counts pollers wait on
+    EmulatedAws.reset()
+    aws = EmulatedAws()
+    aws.start()
+    try:
+        dynamodb = _dynamodb_of(aws)
+        _create_table(dynamodb)
+        dynamodb.create_table(
+            TableName="other",
+            AttributeDefinitions=[{"AttributeName": "PK", "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        sqs = boto3.client(
+            "sqs",
+            endpoint_url=aws.url,
+            region_name="us-east-1",
+            aws_access_key_id="x",
+            aws_secret_access_key="x",
+        )
+        queue = sqs.create_queue(QueueName="work")["QueueUrl"]
+        topics = {"t": ["dynamodb:t"], "other": ["dynamodb:other"], "work": ["sqs:work"]}
+
+        def counts() -> dict[str, int]:
+            return {name: aws.changes.of(watched) for name, watched in topics.items()}
+
+        writes: list[tuple[str, Any]] = [
+            ("t", lambda: dynamodb.put_item(TableName="t", Item={"PK": {"S": "a"}})),
+            ("t", lambda: dynamodb.transact_write_items(TransactItems=[_put("b")])),
+            (
+                "t",
+                lambda: dynamodb.update_item(
+                    TableName="t",
+                    Key={"PK": {"S": "a"}},
+                    UpdateExpression="SET n = :n",
+                    ExpressionAttributeValues={":n": {"N": "2"}},
+                ),
+            ),
+            ("work", lambda: sqs.send_message(QueueUrl=queue, MessageBody="x")),
+        ]
+        for written, write in writes:
+            before = counts()
+
+            # When a request writes one of them
+            write()
+
+            # Then the count of what it wrote moved, and no other: only its pollers wake
+            after = counts()
+            assert {name for name in topics if after[name] != before[name]} == {written}, written
+
+        # And a read wakes nobody
+        before = counts()
+        dynamodb.get_item(TableName="t", Key={"PK": {"S": "a"}})
+        assert counts() == before
+    finally:
+        aws.stop()
+        EmulatedAws.reset()
