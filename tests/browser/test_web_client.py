@@ -166,6 +166,22 @@ def send(page: Page, text: str) -> None:
     composer.press("Enter")
 
 
+def a_message_on_the_chat_list(
+    stack: StackServer, new_page: NewPage, sender: str, reader: str, text: str
+) -> tuple[Page, Page, Locator]:
+    """``sender`` writes ``text`` to ``reader``, who then signs in on a page of their own: both
+    pages, and the chat's item on the reader's chat list once it shows ``text``."""
+    writing = new_page()
+    sign_in(stack, writing, sender)
+    open_direct_chat(writing, reader)
+    send(writing, text)
+    reading = new_page()
+    sign_in(stack, reading, reader)
+    item = reading.locator(".chat-item", has_text=sender)
+    expect(item).to_contain_text(text)
+    return writing, reading, item
+
+
 def search(page: Page, words: str, expected: str) -> Locator:
     """Search until ``expected`` is among the results: the index follows the chats table's
     stream, so a message sent a moment ago may not be found yet (as for a person, who
@@ -449,19 +465,11 @@ def test_a_contact_already_online_shows_online_when_the_page_opens(
     stack: StackServer, new_page: NewPage
 ) -> None:
     # Given Erin online (her page open) in a chat with Frank, before Frank opens his page
-    erin, frank = "+14155550195", "+14155550196"
-    e = new_page()
-    sign_in(stack, e, erin)
-    open_direct_chat(e, frank)
-    send(e, "Are you there?")
-
     # When Frank signs in (no presence frame about Erin will come: she changes nothing)
-    f = new_page()
-    sign_in(stack, f, frank)
+    erin, frank = "+14155550195", "+14155550196"
+    _, f, item = a_message_on_the_chat_list(stack, new_page, erin, frank, "Are you there?")
 
     # Then his chat list and the chat say she is online, from GET /v1/chats/{id}/presence
-    item = f.locator(".chat-item", has_text=erin)
-    expect(item).to_contain_text("Are you there?")
     expect(item.locator(".online-dot")).to_have_count(1)
     item.click()
     expect(f.locator(".chat-subtitle")).to_have_text("online")
@@ -472,14 +480,7 @@ def test_a_click_on_a_chat_opens_it_even_if_the_list_changes_under_the_pointer(
 ) -> None:
     # Given Gina's chat list, with a chat from Hank
     gina, hank = "+14155550197", "+14155550198"
-    h = new_page()
-    sign_in(stack, h, hank)
-    open_direct_chat(h, gina)
-    send(h, "First")
-    g = new_page()
-    sign_in(stack, g, gina)
-    item = g.locator(".chat-item", has_text=hank)
-    expect(item).to_contain_text("First")
+    h, g, item = a_message_on_the_chat_list(stack, new_page, hank, gina, "First")
 
     # When she presses on it, a message arrives and the item is redrawn, then she lets go
     box = item.bounding_box()

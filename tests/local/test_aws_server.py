@@ -6,7 +6,7 @@ from __future__ import annotations
 import http.client
 import json
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 import boto3
 import pytest
@@ -16,9 +16,9 @@ from botocore.exceptions import ClientError
 from local.aws_server import EmulatedAws
 
 
-def _dynamodb_of(aws: EmulatedAws) -> Any:
+def _client_of(aws: EmulatedAws, service: Literal["dynamodb", "sqs"]) -> Any:
     return boto3.client(
-        "dynamodb",
+        service,
         endpoint_url=aws.url,
         region_name="us-east-1",
         aws_access_key_id="x",
@@ -26,9 +26,13 @@ def _dynamodb_of(aws: EmulatedAws) -> Any:
     )
 
 
-def _create_table(client: Any) -> None:
+def _dynamodb_of(aws: EmulatedAws) -> Any:
+    return _client_of(aws, "dynamodb")
+
+
+def _create_table(client: Any, name: str = "t") -> None:
     client.create_table(
-        TableName="t",
+        TableName=name,
         AttributeDefinitions=[{"AttributeName": "PK", "AttributeType": "S"}],
         KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"}],
         BillingMode="PAY_PER_REQUEST",
@@ -128,13 +132,7 @@ def test_queue_counts_stay_exact_with_the_sqs_speed_ups() -> None:
     aws = EmulatedAws()
     aws.start()
     try:
-        sqs = boto3.client(
-            "sqs",
-            endpoint_url=aws.url,
-            region_name="us-east-1",
-            aws_access_key_id="x",
-            aws_secret_access_key="x",
-        )
+        sqs = _client_of(aws, "sqs")
         url = sqs.create_queue(QueueName="q")["QueueUrl"]
 
         # When three messages are sent, one of them delayed, and one is received
@@ -302,19 +300,8 @@ def test_a_write_wakes_the_pollers_of_what_it_wrote_and_only_them() -> None:
     try:
         dynamodb = _dynamodb_of(aws)
         _create_table(dynamodb)
-        dynamodb.create_table(
-            TableName="other",
-            AttributeDefinitions=[{"AttributeName": "PK", "AttributeType": "S"}],
-            KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
-        sqs = boto3.client(
-            "sqs",
-            endpoint_url=aws.url,
-            region_name="us-east-1",
-            aws_access_key_id="x",
-            aws_secret_access_key="x",
-        )
+        _create_table(dynamodb, "other")
+        sqs = _client_of(aws, "sqs")
         queue = sqs.create_queue(QueueName="work")["QueueUrl"]
         topics = {"t": ["dynamodb:t"], "other": ["dynamodb:other"], "work": ["sqs:work"]}
 
