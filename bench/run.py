@@ -533,15 +533,16 @@ The CPU table above is the after figure for the stack process's share.
 **Later still on 2026-12-05: the pollers' wake-ups.** The make bench of 07:21 (that
 morning's tree and a campaign change off this path) gave the POST 8.2x (15.5 / 1.9 ms,
 MISSED) and the read 4.2x, in a slower spell (the chats function's CPU per message 4.0 ms,
-3.4 at 04:16); one-off runs of the section then gave the POST 7.8x to 8.8x and the read 4.7x
-to 5.5x. What the stack's process did per message POST (one-off, the stack in-process, 200
+3.4 at 04:16). What the stack's process did per message POST (one-off, the stack in-process, 200
 POSTs): 4.2 AWS requests over HTTP, and 11.4 pollers woken, each write's answer waiting
 about 170 µs for the wake-ups (py-spy, GIL samples: 11% of the stack's time in
 `Condition.notify`). The server took a write's topics from moto's answer, which names no
 table or queue, instead of from the request, so every DynamoDB or SQS write woke all eleven
-pollers (docs/local-stack.md). Fixed: 1.1 wake-ups per POST, about 30 µs per write. This
-page's run (07:50) is after it: the POST 7.4x, the read 4.9x, the stack's CPU per message
-9.1 ms (the chats function's 3.7).
+pollers (docs/local-stack.md). Fixed: 1.1 wake-ups per POST, about 30 µs per write. After
+it, four one-off runs of the section in a slow spell (the unit 1.9 to 2.4 ms) gave the POST
+7.8x to 8.8x and the read 4.7x to 5.5x, no better than before it; this page's run (07:50):
+the POST 7.4x, the read 4.9x, the stack's CPU per message 9.1 ms (the chats function's 3.7:
+the stack's share relative to it 2.5, against 2.7 at 07:21 and 2.8 at 04:16).
 
 **What is left** (the targets this run misses are marked MISSED in the summary):
 
