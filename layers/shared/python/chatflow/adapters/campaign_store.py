@@ -561,7 +561,8 @@ class DynamoCampaignRepository:
                 return False  # already there or past it: a duplicate or late event
             if self._move(progress, key, current):
                 if current == "queued" and self._emptied(progress.campaign_id):
-                    self._settle(progress.campaign_id, ("completed",))  # not empty: one left it
+                    # never "draft": a recipient has just left the queue, so it was not empty
+                    self._settle(progress.campaign_id, ("completed",))
                 return True
             time.sleep(random.uniform(0, 0.01 * 2**attempt))  # noqa: S311 - jitter, not a secret
         raise ConcurrentUpdate(
