@@ -77,9 +77,34 @@ def test_a_burst_in_one_chat_moves_each_inbox_once_to_its_last_message(
     # Then every record succeeded, each inbox entry was written once (two members of each
     # chat, not one write per message), and the chat with the latest message comes first
     assert response == {"batchItemFailures": []}
-    assert calls.count("UpdateItem") == 4
+    assert calls.count("PutItem") == 4
     assert chat_order(api, alice) == [with_bob, with_carol]
     assert chat_order(api, bob) == [with_bob]
+
+
+def test_an_older_change_delivered_late_leaves_each_inbox_where_a_newer_one_put_it(api: ApiClient) -> None:
+    # Given Alice's chats with Bob and with Carol, a message in each (Carol's the later),
+    # each pending in its own batch
+    alice = api.sign_in(ALICE)
+    with_bob = api.open_direct(alice, BOB)
+    with_carol = api.open_direct(alice, CAROL)
+    api.stack.drain_streams()
+    stream = ChatsStream(api.stack)
+    send(api, alice, with_bob, "to bob")
+    older = stream.batch()
+    send(api, alice, with_carol, "to carol")
+    newer = stream.batch()
+    send(api, alice, with_bob, "to bob again")
+    newest = stream.batch()
+
+    # When the function handles the newest change of the chat with Bob, then the chat with
+    # Carol, then, late (a retry), the older change of the chat with Bob
+    for batch in (newest, newer, older):
+        assert api.stack.invoke("ChatActivityFunction", batch) == {"batchItemFailures": []}
+
+    # Then the late change moved nothing back: Carol's chat was moved last but Bob's has the
+    # later message, and it stays first
+    assert chat_order(api, alice) == [with_bob, with_carol]
 
 
 def test_a_member_removed_during_a_burst_loses_the_chat_and_the_others_see_it_move(api: ApiClient) -> None:
