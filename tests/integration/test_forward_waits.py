@@ -10,6 +10,7 @@ Most tests run with ``ForwardAfterSeconds`` 0 and end the waits when they choose
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -285,18 +286,31 @@ def test_during_a_wait_the_fanout_spends_no_call_on_the_member() -> None:
         stack.drain_streams()
         calls: list[str] = []
         make_request = Endpoint.make_request
+        fanout = stack.functions["FanoutFunction"]
+        invoke_fanout = fanout.invoke
+        in_fanout = threading.Event()
 
         def counted(self: Endpoint, operation_model: Any, request_dict: Any) -> Any:
-            calls.append(operation_model.name)
+            if in_fanout.is_set():  # the fan-out's calls, not the other stream consumers'
+                calls.append(operation_model.name)
             return make_request(self, operation_model, request_dict)
+
+        def invoked(event: dict[str, Any]) -> Any:
+            in_fanout.set()
+            try:
+                return invoke_fanout(event)
+            finally:
+                in_fanout.clear()
 
         # When she writes again and the fan-out handles it
         api.send(alice, chat_id, "second")
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(Endpoint, "make_request", counted)
+            patch.setattr(fanout, "invoke", invoked)
             stack.drain_streams()
 
-        # Then the fan-out wrote nothing and queued nothing for Ben
+        # Then the fan-out (which looked Ben's connections up) wrote nothing and queued nothing for him
+        assert "BatchGetItem" in calls, calls
         assert [c for c in calls if c in ("PutItem", "SendMessageBatch", "GetItem")] == [], calls
 
 

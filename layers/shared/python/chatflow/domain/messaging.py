@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import random
+import threading
 import uuid
+from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 
 from chatflow.domain.chats import (
     MAX_GROUP_MEMBERS,
@@ -22,7 +25,7 @@ from chatflow.domain.chats import (
 from chatflow.domain.clock import Clock
 from chatflow.domain.pagination import CursorCodec, Page
 from chatflow.domain.phone import normalize_phone
-from chatflow.domain.send_limit import RateSpend, SendLimit
+from chatflow.domain.send_limit import SendLimit
 from chatflow.errors import (
     AlreadyExists,
     ConcurrentUpdate,
@@ -41,6 +44,82 @@ from chatflow.ports import ChatRepository, UserRepository
 # race costs one re-read. The cap only bounds pathological cases.
 MAX_SEND_ATTEMPTS = 60
 MAX_MARKER_ATTEMPTS = 20
+# A chat whose remembered state was found stale (someone else wrote it) is read before
+# each send for this long: a busy chat does not waste a refused write on every message.
+STALE_PAUSE = timedelta(seconds=60)
+# Chats and senders remembered per execution environment, the least recently used dropped.
+REMEMBERED_LIMIT = 1024
+# Writes from memory stop for a STALE_PAUSE once MISSES_ALLOWED of the last ATTEMPTS_WATCHED
+# were refused as stale: with many environments sharing the chats, memory is seldom
+# right, and a refused transaction costs more than the read it saves (write units).
+ATTEMPTS_WATCHED = 20
+MISSES_ALLOWED = 2
+
+
+class LastWrites:
+    """What this execution environment's sends last stored: each chat as its write left it,
+    each sender's send TAT (``MessagingService.send`` writes from them without reading
+    first; the write's conditions refuse it when they are stale). Thread-safe."""
+
+    def __init__(self, limit: int = REMEMBERED_LIMIT) -> None:
+        self._limit = limit
+        self._lock = threading.Lock()
+        self._chats: OrderedDict[str, Chat] = OrderedDict()
+        self._tats: OrderedDict[str, int] = OrderedDict()
+        self._paused: dict[str, datetime] = {}
+        self._outcomes: deque[bool] = deque(maxlen=ATTEMPTS_WATCHED)
+        self._off_until: datetime | None = None
+
+    def recall(
+        self, chat_id: str, sender: str, *, limited: bool, now: datetime
+    ) -> tuple[Chat, int | None] | None:
+        """The chat and the sender's TAT as this environment last wrote them; None when either
+        is unknown (a limited send needs the TAT), the chat was lately found stale, or too
+        many writes from memory were lately."""
+        with self._lock:
+            chat = self._chats.get(chat_id)
+            tat = self._tats.get(sender)
+            paused_until = self._paused.get(chat_id)
+            if (
+                chat is None
+                or (limited and tat is None)
+                or (paused_until is not None and now < paused_until)
+                or (self._off_until is not None and now < self._off_until)
+            ):
+                return None
+            return chat, tat if limited else None
+
+    def remember(self, chat: Chat, sender: str, tat: int | None) -> None:
+        with self._lock:
+            self._chats[chat.chat_id] = chat
+            self._chats.move_to_end(chat.chat_id)
+            if tat is not None:
+                self._tats[sender] = tat
+                self._tats.move_to_end(sender)
+            for remembered in (self._chats, self._tats):
+                while len(remembered) > self._limit:
+                    remembered.popitem(last=False)
+
+    def forget(self, chat_id: str) -> None:
+        with self._lock:
+            self._chats.pop(chat_id, None)
+
+    def written(self) -> None:
+        """A write from memory was stored."""
+        with self._lock:
+            self._outcomes.append(True)
+
+    def stale(self, chat_id: str, now: datetime) -> None:
+        """A write from memory was refused: somebody else changed the chat (or the TAT)."""
+        with self._lock:
+            self._chats.pop(chat_id, None)
+            self._paused[chat_id] = now + STALE_PAUSE
+            for key in [k for k, until in self._paused.items() if until <= now]:
+                del self._paused[key]
+            self._outcomes.append(False)
+            if self._outcomes.count(False) >= MISSES_ALLOWED:
+                self._off_until = now + STALE_PAUSE
+                self._outcomes.clear()
 
 
 @dataclass(frozen=True)
@@ -71,9 +150,11 @@ class MessagingService:
         sleep: Callable[[float], None],
         new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
         send_limit: SendLimit | None = None,
+        last_writes: LastWrites | None = None,
     ) -> None:
         self._chats = chats
         self._send_limit = send_limit
+        self._last_writes = last_writes if last_writes is not None else LastWrites()
         self._users = users
         self._cursors = cursors
         self._clock = clock
@@ -200,49 +281,81 @@ class MessagingService:
         """Store a message as the chat's next seq.
 
         ``fresh``: the chat and the caller's send TAT just read (``_read_for_send``), to save a
-        read. ``limited``: whether the caller's send limit applies (``RateLimited`` over it);
-        messages that are not typed in the app (SMS replies) pass ``False``. The limit is
-        spent in the message's own write, so a send that stores nothing (a replay, a lost
-        race) spends nothing. ``via`` says how it was written (``sms``: a reply to a forward,
+        read. Without it, a send first tries from what this environment's last send of the
+        chat stored (``LastWrites``): no read at all when nobody else wrote since, and when
+        somebody did, the write's conditions (the chat's last seq, the sender still a member,
+        the TAT) refuse it and the send goes on as below, from a read. ``limited``: whether
+        the caller's send limit applies (``RateLimited`` over it); messages that are not
+        typed in the app (SMS replies) pass ``False``. The limit is spent in the message's
+        own write, so a send that stores nothing (a replay, a lost race) spends nothing.
+        ``via`` says how it was written (``sms``: a reply to a forward,
         ``chatflow.domain.sms_replies``)."""
         cleaned = clean_text(text)
         limit = self._send_limit if limited else None
+        if fresh is None:
+            known = self._last_writes.recall(chat_id, caller, limited=limit is not None, now=self._clock())
+            if known is not None:
+                try:
+                    sent = self._store(caller, known, cleaned, client_message_id, limit, via)
+                except ConcurrentUpdate:  # somebody else wrote the chat (or the TAT) since
+                    self._last_writes.stale(chat_id, self._clock())
+                except AlreadyExists:  # a resend: the original, with the chat as it is now
+                    self._last_writes.forget(chat_id)
+                    chat, _ = self._read_for_send(caller, chat_id, limited=False)
+                    return self._original(caller, chat, client_message_id)
+                except RateLimited:  # decided again from a read, as below
+                    self._last_writes.forget(chat_id)
+                else:
+                    self._last_writes.written()
+                    return sent
         for attempt in range(MAX_SEND_ATTEMPTS):
             if fresh is not None and attempt == 0:
                 chat, stored_tat = fresh
             else:
                 chat, stored_tat = self._read_for_send(caller, chat_id, limited=limit is not None)
-            sent_at = self._clock()
-            spend: RateSpend | None = None
-            if limit is not None:
-                try:
-                    spend = limit.spend(caller, stored_tat, sent_at)
-                except RateLimited:
-                    # A retry of a message already stored is answered, never refused: it costs
-                    # this one read only when the sender is over the limit.
-                    replayed = self._chats.get_message_by_client_id(caller, client_message_id)
-                    if replayed is None:
-                        raise
-                    return self._replayed(replayed, chat)
-            message = Message(
-                message_id=f"m_{self._new_id()}",
-                chat_id=chat.chat_id,
-                seq=chat.last_seq + 1,
-                sender=caller,
-                text=cleaned,
-                client_message_id=client_message_id,
-                sent_at=sent_at,
-                via=via,
-            )
             try:
-                stored = self._chats.append_message(chat, message, spend=spend)
+                return self._store(caller, (chat, stored_tat), cleaned, client_message_id, limit, via)
+            except RateLimited:
+                # A retry of a message already stored is answered, never refused: it costs
+                # this one read only when the sender is over the limit.
+                replayed = self._chats.get_message_by_client_id(caller, client_message_id)
+                if replayed is None:
+                    raise
+                return self._replayed(replayed, chat)
             except AlreadyExists:
                 return self._original(caller, chat, client_message_id)
             except ConcurrentUpdate:
                 self._sleep(random.uniform(0, 0.002 * (attempt + 1)))  # noqa: S311 - jitter, not crypto
-                continue
-            return Sent(message, stored, created=True)
         raise Conflict("The chat is too busy right now: retry the same request (it is idempotent).")
+
+    def _store(
+        self,
+        caller: str,
+        known: tuple[Chat, int | None],
+        text: str,
+        client_message_id: str,
+        limit: SendLimit | None,
+        via: MessageVia,
+    ) -> Sent:
+        """Write the message as the next seq of ``known``'s chat, spending the limit from its
+        TAT; raises ``RateLimited``, ``AlreadyExists`` (the clientMessageId is taken) or
+        ``ConcurrentUpdate`` (the chat or the TAT changed since ``known``)."""
+        chat, stored_tat = known
+        sent_at = self._clock()
+        spend = limit.spend(caller, stored_tat, sent_at) if limit is not None else None
+        message = Message(
+            message_id=f"m_{self._new_id()}",
+            chat_id=chat.chat_id,
+            seq=chat.last_seq + 1,
+            sender=caller,
+            text=text,
+            client_message_id=client_message_id,
+            sent_at=sent_at,
+            via=via,
+        )
+        stored = self._chats.append_message(chat, message, spend=spend)
+        self._last_writes.remember(stored, caller, spend.tat if spend is not None else None)
+        return Sent(message, stored, created=True)
 
     def send_direct(self, caller: str, raw_to: str, text: str, client_message_id: str) -> Sent:
         clean_text(text)  # reject bad input before creating a chat for it

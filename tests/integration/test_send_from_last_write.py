@@ -1,0 +1,138 @@
+"""A send written from what the chats function's last send of the chat stored, without
+reading the chat first (``MessagingService.send``, ``LastWrites``): through the HTTP API,
+with the DynamoDB calls each request makes. When somebody else changed the chat since, the
+write's conditions refuse it and the send reads the chat as it always did: same seq rules,
+same 404 for a removed member, same answers to a resend."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from chatflow.domain.clock import utc_now
+from chatflow.domain.messaging import MessagingService
+from tests.integration.conftest import ApiClient, assert_error
+
+ALICE = "+14155550101"
+BOB = "+14155550102"
+CAROL = "+14155550103"
+
+
+def seqs(api: ApiClient, token: str, chat_id: str) -> list[tuple[int, str]]:
+    response = api.call("GET", f"/v1/chats/{chat_id}/messages", token=token, query={"afterSeq": 0})
+    assert response.status == 200, response.body
+    return [(m["seq"], m["text"]) for m in response.json()["items"]]
+
+
+def sent(api: ApiClient, token: str, chat_id: str, text: str, client_message_id: str | None = None) -> Any:
+    response = api.send(token, chat_id, text, client_message_id)
+    assert response.status in (200, 201), response.body
+    return response
+
+
+def another_environment(api: ApiClient) -> MessagingService:
+    """A messaging service on the same tables with a memory of its own: another execution
+    environment of the chats function (or the WebSocket function) writing the same chat."""
+    deps = api.stack.functions["ChatsFunction"].module.deps
+    return MessagingService(
+        chats=deps.chats(), users=deps.users(), cursors=deps.cursors(), clock=utc_now, sleep=time.sleep
+    )
+
+
+def test_a_senders_next_message_in_a_chat_is_written_without_reading_the_chat(
+    api: ApiClient, calls: list[str]
+) -> None:
+    # Given Alice's first message in her chat with Bob
+    alice = api.sign_in(ALICE)
+    api.sign_in(BOB)
+    chat = api.open_direct(alice, BOB)
+    calls.clear()
+    sent(api, alice, chat, "one")
+    first = list(calls)
+
+    # When she sends the next one
+    calls.clear()
+    response = sent(api, alice, chat, "two")
+
+    # Then the first read the chat and her send TAT, the second only wrote (the authorizer's
+    # GetItem of the session, then the transaction), as seq 2
+    assert first == ["GetItem", "BatchGetItem", "TransactWriteItems"]
+    assert calls == ["GetItem", "TransactWriteItems"]
+    assert response.status == 201
+    assert response.json()["seq"] == 2
+    assert seqs(api, alice, chat) == [(1, "one"), (2, "two")]
+
+
+def test_a_message_written_elsewhere_meanwhile_is_kept_and_the_next_seq_is_taken(
+    api: ApiClient, calls: list[str]
+) -> None:
+    # Given Alice's message in her chat with Bob, then Bob's, written by another environment
+    alice = api.sign_in(ALICE)
+    api.sign_in(BOB)
+    chat = api.open_direct(alice, BOB)
+    sent(api, alice, chat, "from alice")
+    another_environment(api).send(BOB, chat, "from bob", uuid.uuid4().hex, limited=False)
+
+    # When Alice sends again, and once more
+    calls.clear()
+    again = sent(api, alice, chat, "alice again")
+    refused_then_read = list(calls)
+    calls.clear()
+    sent(api, alice, chat, "and again")
+
+    # Then her write from the stale chat was refused (nothing written), the chat was read
+    # and her message took seq 3, after Bob's; the next send reads first (the chat was
+    # found busy), and every message is there once, in order
+    assert refused_then_read == ["GetItem", "TransactWriteItems", "BatchGetItem", "TransactWriteItems"]
+    assert again.json()["seq"] == 3
+    assert calls == ["GetItem", "BatchGetItem", "TransactWriteItems"]
+    assert seqs(api, alice, chat) == [
+        (1, "from alice"),
+        (2, "from bob"),
+        (3, "alice again"),
+        (4, "and again"),
+    ]
+
+
+def test_a_member_removed_after_sending_gets_404_on_the_next_send(api: ApiClient) -> None:
+    # Given Alice's message in Bob's group, then Bob removing her
+    bob = api.sign_in(BOB)
+    alice = api.sign_in(ALICE)
+    api.sign_in(CAROL)
+    group = api.create_group(bob, [ALICE, CAROL])
+    sent(api, alice, group, "hello")
+    removed = api.call("DELETE", f"/v1/chats/{group}/members/{ALICE}", token=bob)
+    assert removed.status == 204, removed.body
+
+    # When she sends to the group again
+    response = api.send(alice, group, "still here?")
+
+    # Then it is the contract's 404, and nothing was stored
+    assert_error(response, 404, "not_found")
+    assert seqs(api, bob, group) == [(1, "hello")]
+
+
+def test_a_resend_after_the_chat_moved_answers_the_original_with_its_current_status(
+    api: ApiClient, calls: list[str]
+) -> None:
+    # Given Alice's message, read by Bob afterwards
+    alice = api.sign_in(ALICE)
+    bob = api.sign_in(BOB)
+    chat = api.open_direct(alice, BOB)
+    first = sent(api, alice, chat, "hello", "cmid-1").json()
+    read = api.call("POST", f"/v1/chats/{chat}/receipts", {"type": "read", "upToSeq": 1}, token=bob)
+    assert read.status == 204, read.body
+
+    # When her client sends the same message again (a retry)
+    calls.clear()
+    again = api.send(alice, chat, "hello", "cmid-1")
+
+    # Then the answer is the original message, 200, with the status it has now: the write
+    # from memory was refused (the clientMessageId is taken), then the chat and the original
+    # were read, three calls as a resend always took
+    assert calls == ["GetItem", "TransactWriteItems", "GetItem", "GetItem"]
+    assert again.status == 200, again.body
+    assert again.json()["messageId"] == first["messageId"]
+    assert again.json()["status"] == "read"
+    assert seqs(api, alice, chat) == [(1, "hello")]
