@@ -462,8 +462,8 @@ def test_an_update_failing_half_way_changes_nothing(target: str) -> None:
 
 def page_answers(aws: Aws) -> dict[str, Any]:
     """Queries and scans that moto cuts at 1 MB: items of 90 to 300 KB of ASCII or multi-byte
-    text, numbers, sets and maps (sized by ``Item.size``), read forwards, backwards, page by
-    page, and the sizes moto gives each stored item."""
+    text, numbers, sets and maps of maps and lists (sized by ``Item.size``), read forwards,
+    backwards, page by page, and the sizes moto gives each stored item."""
     create_table(aws)
     for n in range(12):
         wide = n % 3 == 0  # two bytes a character
@@ -472,7 +472,15 @@ def page_answers(aws: Aws) -> dict[str, Any]:
             "t": {"S": text},
             "n": {"N": str(10**n)},
             "ss": {"SS": ["a", "ü" * n or "b"]},
-            "m": {"M": {"k": {"NS": ["1", "2"]}, "ñ": {"B": b"\x00" * n}}},
+            "m": {
+                "M": {
+                    "k": {"NS": ["1", "2"]},
+                    "ñ": {"B": b"\x00" * n},
+                    "in": {
+                        "M": {"ü": {"S": "é" * n}, "l": {"L": [{"M": {"x": {"N": str(n)}}}, {"NULL": True}]}}
+                    },
+                }
+            },
             "ünïcode-name": {"BOOL": True},
         }
         aws.dynamodb.put_item(TableName="t", Item=item)
@@ -1176,7 +1184,13 @@ def item_answers(aws: Aws) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(
-    "patch", ["core.json_attribute_values", "dynamodb.plain_values", "dynamodb.answers_to_dict"]
+    "patch",
+    [
+        "core.json_attribute_values",
+        "core.json_item_lists",
+        "dynamodb.plain_values",
+        "dynamodb.answers_to_dict",
+    ],
 )
 def test_items_are_answered_as_moto_answers_them(patch: str) -> None:
     # Given an item with every kind of DynamoDB value, read and returned every way there is
@@ -1188,6 +1202,111 @@ def test_items_are_answered_as_moto_answers_them(patch: str) -> None:
     assert patched == unpatched
     assert patched["get"]["ok"]["Item"] == RICH_ITEM
     assert patched["condition_failed"]["error"]["Code"] == "ConditionalCheckFailedException"
+
+
+# Every kind of value moto's serializer writes as it is, nested, with empty and multi-byte
+# ones and characters JSON escapes: the items of core.json_item_lists's short path.
+PLAIN_ITEM = {
+    "PK": {"S": "plain"},
+    "SK": {"S": "s"},
+    "text": {"S": 'héllo ✓ "quoted" \\ \n\t\u0000'},
+    "empty": {"S": ""},
+    "count": {"N": "-12.5e3"},
+    "names": {"SS": ["a", "ü"]},
+    "numbers": {"NS": ["1", "2.5"]},
+    "nothing": {"NULL": True},
+    "yes": {"BOOL": True},
+    "no": {"BOOL": False},
+    "map": {
+        "M": {
+            "inner": {"M": {"deep": {"L": [{"S": "x"}, {"N": "1"}, {"NULL": True}, {"SS": ["y"]}]}}},
+            "blank": {"M": {}},
+            "ñame": {"S": "é"},
+        }
+    },
+    "list": {"L": [{"M": {"k": {"NS": ["3"]}}}, {"L": []}, {"BOOL": False}]},
+}
+
+
+def item_list_bodies(aws: Aws) -> dict[str, bytes]:
+    """The raw JSON bodies of answers that list items (Query, Scan, BatchGetItem): items whose
+    values are all written as they are, beside items with a binary at the top, deep in a map
+    and deep in a list; pages, a projection, the other way, counts and empty lists."""
+    create_table(aws)
+    for item in (
+        PLAIN_ITEM,
+        RICH_ITEM,
+        PLAIN_ITEM | key("mixed", "a"),
+        key("mixed", "b") | {"m": {"M": {"x": {"M": {"b": {"B": b"\x01"}}}, "s": {"S": "t"}}}},
+        key("mixed", "c") | {"l": {"L": [{"S": "a"}, {"BS": [b"\x02", b"\x03"]}]}, "n": {"N": "7"}},
+        PLAIN_ITEM | key("mixed", "d"),
+        key("mixed", "e"),
+    ):
+        aws.dynamodb.put_item(TableName="t", Item=item)
+    bodies: list[bytes] = []
+
+    def keep_body(response_dict: dict[str, Any], **_: Any) -> None:
+        bodies.append(response_dict["body"])
+
+    def body(call: Callable[[], Any]) -> bytes:
+        call()
+        return bodies[-1]
+
+    by_mixed = {"KeyConditionExpression": "PK = :pk", "ExpressionAttributeValues": {":pk": {"S": "mixed"}}}
+    query, scan = partial(aws.dynamodb.query, TableName="t"), partial(aws.dynamodb.scan, TableName="t")
+    aws.dynamodb.meta.events.register("before-parse.dynamodb", keep_body)
+    return {
+        "query": body(partial(query, **by_mixed)),
+        "backwards": body(partial(query, **by_mixed, ScanIndexForward=False)),
+        "page": body(partial(query, **by_mixed, Limit=2)),
+        "projected": body(
+            partial(
+                query,
+                **by_mixed,
+                ProjectionExpression="SK, #m, #l",
+                ExpressionAttributeNames={"#m": "map", "#l": "l"},
+            )
+        ),
+        "plain": body(
+            partial(
+                query, KeyConditionExpression="PK = :pk", ExpressionAttributeValues={":pk": {"S": "plain"}}
+            )
+        ),
+        "count": body(partial(query, **by_mixed, Select="COUNT")),
+        "none": body(
+            partial(query, KeyConditionExpression="PK = :pk", ExpressionAttributeValues={":pk": {"S": "-"}})
+        ),
+        "scan": body(scan),
+        "batch": body(
+            lambda: aws.dynamodb.batch_get_item(
+                RequestItems={
+                    "t": {"Keys": [key("plain"), key("rich"), key("mixed", "b"), key("mixed", "d")]}
+                }
+            )
+        ),
+    }
+
+
+def test_item_lists_are_written_byte_for_byte_as_moto_writes_them() -> None:
+    # Given items whose values moto writes as they are, beside items with binaries, listed by
+    # every answer that lists items
+    answers: list[bool] = []
+    written_as_is = moto_patches._written_as_is
+
+    def recorded(values: Any) -> bool:
+        answers.append(written_as_is(values))
+        return answers[-1]
+
+    # When that runs on moto, then on moto handing such items over as they are
+    with mock.patch.object(moto_patches, "_written_as_is", recorded):
+        unpatched, patched = differential("core.json_item_lists", item_list_bodies)
+
+    # Then every answer is the same JSON text, byte for byte; both paths were taken
+    assert patched == unpatched
+    assert True in answers
+    assert False in answers
+    assert json.loads(patched["plain"])["Items"][0] == json.loads(json.dumps(PLAIN_ITEM))
+    assert b'"B": "AQ=="' in patched["query"]
 
 
 def _stable(value: Any) -> Any:
@@ -1458,7 +1577,8 @@ def test_values_compare_as_moto_compares_them(patch: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "patch", ["dynamodb.query_partition", "dynamodb.plain_values", "dynamodb.answers_to_dict"]
+    "patch",
+    ["dynamodb.query_partition", "dynamodb.plain_values", "dynamodb.answers_to_dict", "core.json_item_lists"],
 )
 def test_queries_answer_what_moto_answers(patch: str) -> None:
     # Given three partitions of twelve items, queried every way the application does and more
