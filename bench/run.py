@@ -544,6 +544,38 @@ it, four one-off runs of the section in a slow spell (the unit 1.9 to 2.4 ms) ga
 the POST 7.4x, the read 4.9x, the stack's CPU per message 9.1 ms (the chats function's 3.7:
 the stack's share relative to it 2.5, against 2.7 at 07:21 and 2.8 at 04:16).
 
+**Later on 2026-12-05 (the next session): processes that wake cold, and three cuts.**
+One-off measurements (09:15-10:15 UTC, `python -m bench.stack`'s stack, medians):
+- A `GetItem` from a process that was idle costs more than the unit, which is measured in a
+  loop: from a second client process, 1.79 ms (0.91 ms of its CPU) back to back, 2.44 ms
+  (1.23 ms of CPU) after sleeping 9 ms, 2.13 ms (1.21 ms) after a read. Every function of a
+  request runs in a process that was idle since the previous request, so each of its calls
+  pays about a third more than the unit. Pinned to one CPU (`taskset -c 0`) the read was no
+  cheaper (4.6x-4.7x), so it is not the hop between CPUs. A message `POST` after 0.3 s of
+  quiet was 8.9 units, back to back 8.2: the stream work beside the next `POST` costs less
+  than the cold start of the processes it keeps busy. The unit measured right after each
+  read instead of in blocks was 2.65-3.2 ms, the read 3.9x-4.2x of it: the blocks, kept,
+  measure the unit at its cheapest, which makes the ratios the stricter.
+- The edge and two invocations without any AWS call (`GET .../messages` without a token:
+  the authorizer and the chats function both run, the function answers 401) cost 0.45 units,
+  `GET /v1/health` (one invocation) 0.36: a read's other 4.4 units are its two calls made
+  from cold processes and the page.
+- Cut: the inbox projection writes each member's entry with a conditional `PutItem` of the
+  whole entry instead of an `UpdateItem` (decision 0011; moto spends about 0.5 ms less per
+  write, and two such writes run beside each next `POST`). Three alternating runs: the stack's
+  CPU per `POST` 9.3-11.1 → 8.2-9.8 ms, the `POST` 7.4x-9.0x → 6.6x-8.0x.
+- Cut: a sender's next message in a chat is written from what the function's environment last
+  stored (decision 0017): the `POST` is the authorizer's `GetItem` and one transaction, no
+  `BatchGetItem`. Three alternating runs: the `POST` 15.1-20.5 ms (7.4x-8.1x) → 12.0-17.1 ms
+  (5.9x-6.5x); the read, not on its path, 4.9x-5.3x and 5.3x-5.6x in the same runs.
+- Cut: moto serializes, sizes and copies a `Query`'s answered items for less
+  (`core.json_item_lists`, `dynamodb.plain_values`, docs/local-stack.md): the server's time
+  for the 20-message page 0.13-0.17 ms less (in-process, interleaved), `GetItem`'s unchanged.
+- Tried and dropped: botocore's own user agent replaced and its parameter validation off in
+  the functions' clients (1.3 ms less CPU per `POST` over all processes, no visible change of
+  either ratio in six runs); the HTTP edge running a request's invocations on its event loop
+  instead of a thread (no visible change).
+
 **What is left** (the targets this run misses are marked MISSED in the summary):
 
 - **A 20-message read ≤ 5x GetItem and a message POST ≤ 8x**: met in this page's run (4.9x and
