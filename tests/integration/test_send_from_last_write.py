@@ -31,6 +31,13 @@ def sent(api: ApiClient, token: str, chat_id: str, text: str, client_message_id:
     return response
 
 
+def alice_and_bob(api: ApiClient) -> tuple[str, str, str]:
+    """Alice's and Bob's tokens, and their direct chat."""
+    alice = api.sign_in(ALICE)
+    bob = api.sign_in(BOB)
+    return alice, bob, api.open_direct(alice, BOB)
+
+
 def another_environment(api: ApiClient) -> MessagingService:
     """A messaging service on the same tables with a memory of its own: another execution
     environment of the chats function (or the WebSocket function) writing the same chat."""
@@ -44,9 +51,7 @@ def test_a_senders_next_message_in_a_chat_is_written_without_reading_the_chat(
     api: ApiClient, calls: list[str]
 ) -> None:
     # Given Alice's first message in her chat with Bob
-    alice = api.sign_in(ALICE)
-    api.sign_in(BOB)
-    chat = api.open_direct(alice, BOB)
+    alice, _, chat = alice_and_bob(api)
     calls.clear()
     sent(api, alice, chat, "one")
     first = list(calls)
@@ -68,9 +73,7 @@ def test_a_message_written_elsewhere_meanwhile_is_kept_and_the_next_seq_is_taken
     api: ApiClient, calls: list[str]
 ) -> None:
     # Given Alice's message in her chat with Bob, then Bob's, written by another environment
-    alice = api.sign_in(ALICE)
-    api.sign_in(BOB)
-    chat = api.open_direct(alice, BOB)
+    alice, _, chat = alice_and_bob(api)
     sent(api, alice, chat, "from alice")
     another_environment(api).send(BOB, chat, "from bob", uuid.uuid4().hex, limited=False)
 
@@ -117,9 +120,7 @@ def test_a_resend_after_the_chat_moved_answers_the_original_with_its_current_sta
     api: ApiClient, calls: list[str]
 ) -> None:
     # Given Alice's message, read by Bob afterwards
-    alice = api.sign_in(ALICE)
-    bob = api.sign_in(BOB)
-    chat = api.open_direct(alice, BOB)
+    alice, bob, chat = alice_and_bob(api)
     first = sent(api, alice, chat, "hello", "cmid-1").json()
     read = api.call("POST", f"/v1/chats/{chat}/receipts", {"type": "read", "upToSeq": 1}, token=bob)
     assert read.status == 204, read.body
