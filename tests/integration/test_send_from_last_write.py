@@ -20,7 +20,8 @@ CAROL = "+14155550103"
 
 
 def seqs(api: ApiClient, token: str, chat_id: str) -> list[tuple[int, str]]:
-    response = api.call("GET", f"/v1/chats/{chat_id}/messages", token=token, query={"afterSeq": 0})
+    query = {"afterSeq": 0, "limit": 100}
+    response = api.call("GET", f"/v1/chats/{chat_id}/messages", token=token, query=query)
     assert response.status == 200, response.body
     return [(m["seq"], m["text"]) for m in response.json()["items"]]
 
@@ -137,3 +138,26 @@ def test_a_resend_after_the_chat_moved_answers_the_original_with_its_current_sta
     assert again.json()["messageId"] == first["messageId"]
     assert again.json()["status"] == "read"
     assert seqs(api, alice, chat) == [(1, "hello")]
+
+
+def test_two_environments_writing_one_chat_in_turn_store_every_message_once_in_order(
+    api: ApiClient, calls: list[str]
+) -> None:
+    # Given Alice's and Bob's chat, and two environments of the chats function
+    alice, bob, chat = alice_and_bob(api)
+    deps = api.stack.functions["ChatsFunction"].module.deps
+    one, other = deps.messaging(), another_environment(api)
+
+    # When each writes a message in turn, twenty times (each finds the chat changed by the
+    # other since its own last write)
+    calls.clear()
+    for n in range(20):
+        one.send(ALICE, chat, f"alice {n}", uuid.uuid4().hex, limited=False)
+        other.send(BOB, chat, f"bob {n}", uuid.uuid4().hex, limited=False)
+
+    # Then every message is stored once, in the order written, and each environment wrote
+    # from memory once only: refused, it reads this busy chat first from then on
+    expected = [text for n in range(20) for text in (f"alice {n}", f"bob {n}")]
+    assert seqs(api, alice, chat) == list(enumerate(expected, start=1))
+    assert seqs(api, bob, chat) == list(enumerate(expected, start=1))
+    assert calls.count("TransactWriteItems") == 40 + 2
