@@ -75,7 +75,7 @@ class LastWrites:
     ) -> tuple[Chat, int | None] | None:
         """The chat and the sender's TAT as this environment last wrote them; None when either
         is unknown (a limited send needs the TAT), the chat was lately found stale, or too
-        many writes from memory were lately."""
+        many writes from memory were refused lately."""
         with self._lock:
             chat = self._chats.get(chat_id)
             tat = self._tats.get(sender)
