@@ -10,6 +10,7 @@ import boto3
 from botocore.config import Config
 
 from chatflow.adapters.aws_errors import secrets_errors
+from chatflow.adapters.dynamo_wire import read_items_directly
 
 if TYPE_CHECKING:
     from mypy_boto3_apigatewaymanagementapi.client import ApiGatewayManagementApiClient
@@ -29,7 +30,9 @@ _CONFIG = Config(
 
 @cache
 def dynamodb(region: str) -> DynamoDBClient:
-    return boto3.client("dynamodb", region_name=region, config=_CONFIG)
+    client = boto3.client("dynamodb", region_name=region, config=_CONFIG)
+    read_items_directly(client)  # items without botocore's per-value walk (dynamo_wire)
+    return client
 
 
 @cache
