@@ -602,8 +602,8 @@ run (12:09): 4.2x. Moto's own time for the page (in-process, 500 alternating cal
   drifts; a slow spell like that morning's would still put some runs near 5. A read's two calls run in
   processes that were idle (each about a third dearer than the unit, above); what would move
   it further is fewer calls (decision 0009 keeps the authorizer's lookup on every request) or
-  cheaper ones in moto for the page alone. Earlier on 2026-12-05 (the morning's make bench of 07:50: 4.9x and 7.4x, met):
-  since the changes of 2026-12-05 (above) the runs of the section
+  cheaper ones in moto for the page alone. Earlier on 2026-12-05 (the morning's make bench
+  of 07:50: 4.9x and 7.4x, met): since the changes of 2026-12-05 (above) the runs of the section
   gave the read 4.2x to 5.6x and the POST 5.6x to 9.0x (the make bench of 07:21 missed the
   POST at 8.2x; ten one-off runs at 08:46-08:52, the unit 1.9 to 2.9 ms: the read 4.9x to
   5.6x, missed in six, the POST 5.6x to 9.0x, missed in two; three of them had the wake bug put
