@@ -587,7 +587,7 @@ DynamoDB client takes the items of `GetItem`, `Query`, `Scan` and `BatchGetItem`
 JSON directly, binary values decoded as botocore does (differential tests against botocore's
 parser and against a plain client on moto). Three alternating runs: the chats function 3.8 to
 4.2 ms → 3.3 ms (4.9 in a slow spell). `python -m bench.stack`: the read 4.0x to 4.9x in
-eight runs before (11:40-11:50), 3.7x to 4.2x in six after (the unit 1.7-1.8 ms); this page's
+eight runs before (11:40-11:50), 3.7x to 4.8x in twenty after (12:00-13:05, the unit 1.7-2.1 ms); this page's
 run (12:09): 4.2x. Moto's own time for the page (in-process, 500 alternating calls): `Query`
 1.19 ms, `GetItem` 0.58 ms.
 
@@ -596,7 +596,7 @@ run (12:09): 4.2x. Moto's own time for the page (in-process, 500 alternating cal
 - **A 20-message read ≤ 5x GetItem and a message POST ≤ 8x**: met in this page's run (12:09):
   the POST 6.3x, with a margin since a sender's next message is one transaction (decision
   0017; one-off runs after it 5.0x-6.5x), the read 4.2x since the page's items are read past
-  botocore's parser (decision 0018; six one-off runs after it 3.7x-4.2x). The read's margin is
+  botocore's parser (decision 0018; twenty one-off runs after it 3.7x-4.8x). The read's margin is
   the thinner: before that cut, one-off runs gave it 4.0x-4.9x at 11:40 and 4.4x-5.9x at
   09:10-11:30 the same day (its make bench of 10:35: 5.1x, missed), as this machine's speed
   drifts; a slow spell like that morning's would still put some runs near 5. A read's two calls run in
